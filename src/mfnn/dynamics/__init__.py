@@ -1,0 +1,1 @@
+from .gradient_flow import GradientFlow as GradientFlow

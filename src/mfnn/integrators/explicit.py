@@ -1,0 +1,42 @@
+"""Explicit integrators for particle ODEs: Euler (gradient descent) and Heun."""
+
+from __future__ import annotations
+
+import equinox as eqx
+
+from .._typing import Key, Particles, Scalar
+
+
+class Euler(eqx.Module):
+    """theta_{k+1} = theta_k + dt v(theta_k): plain gradient descent with step dt.
+
+    In mean_field this is theta_j <- theta_j - dt m dR/dtheta_j exactly; in ntk
+    theta_j <- theta_j - dt dR/dtheta_j. Local error O(dt^2), global O(dt).
+    """
+
+    order = 1
+
+    def step(self, dynamics, theta: Particles, step, dt, key: Key) -> tuple[Particles, Scalar]:
+        """One step; returns (theta_{k+1}, risk of the step's batch at theta_k)."""
+        v, loss = dynamics.velocity(theta, step, key)
+        return theta + dt * v, loss
+
+
+class Heun(eqx.Module):
+    """Heun's method (explicit trapezoid), global error O(dt^2).
+
+        k1 = v(theta_k), k2 = v(theta_k + dt k1), theta_{k+1} = theta_k + dt (k1 + k2) / 2.
+
+    Both stages use the batch of step k, so with a stochastic sampler it is a
+    predictor-corrector SGD step.
+    """
+
+    order = 2
+
+    def step(self, dynamics, theta: Particles, step, dt, key: Key) -> tuple[Particles, Scalar]:
+        k1, loss = dynamics.velocity(theta, step, key)
+        k2, _ = dynamics.velocity(theta + dt * k1, step, key)
+        return theta + (0.5 * dt) * (k1 + k2), loss
+
+
+INTEGRATORS = {"euler": Euler, "heun": Heun}

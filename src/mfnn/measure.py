@@ -1,0 +1,178 @@
+"""Empirical measures of particles: initial laws and particle files.
+
+A measure of m particles is mu_m = (1/m) sum_j delta_{theta_j}, stored as an (m, D)
+array whose columns a model knows how to split (see `TwoLayer.split`). Particle files
+are npz with ``a`` (m,), ``w`` (m, d) and optional ``b`` (m,), so any snapshot of a run
+can start a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._typing import Key, Particles
+from .errors import ConfigError
+
+
+class Gaussian(eqx.Module):
+    """Independent N(mean, std^2) coordinates."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __check_init__(self):
+        if not self.std >= 0:
+            raise ConfigError(f"`std` of a gaussian law must be >= 0; got {self.std!r}.")
+
+    def sample(self, key: Key, shape: tuple[int, ...], dtype) -> jax.Array:
+        return self.mean + self.std * jax.random.normal(key, shape, dtype)
+
+
+class Uniform(eqx.Module):
+    """Independent uniform coordinates on [low, high]."""
+
+    low: float = -1.0
+    high: float = 1.0
+
+    def __check_init__(self):
+        if not self.high > self.low:
+            raise ConfigError(
+                f"a uniform law needs `low` < `high`; got low={self.low!r}, high={self.high!r}."
+            )
+
+    def sample(self, key: Key, shape: tuple[int, ...], dtype) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, self.low, self.high)
+
+
+class Constant(eqx.Module):
+    """Every coordinate equal to ``value``."""
+
+    value: float = 1.0
+
+    def sample(self, key: Key, shape: tuple[int, ...], dtype) -> jax.Array:
+        del key
+        return jnp.full(shape, self.value, dtype)
+
+
+Law = Gaussian | Uniform | Constant
+
+
+def sample_particles(model, m: int, laws: dict[str, Law], key: Key, dtype=jnp.float64) -> Particles:
+    """Draw m i.i.d. particles, each block (a, w, b) from its own law.
+
+    Args:
+        model: a model with ``present_blocks``, ``d`` and ``join`` (e.g. `TwoLayer`).
+        m: number of particles (width).
+        laws: law per block name; every present block needs one.
+        key: PRNG key; block ``i`` uses ``fold_in(key, i)`` so adding a block does not
+            change the others.
+        dtype: float64 or float32.
+
+    Returns:
+        theta: (m, D).
+    """
+    if not isinstance(m, int | np.integer) or m < 1:
+        raise ConfigError(f"`model.width` must be a positive integer; got {m!r}.")
+    blocks = {}
+    for i, blk in enumerate(("a", "w", "b")):
+        if blk not in model.present_blocks:
+            blocks[blk] = None
+            continue
+        if blk not in laws:
+            raise ConfigError(f"`model.init.{blk}` is missing: every block needs an initial law.")
+        shape = (m, model.d) if blk == "w" else (m,)
+        blocks[blk] = laws[blk].sample(jax.random.fold_in(key, i), shape, dtype)
+    return model.join(blocks["a"], blocks["w"], blocks["b"])
+
+
+def load_particles(path: str | os.PathLike, model, dtype=jnp.float64, field="model.init.path"):
+    """Read a particle file (npz: a (m,), w (m, d), optional b (m,)) into (m, D) rows.
+
+    Blocks the model does not have must be absent or trivially valued: a file without
+    ``a`` is accepted by a model with ``train_output=False``; a file without ``b`` is
+    accepted by a model with ``bias=True`` only if you add ``b`` yourself.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"`{field}` points to {str(path)!r}, which does not exist.")
+    try:
+        data = dict(np.load(path))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a config error
+        raise ConfigError(f"`{field}`: could not read {str(path)!r} as npz ({exc}).") from None
+    if "w" not in data:
+        raise ConfigError(
+            f"`{field}`: particle file {str(path)!r} has no array `w` (m, d); "
+            f"it has {sorted(data)}."
+        )
+    w = np.asarray(data["w"])
+    if w.ndim == 1:
+        w = w[:, None]
+    if w.ndim != 2 or w.shape[1] != model.d:
+        raise ConfigError(
+            f"`{field}`: `w` in {str(path)!r} must have shape (m, {model.d}) to match the "
+            f"input dimension; got {tuple(data['w'].shape)}."
+        )
+    m = w.shape[0]
+    blocks = {"w": w}
+    for blk, needed in (("a", model.train_output), ("b", model.bias)):
+        if needed:
+            if blk not in data:
+                raise ConfigError(
+                    f"`{field}`: particle file {str(path)!r} has no `{blk}` ({m},), which the "
+                    f"model needs ({'train_output' if blk == 'a' else 'bias'} is on)."
+                )
+            arr = np.asarray(data[blk]).reshape(-1) if np.ndim(data[blk]) > 1 else data[blk]
+            if np.shape(arr) != (m,):
+                raise ConfigError(
+                    f"`{field}`: `{blk}` in {str(path)!r} must have shape ({m},) like `w`; "
+                    f"got {tuple(np.shape(data[blk]))}."
+                )
+            blocks[blk] = arr
+        else:
+            blocks[blk] = None
+    theta = model.join(
+        None if blocks["a"] is None else jnp.asarray(blocks["a"], dtype),
+        jnp.asarray(blocks["w"], dtype),
+        None if blocks["b"] is None else jnp.asarray(blocks["b"], dtype),
+    )
+    if not bool(jnp.all(jnp.isfinite(theta))):
+        raise ConfigError(f"`{field}`: particle file {str(path)!r} contains NaN or inf.")
+    return theta
+
+
+def particle_arrays(model, theta) -> dict[str, np.ndarray]:
+    """The npz arrays (a, w, b) of a particle state, as the particle-file contract."""
+    a, w, b = model.split(jnp.asarray(theta))
+    out = {"a": np.asarray(a), "w": np.asarray(w)}
+    if model.bias:
+        out["b"] = np.asarray(b)
+    return out
+
+
+def atomic_savez(path: str | os.PathLike, **arrays) -> None:
+    """Write an npz atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_particles(path: str | os.PathLike, model, theta) -> None:
+    """Write a particle file (npz: a, w, b) atomically."""
+    atomic_savez(path, **particle_arrays(model, theta))

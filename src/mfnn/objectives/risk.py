@@ -1,0 +1,96 @@
+"""Empirical square-loss risk, its first variation and the particle velocity (THEORY.md s.2)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._typing import Array, Float, Inputs, Particles, Scalar, Targets
+from ..errors import ConfigError
+from ..targets import DataSet
+
+
+class EmpiricalRisk(eqx.Module):
+    r"""Square-loss risk on a data set, with optional L2 weight.
+
+        R(mu) = (1/(2n)) sum_i (f(x_i; mu) - y_i)^2,
+        E(mu) = R(mu) + (lambda/2) int |theta|^2 dmu    (lambda = ``l2``).
+
+    First variation (mean_field, THEORY.md section 2):
+
+        dE/dmu(theta) = E_x[(f(x; mu) - y(x)) phi(x; theta)] + (lambda/2) |theta|^2,
+
+    and the velocity of particle j is v(theta_j) = -grad_theta dE/dmu(theta_j)
+    = -m dE/dtheta_j. For a general scaling gamma the velocity is
+    -m^(2 gamma - 1) dE/dtheta_j (THEORY.md section 1); `first_variation` is then rescaled,
+
+        Phi(theta) = m^(gamma - 1) E_x[(f - y) phi(x; theta)] + m^(2 gamma - 2) (lambda/2) |theta|^2,
+
+    so that v = -grad Phi in every scaling (Phi = dE/dmu when gamma = 1).
+    Frozen blocks (``model.trainable``) get zero velocity.
+
+    Args:
+        data: training set x (n, d), y (n,); `risk` and `energy` use it unless a batch is
+            passed.
+        l2: lambda >= 0.
+    """
+
+    data: DataSet
+    l2: float = eqx.field(static=True, default=0.0)
+
+    def __check_init__(self):
+        if not self.l2 >= 0:
+            raise ConfigError(f"`objective.l2` must be >= 0; got {self.l2!r}.")
+
+    def _batch(self, x, y):
+        return (self.data.x, self.data.y) if x is None else (x, y)
+
+    def risk(
+        self, model, theta: Particles, x: Inputs | None = None, y: Targets | None = None
+    ) -> Scalar:
+        """R = (1/(2n)) sum_i (f(x_i) - y_i)^2 on the data (or the given batch)."""
+        x, y = self._batch(x, y)
+        return 0.5 * jnp.mean((model.predict(theta, x) - y) ** 2)
+
+    def penalty(self, theta: Particles) -> Scalar:
+        """(lambda/2) (1/m) sum_j |theta_j|^2."""
+        return 0.5 * self.l2 * jnp.mean(jnp.sum(theta**2, axis=-1))
+
+    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
+        """E = R + (lambda/2) mean_j |theta_j|^2, the functional the flow decreases."""
+        return self.risk(model, theta, x, y) + self.penalty(theta)
+
+    def first_variation(
+        self, model, theta: Particles, points: Float[Array, "k D"], x=None, y=None
+    ) -> Float[Array, " k"]:
+        """Phi(theta') at each row of ``points``, with mu = mu_m(theta) held fixed."""
+        x, y = self._batch(x, y)
+        m = theta.shape[0]
+        residual = model.predict(theta, x) - y
+        phi = model.features(points, x)  # (n, k)
+        value = m ** (model.gamma - 1.0) * (residual @ phi) / x.shape[0]
+        if self.l2:
+            value = value + m ** (2 * model.gamma - 2) * 0.5 * self.l2 * jnp.sum(points**2, -1)
+        return value
+
+    def velocity(self, model, theta: Particles, x=None, y=None) -> tuple[Particles, Scalar]:
+        """v(theta_j) = -grad Phi(theta_j), all j at once, and the batch risk.
+
+        One forward pass builds phi (n, m) and its pullback; the residual is held fixed
+        (mu frozen), so the pullback of sum_j Phi(theta_j) gives every particle's gradient.
+
+        Returns:
+            (v (m, D), R on the batch)
+        """
+        x, y = self._batch(x, y)
+        m, n = theta.shape[0], x.shape[0]
+        phi, pullback = jax.vjp(lambda th: model.features(th, x), theta)
+        residual = model.output_scale(m) * jnp.sum(phi, axis=1) - y
+        weight = jax.lax.stop_gradient(residual) * (m ** (model.gamma - 1.0) / n)
+        (grad,) = pullback(jnp.broadcast_to(weight[:, None], phi.shape).astype(phi.dtype))
+        v = -grad
+        if self.l2:
+            v = v - (self.l2 * m ** (2 * model.gamma - 2)) * theta
+        mask = model.mask(theta.dtype)
+        return v * mask, 0.5 * jnp.mean(residual**2)

@@ -1,0 +1,173 @@
+"""Targets and data: input laws, named targets (sign, teacher), data files.
+
+A data set is a pair x (n, d), y (n,). It comes from a file (npz with ``x`` and ``y``)
+or from a named target evaluated on inputs sampled from an input law.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._typing import Array, Float, Inputs, Key, Targets
+from .errors import ConfigError
+from .models.activations import ACTIVATIONS, get_activation
+
+# ------------------------------------------------------------------ input laws
+
+
+class UniformBox(eqx.Module):
+    """Inputs uniform on the box [low, high]^d."""
+
+    dim: int = eqx.field(static=True, default=1)
+    low: float = -1.0
+    high: float = 1.0
+
+    def __check_init__(self):
+        if not isinstance(self.dim, int | np.integer) or self.dim < 1:
+            raise ConfigError(f"`data.inputs.dim` must be a positive integer; got {self.dim!r}.")
+        if not self.high > self.low:
+            raise ConfigError(
+                "`data.inputs` needs `low` < `high` for a uniform box; "
+                f"got low={self.low!r}, high={self.high!r}."
+            )
+
+    def sample(self, key: Key, n: int, dtype) -> Inputs:
+        return jax.random.uniform(key, (n, self.dim), dtype, self.low, self.high)
+
+
+class GaussianInputs(eqx.Module):
+    """Inputs x ~ N(0, std^2 I_d)."""
+
+    dim: int = eqx.field(static=True, default=1)
+    std: float = 1.0
+
+    def __check_init__(self):
+        if not isinstance(self.dim, int | np.integer) or self.dim < 1:
+            raise ConfigError(f"`data.inputs.dim` must be a positive integer; got {self.dim!r}.")
+        if not self.std > 0:
+            raise ConfigError(f"`data.inputs.std` must be > 0; got {self.std!r}.")
+
+    def sample(self, key: Key, n: int, dtype) -> Inputs:
+        return self.std * jax.random.normal(key, (n, self.dim), dtype)
+
+
+InputLaw = UniformBox | GaussianInputs
+
+# --------------------------------------------------------------------- targets
+
+
+class Sign(eqx.Module):
+    """f*(x) = sign(x_1) (seed 000: the step a ReLU network must learn to place)."""
+
+    def __call__(self, x: Inputs) -> Targets:
+        return jnp.sign(x[:, 0])
+
+
+class Teacher(eqx.Module):
+    r"""Teacher network f*(x) = sum_i alpha_i a_i sigma(w_i . x + b_i) = int phi d rho*.
+
+    The teacher measure is rho* = sum_i alpha_i delta_{c_i} (THEORY.md section 6) with
+    alpha_i >= 0 summing to 1; ``a`` defaults to 1 (fixed output weights) and ``b`` to 0.
+    """
+
+    w: Float[Array, "k d"]
+    alpha: Float[Array, " k"]
+    a: Float[Array, " k"]
+    b: Float[Array, " k"]
+    activation: str = eqx.field(static=True, default="relu")
+
+    def __init__(self, w, alpha=None, a=None, b=None, activation="relu"):
+        w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+        k = w.shape[0]
+        alpha = np.full(k, 1.0 / k) if alpha is None else np.asarray(alpha, np.float64)
+        if alpha.shape != (k,):
+            raise ConfigError(
+                f"`data.teacher.alpha` must have one weight per teacher neuron ({k}); "
+                f"got shape {alpha.shape}."
+            )
+        if np.any(alpha < 0) or not np.isclose(alpha.sum(), 1.0, atol=1e-9):
+            raise ConfigError(
+                "`data.teacher.alpha` must be non-negative weights summing to 1 "
+                f"(rho* = sum alpha_i delta_c_i); got {alpha.tolist()} (sum {alpha.sum():.6g})."
+            )
+        for name, arr in (("a", a), ("b", b)):
+            if arr is not None and np.shape(arr) != (k,):
+                raise ConfigError(
+                    f"`data.teacher.{name}` must have shape ({k},) like `data.teacher.alpha`; "
+                    f"got {np.shape(arr)}."
+                )
+        get_activation(activation, "data.teacher.activation")
+        self.w = jnp.asarray(w)
+        self.alpha = jnp.asarray(alpha)
+        self.a = jnp.asarray(np.ones(k) if a is None else np.asarray(a, np.float64))
+        self.b = jnp.asarray(np.zeros(k) if b is None else np.asarray(b, np.float64))
+        self.activation = activation
+
+    def __call__(self, x: Inputs) -> Targets:
+        z = x @ self.w.T.astype(x.dtype) + self.b.astype(x.dtype)
+        act = ACTIVATIONS[self.activation](z)
+        return act @ (self.alpha * self.a).astype(x.dtype)
+
+
+TARGETS = ("sign", "teacher")
+
+# ------------------------------------------------------------------ data sets
+
+
+class DataSet(eqx.Module):
+    """Training inputs and outputs, x (n, d), y (n,)."""
+
+    x: Inputs
+    y: Targets
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.x.shape[1])
+
+
+def sample_dataset(target, inputs: InputLaw, n: int, key: Key, dtype=jnp.float64, noise=0.0):
+    """n inputs from ``inputs`` and y = target(x) (+ N(0, noise^2) if noise > 0)."""
+    kx, ke = jax.random.split(key)
+    x = inputs.sample(kx, n, dtype)
+    y = target(x)
+    if noise:
+        y = y + noise * jax.random.normal(ke, y.shape, dtype)
+    return DataSet(x, y.astype(dtype))
+
+
+def load_dataset(path: str | os.PathLike, dtype=jnp.float64, field="data.path") -> DataSet:
+    """Read a data file: npz with ``x`` (n, d) and ``y`` (n,)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"`{field}` points to {str(path)!r}, which does not exist.")
+    try:
+        data = dict(np.load(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"`{field}`: could not read {str(path)!r} as npz ({exc}).") from None
+    missing = [k for k in ("x", "y") if k not in data]
+    if missing:
+        raise ConfigError(
+            f"`{field}`: data file {str(path)!r} lacks {missing}; it needs `x` (n, d) and "
+            f"`y` (n,); it has {sorted(data)}."
+        )
+    x, y = np.asarray(data["x"]), np.asarray(data["y"])
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ConfigError(
+            f"`{field}`: in {str(path)!r}, `x` must be (n, d) and `y` (n,) with the same n; "
+            f"got x {tuple(data['x'].shape)}, y {tuple(y.shape)}."
+        )
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ConfigError(f"`{field}`: data file {str(path)!r} contains NaN or inf.")
+    return DataSet(jnp.asarray(x, dtype), jnp.asarray(y, dtype))
