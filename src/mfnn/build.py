@@ -1,0 +1,193 @@
+"""From a validated `Config` to the objects `simulate` takes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Config, LawSpec
+from .dynamics import GradientFlow
+from .errors import ConfigError
+from .integrators import INTEGRATORS
+from .measure import Constant, Gaussian, Uniform, load_particles, sample_particles
+from .models import TwoLayer
+from .objectives import EmpiricalRisk, FullBatch, Minibatch, Online
+from .recorder import Recorder
+from .targets import (
+    DataSet,
+    GaussianInputs,
+    Sign,
+    Teacher,
+    UniformBox,
+    load_dataset,
+    sample_dataset,
+)
+
+
+@dataclasses.dataclass
+class Built:
+    """Everything a run needs, built from one config."""
+
+    config: Config
+    model: TwoLayer
+    train: DataSet
+    test: DataSet | None
+    dynamics: GradientFlow
+    integrator: object
+    recorder: Recorder
+    theta0: jax.Array
+    key: jax.Array
+    dt: float
+    steps: int
+    snapshot_every: int | None
+    chunk: int | None
+
+
+def enable_dtype(dtype: str):
+    """float64 needs JAX's x64 mode; turning it on is the one global switch mfnn flips."""
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    return jnp.dtype(dtype)
+
+
+def _law(spec: LawSpec):
+    if spec.law == "gaussian":
+        return Gaussian(spec.mean, spec.std)
+    if spec.law == "uniform":
+        return Uniform(spec.low, spec.high)
+    return Constant(spec.value)
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base is None or p.exists() else base / p
+
+
+def _teacher(cfg: Config, base: Path | None, default_activation: str) -> Teacher:
+    spec = cfg.data.teacher
+    if spec.path is not None:
+        path = _resolve(spec.path, base)
+        if not path.is_file():
+            raise ConfigError(f"`data.teacher.path` points to {str(path)!r}, which does not exist.")
+        arrays = dict(np.load(path))
+        if "w" not in arrays:
+            raise ConfigError(f"`data.teacher.path`: {str(path)!r} has no `w` (k, d).")
+        w, alpha = arrays["w"], arrays.get("alpha")
+        a, b = arrays.get("a"), arrays.get("b")
+    else:
+        if spec.w is None:
+            raise ConfigError(
+                "`data.teacher` needs `w` (a list of k input weight vectors) or `path`."
+            )
+        w, alpha, a, b = spec.w, spec.alpha, spec.a, spec.b
+    w = np.atleast_2d(np.asarray(w, np.float64))
+    if w.shape[1] != cfg.data.inputs.dim:
+        raise ConfigError(
+            f"`data.teacher.w` has dimension {w.shape[1]} but `data.inputs.dim` is "
+            f"{cfg.data.inputs.dim}; they must agree."
+        )
+    return Teacher(w, alpha, a, b, spec.activation or default_activation)
+
+
+def build(cfg: Config, base: str | Path | None = None) -> Built:
+    """Build model, data, dynamics, integrator, recorder and initial particles.
+
+    Keys: root = key(seed); initial particles from fold_in(root, 0), training inputs
+    from fold_in(root, 1), test inputs from fold_in(root, 2), the dynamics (batches,
+    noise) from fold_in(root, 3). Runs that differ only in scaling share particles and data.
+
+    Args:
+        cfg: a validated config.
+        base: folder relative file paths are resolved against (besides the cwd).
+    """
+    base = Path(base) if base is not None else None
+    dtype = enable_dtype(cfg.dtype)
+    root = jax.random.key(cfg.seed)
+    k_init, k_train, k_test, k_dyn = (jax.random.fold_in(root, i) for i in range(4))
+
+    # data
+    target = None
+    if cfg.data.path is not None:
+        train = load_dataset(_resolve(cfg.data.path, base), dtype)
+        d = train.d
+    else:
+        inp = cfg.data.inputs
+        law = (
+            UniformBox(inp.dim, inp.low, inp.high)
+            if inp.law == "uniform"
+            else GaussianInputs(inp.dim, inp.std)
+        )
+        target = Sign() if cfg.data.target == "sign" else _teacher(cfg, base, cfg.model.activation)
+        train = sample_dataset(target, law, cfg.data.n_train, k_train, dtype, cfg.data.noise)
+        d = inp.dim
+    if cfg.data.test_path is not None:
+        test = load_dataset(_resolve(cfg.data.test_path, base), dtype, "data.test_path")
+        if test.d != d:
+            raise ConfigError(
+                f"`data.test_path` has inputs of dimension {test.d}, the training data {d}."
+            )
+    elif target is not None and cfg.data.n_test > 0:
+        test = sample_dataset(target, law, cfg.data.n_test, k_test, dtype, cfg.data.noise)
+    else:
+        test = None
+
+    # model and particles
+    ms = cfg.model
+    model = TwoLayer(
+        d=d,
+        activation=ms.activation,
+        scaling=ms.scaling,
+        gamma=ms.gamma,
+        bias=ms.bias,
+        train_output=ms.train_output,
+        trainable=None if ms.trainable is None else tuple(ms.trainable),
+    )
+    if ms.init.path is not None:
+        theta0 = load_particles(_resolve(ms.init.path, base), model, dtype)
+        if ms.width is not None and "width" in ms.model_fields_set and ms.width != theta0.shape[0]:
+            raise ConfigError(
+                f"`model.width` is {ms.width} but the particle file `model.init.path` "
+                f"({ms.init.path}) holds {theta0.shape[0]} particles; remove `model.width` "
+                "(it is inferred from the file) or make them agree."
+            )
+        cfg.model.width = int(theta0.shape[0])  # the resolved config states the real width
+    else:
+        if ms.width is None:
+            raise ConfigError("`model.width` is needed when `model.init.path` is not given.")
+        laws = {blk: _law(getattr(ms.init, blk)) for blk in ("a", "w", "b")}
+        theta0 = sample_particles(model, ms.width, laws, k_init, dtype)
+
+    # dynamics
+    objective = EmpiricalRisk(train, cfg.objective.l2)
+    dyn = cfg.dynamics
+    if dyn.kind == "gradient_flow":
+        sampler = FullBatch(train)
+    elif dyn.sampling == "epochs":
+        sampler = Minibatch(train, dyn.batch_size)
+    else:
+        sampler = Online(law, target, dyn.batch_size, cfg.dtype)
+    dynamics = GradientFlow(model, objective, sampler)
+    rec = cfg.record
+    if rec.chunk is not None and (rec.chunk % rec.every):
+        raise ConfigError(
+            f"`record.chunk` must be a multiple of `record.every` ({rec.every}); got {rec.chunk}."
+        )
+    return Built(
+        config=cfg,
+        model=model,
+        train=train,
+        test=test,
+        dynamics=dynamics,
+        integrator=INTEGRATORS[dyn.integrator](),
+        recorder=Recorder(rec.every, test),
+        theta0=theta0,
+        key=k_dyn,
+        dt=float(dyn.dt),
+        steps=int(dyn.steps),
+        snapshot_every=rec.snapshot_every,
+        chunk=rec.chunk,
+    )

@@ -1,0 +1,224 @@
+"""The `mfnn` command: a thin layer over config -> build -> simulate -> run directory.
+
+mfnn run [NAME | CONFIG.yaml] [--quick] [--set key=value ...] [--out DIR]
+mfnn resume DIR
+mfnn experiments
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import ConfigError, MfnnError, did_you_mean
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="mfnn: simulate, check and show the mean-field theory of neural networks.",
+    pretty_exceptions_enable=False,
+)
+
+EXIT = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": 130}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _sigterm(signum, frame):  # a terminated run ends like an interrupted one
+    raise KeyboardInterrupt
+
+
+def _resolve_target(target: str | None):
+    """(raw config dict, experiment or None, base folder for relative paths)."""
+    from . import config as cfgmod
+    from .experiments import DEFAULT, EXPERIMENTS
+
+    target = target or DEFAULT
+    path = Path(target)
+    if target in EXPERIMENTS and not path.is_file():
+        exp = EXPERIMENTS[target]
+        return exp.default_config(), exp, None
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        raw = cfgmod.read_yaml(path)
+        name = (
+            (raw.get("experiment") or {}).get("name")
+            if isinstance(raw.get("experiment"), dict)
+            else None
+        )
+        if name is not None:
+            if name not in EXPERIMENTS:
+                raise ConfigError(
+                    f"`experiment.name` must be a named experiment; got {name!r}. "
+                    f"{did_you_mean(name, EXPERIMENTS)}"
+                )
+            exp = EXPERIMENTS[name]
+            return cfgmod.merge(exp.default_config(), raw), exp, path.parent
+        return raw, None, path.parent
+    raise ConfigError(
+        f"`mfnn run` takes a named experiment or a YAML config file; got {target!r}, which is "
+        f"neither. {did_you_mean(target, EXPERIMENTS)} (`mfnn experiments` lists them.)"
+    )
+
+
+def _report(summary: dict, out: Path) -> int:
+    status = summary.get("status", "failed")
+    checks = summary.get("checks", {})
+    for name, c in checks.items():
+        mark = "PASS" if c["passed"] else "FAIL"
+        color = typer.colors.GREEN if c["passed"] else typer.colors.RED
+        value = c["value"]
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        typer.secho(f"  [{mark}] {name}: {shown}  ({c['expected']})", fg=color)
+    if summary.get("message") and status != "completed":
+        typer.secho(summary["message"], fg=typer.colors.YELLOW, err=True)
+    for sub in (summary.get("runs") or {}).values():
+        if sub.get("status") not in (None, "completed") and sub.get("message"):
+            typer.secho(sub["message"], fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{status}: final_loss={summary.get('final_loss')}  ->  {out}")
+    return EXIT.get(status, 1)
+
+
+def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base) -> int:
+    from .runs import execute
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        if exp is not None:
+            summary = exp.run(cfg, out, resume=resume, progress=progress)
+        else:
+            _, _, summary = execute(cfg, out, resume=resume, progress=progress, base=base)
+    except MfnnError:
+        raise
+    except KeyboardInterrupt:
+        typer.secho(
+            f"interrupted; continue with `mfnn resume {out}`", fg=typer.colors.YELLOW, err=True
+        )
+        return EXIT["interrupted"]
+    except Exception as exc:  # noqa: BLE001 - reported as a failed run, files kept
+        typer.secho(
+            f"run failed: {type(exc).__name__}: {exc}. What was written so far is in {out}.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        return EXIT["failed"]
+    return _report(summary, out)
+
+
+@app.command()
+def run(
+    target: Annotated[
+        str | None, typer.Argument(help="named experiment or CONFIG.yaml (default: sign)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: key.sub=value (repeatable)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="run directory (default: runs/NAME-TIME)")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="reduced version: under a minute, checks still run")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace an existing run directory")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run a named experiment or a config file and write a run directory."""
+    import shutil
+
+    from . import config as cfgmod
+
+    try:
+        raw, exp, base = _resolve_target(target)
+        overrides = list(set_ or [])
+        if quick:
+            if exp is not None:
+                overrides = list(exp.quick) + overrides
+            else:
+                steps = int((raw.get("dynamics") or {}).get("steps", 2000))
+                overrides = [f"dynamics.steps={min(steps, 1000)}"] + overrides
+        cfg = cfgmod.load(raw, overrides)
+        name = cfg.name or (exp.name if exp else Path(target).stem if target else "run")
+        if out is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = Path("runs") / f"{name}{'-quick' if quick else ''}-{stamp}"
+        if out.exists() and any(out.iterdir()):
+            if not overwrite:
+                raise ConfigError(
+                    f"`--out` {str(out)!r} already holds files; continue it with "
+                    f"`mfnn resume {out}`, pass `--overwrite`, or choose another directory."
+                )
+            shutil.rmtree(out)
+        # build once before any compute so that bad files or shapes fail here, cleanly
+        from .build import build
+
+        build(cfg, base)
+    except MfnnError as exc:
+        _fail(str(exc))
+    typer.echo(f"mfnn run {name}{' (quick)' if quick else ''} -> {out}", err=True)
+    try:
+        code = _execute(cfg, exp, out, False, progress, base)
+    except MfnnError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="a run or experiment directory")],
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Continue an interrupted run from its last checkpoint (bit-identical to no interruption)."""
+    from . import config as cfgmod
+    from .experiments import EXPERIMENTS
+
+    try:
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(
+                f"{str(run_dir)!r} is not a run directory (no config.yaml); give the folder "
+                "that `mfnn run` printed."
+            )
+        raw = cfgmod.read_yaml(run_dir / "config.yaml")
+        raw.pop("mfnn_version", None)
+        cfg = cfgmod.load(raw)
+        exp = EXPERIMENTS.get(cfg.experiment.name) if cfg.experiment.name else None
+        status = None
+        if (run_dir / "summary.json").is_file():
+            status = json.loads((run_dir / "summary.json").read_text()).get("status")
+        if status == "completed" and exp is None:
+            typer.echo(f"{run_dir} is already completed; nothing to do.")
+            raise typer.Exit(0)
+        code = _execute(cfg, exp, run_dir, True, progress, None)
+    except MfnnError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def experiments() -> None:
+    """List the named experiments, one line each."""
+    from .experiments import EXPERIMENTS
+
+    width = max(len(n) for n in EXPERIMENTS)
+    for name, exp in EXPERIMENTS.items():
+        typer.echo(f"{name:<{width}}  {exp.summary}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

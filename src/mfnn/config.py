@@ -1,0 +1,308 @@
+"""The YAML config: schema, validation with one-paragraph errors, and `--set` overrides.
+
+Every key has a default; unknown keys are errors that suggest the closest valid key.
+See `examples/` for complete configs. The contract other tools read::
+
+    seed: 0
+    dtype: float64            # or float32
+    model:  {width: 512, activation: relu, scaling: mean_field, bias: true,
+             init: {path: particles.npz}}     # or a law per block
+    data:   {path: data.npz}                  # or a named target with inputs, n_train, n_test
+    dynamics: {kind: gradient_flow, dt: 0.05, steps: 2000}   # or kind: sgd
+    record: {every: 10}
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import ConfigError, closest
+from .models.activations import ACTIVATIONS, get_activation
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LawSpec(_Strict):
+    """Initial law of one block: gaussian(mean, std), uniform(low, high) or constant(value)."""
+
+    law: Literal["gaussian", "uniform", "constant"] = "gaussian"
+    mean: float = 0.0
+    std: float = Field(1.0, ge=0)
+    low: float = -1.0
+    high: float = 1.0
+    value: float = 1.0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.law == "uniform" and not self.high > self.low:
+            raise ValueError(
+                f"a uniform law needs `low` < `high`; got low={self.low}, high={self.high}"
+            )
+        return self
+
+
+class InitSpec(_Strict):
+    """Initial particles: a particle file, or a law per block (a, w, b)."""
+
+    path: str | None = None
+    a: LawSpec = LawSpec(law="gaussian", std=1.0)
+    w: LawSpec = LawSpec(law="gaussian", std=1.0)
+    b: LawSpec = LawSpec(law="uniform", low=-1.0, high=1.0)
+
+
+class ModelSpec(_Strict):
+    width: int | None = Field(512, gt=0)
+    activation: str = "relu"
+    scaling: Literal["mean_field", "ntk", "general"] = "mean_field"
+    gamma: float | None = Field(None, ge=0.5, le=1.0)
+    bias: bool = True
+    train_output: bool = True
+    trainable: list[Literal["a", "w", "b"]] | None = None
+    init: InitSpec = InitSpec()
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v):
+        get_activation(v)
+        return v
+
+    @model_validator(mode="after")
+    def _gamma(self):
+        if self.scaling == "general" and self.gamma is None:
+            raise ValueError("`model.scaling: general` needs `model.gamma` in [0.5, 1]")
+        return self
+
+
+class InputsSpec(_Strict):
+    """Input law: uniform on [low, high]^dim, or gaussian N(0, std^2 I_dim)."""
+
+    law: Literal["uniform", "gaussian"] = "uniform"
+    dim: int = Field(1, gt=0)
+    low: float = -1.0
+    high: float = 1.0
+    std: float = Field(1.0, gt=0)
+
+
+class TeacherSpec(_Strict):
+    """Teacher rho* = sum_i alpha_i delta_{c_i}: inline arrays or an npz file."""
+
+    path: str | None = None
+    w: list[list[float]] | None = None
+    alpha: list[float] | None = None
+    a: list[float] | None = None
+    b: list[float] | None = None
+    activation: str | None = None
+
+
+class DataSpec(_Strict):
+    path: str | None = None
+    test_path: str | None = None
+    target: Literal["sign", "teacher"] | None = "sign"
+    teacher: TeacherSpec | None = None
+    inputs: InputsSpec = InputsSpec()
+    n_train: int = Field(256, gt=0)
+    n_test: int = Field(256, ge=0)
+    noise: float = Field(0.0, ge=0)
+
+
+class ObjectiveSpec(_Strict):
+    l2: float = Field(0.0, ge=0)
+
+
+class DynamicsSpec(_Strict):
+    kind: Literal["gradient_flow", "sgd"] = "gradient_flow"
+    integrator: Literal["euler", "heun"] = "euler"
+    dt: float = Field(0.05, gt=0)
+    steps: int = Field(2000, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    sampling: Literal["epochs", "online"] = "epochs"
+
+    @model_validator(mode="after")
+    def _sgd(self):
+        if self.kind == "sgd" and self.batch_size is None:
+            raise ValueError("`dynamics.kind: sgd` needs `dynamics.batch_size` (e.g. 32)")
+        return self
+
+
+class RecordSpec(_Strict):
+    every: int = Field(10, gt=0)
+    snapshot_every: int | None = Field(None, gt=0)
+    chunk: int | None = Field(None, gt=0)
+
+
+class ExperimentSpec(_Strict):
+    """Which named experiment analyses the run(s), and its parameters."""
+
+    name: str | None = None
+    scalings: list[Literal["mean_field", "ntk"]] = ["mean_field", "ntk"]
+    radius: float = Field(0.25, gt=0)
+    significance: float = Field(0.1, ge=0)
+
+
+class Config(_Strict):
+    seed: int = 0
+    dtype: Literal["float64", "float32"] = "float64"
+    name: str | None = None
+    experiment: ExperimentSpec = ExperimentSpec()
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    objective: ObjectiveSpec = ObjectiveSpec()
+    dynamics: DynamicsSpec = DynamicsSpec()
+    record: RecordSpec = RecordSpec()
+    mfnn_version: str | None = None
+
+
+# ----------------------------------------------------------------- errors
+
+
+def _schema_keys(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    out = {}
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        sub = None
+        for cand in getattr(ann, "__args__", (ann,)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                sub = cand
+        out[name] = sub
+    return out
+
+
+def _valid_keys_at(loc: tuple) -> list[str]:
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if model is None or isinstance(part, int):
+            return []
+        model = _schema_keys(model).get(part)
+    return list(_schema_keys(model)) if model is not None else []
+
+
+def format_validation_error(err: pydantic.ValidationError) -> str:
+    """One paragraph per problem: field, rule, value received, fix."""
+    parts = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("function-after",))
+        path = ".".join(str(p) for p in loc)
+        value = e.get("input")
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            parent, key = loc[:-1], str(loc[-1])
+            valid = _valid_keys_at(parent)
+            guess = closest(key, valid)
+            where = ".".join(map(str, parent)) or "the top level"
+            hint = f" Did you mean `{'.'.join(map(str, (*parent, guess)))}`?" if guess else ""
+            parts.append(f"Unknown key `{path}`.{hint} Valid keys at {where}: {', '.join(valid)}.")
+            continue
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+            parts.append(msg if msg.endswith((".", "?")) else msg + ".")
+            continue
+        if msg.startswith("Assertion failed, "):
+            msg = msg[len("Assertion failed, ") :]
+        shown = value if not isinstance(value, dict) else "a mapping"
+        msg = msg.replace("Input should be", "must be").replace("Input should", "must")
+        parts.append(f"`{path}` {msg}; got {shown!r}.")
+    return " ".join(parts) + " Fix the config (or the `--set` override) and run again."
+
+
+# ------------------------------------------------------------ loading
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping; got {type(data).__name__}."
+        )
+    return data
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Deep merge of nested dicts (``over`` wins)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"`--set` takes key=value (e.g. `--set model.width=1024`); got {item!r}."
+            )
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"`--set`: {key!r} is not a dotted key like `model.width`.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = value
+    return out
+
+
+def validate(raw: dict) -> Config:
+    """Validate a raw dict into a `Config`; a `ConfigError` paragraph otherwise."""
+    try:
+        cfg = Config.model_validate(raw)
+    except pydantic.ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+    if cfg.record.snapshot_every is not None and cfg.record.snapshot_every % cfg.record.every:
+        raise ConfigError(
+            f"`record.snapshot_every` must be a multiple of `record.every` ({cfg.record.every}); "
+            f"got {cfg.record.snapshot_every}."
+        )
+    if cfg.data.path is None and cfg.data.target == "teacher" and cfg.data.teacher is None:
+        raise ConfigError(
+            "`data.target: teacher` needs `data.teacher` (inline `w`, `alpha`, ... or `path`)."
+        )
+    if cfg.data.path is None and cfg.data.target is None:
+        raise ConfigError(
+            "`data` needs either `path` (an npz with x, y) or a `target` (sign, teacher)."
+        )
+    if cfg.dynamics.sampling == "online" and cfg.dynamics.kind == "sgd" and cfg.data.path:
+        raise ConfigError(
+            "`dynamics.sampling: online` draws fresh inputs from `data.inputs` and a named "
+            "`data.target`, but `data.path` gives a fixed data set; use `sampling: epochs`."
+        )
+    return cfg
+
+
+def load(source: str | os.PathLike | dict, overrides: list[str] | None = None) -> Config:
+    raw = read_yaml(source) if not isinstance(source, dict) else source
+    return validate(apply_overrides(raw, overrides or []))
+
+
+def dump(cfg: Config) -> str:
+    """The resolved config as YAML (every default filled)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = ["Config", "load", "validate", "dump", "merge", "apply_overrides", "ACTIVATIONS"]

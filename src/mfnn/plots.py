@@ -1,0 +1,140 @@
+"""Matplotlib figures of runs and experiments (written to RUN_DIR/figures/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {"mean_field": "#c0392b", "ntk": "#2471a3", "general": "#7d3c98", "init": "#7f8c8d"}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _positive(v):
+    v = np.asarray(v, float)
+    return np.where(v > 0, v, np.nan)
+
+
+def run_figures(run_dir, metrics: dict, built) -> list[Path]:
+    """Loss curves, relative movement and the energy identity of one run."""
+    fig_dir = Path(run_dir) / "figures"
+    t = metrics["t"]
+    out = []
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].semilogy(t, _positive(metrics["loss"]), label="train")
+    if "test_loss" in metrics:
+        ax[0].semilogy(t, _positive(metrics["test_loss"]), "--", label="test")
+    ax[0].set(xlabel="t", ylabel="risk R", title="loss")
+    ax[0].legend()
+    ax[1].plot(t, metrics["movement"])
+    ax[1].set(xlabel="t", ylabel=r"$|\theta-\theta_0|/|\theta_0|$", title="relative movement")
+    ax[2].semilogy(
+        t, _positive(metrics["dissipation"]), label=r"$\int|\nabla\delta E/\delta\mu|^2 d\mu$"
+    )
+    ax[2].semilogy(t, _positive(np.abs(metrics["energy_residual"])), label="|dE/dt + dissipation|")
+    ax[2].set(xlabel="t", title="energy dissipation identity")
+    ax[2].legend(fontsize=8)
+    fig.suptitle(f"{built.model.scaling} (m = {built.theta0.shape[0]})")
+    out.append(_save(fig, fig_dir / "run.png"))
+    return out
+
+
+def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
+    """The seed-000 story: fits, breakpoint histograms, losses, movement.
+
+    ``res[scaling]`` holds: ``f0``, ``f`` (predictions on xs at start/end), ``bp0``,
+    ``bp`` (breakpoints of significant neurons at start/end), ``metrics``, ``C0``, ``C``.
+    """
+    fig_dir = Path(fig_dir)
+    out = []
+    scalings = list(res)
+    # fitted functions
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, target, "k", lw=2, label="sign(x)")
+    first = res[scalings[0]]
+    ax.plot(xs, first["f0"], color=COLORS["init"], lw=1, ls=":", label="initial f (shared)")
+    for sc in scalings:
+        ax.plot(xs, res[sc]["f"], color=COLORS[sc], lw=1.6, label=f"{sc}, t = {res[sc]['t']:g}")
+    ax.set(xlabel="x", ylabel="f(x)", title="fitted functions")
+    ax.legend(fontsize=8)
+    out.append(_save(fig, fig_dir / "fit.png"))
+
+    # breakpoint histograms
+    fig, axes = plt.subplots(1, len(scalings), figsize=(5.5 * len(scalings), 3.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    bins = np.linspace(-1.5, 1.5, 61)
+    for ax, sc in zip(axes, scalings, strict=True):
+        r = res[sc]
+        ax.hist(np.clip(r["bp0"], -1.5, 1.5), bins, color=COLORS["init"], alpha=0.5, label="t = 0")
+        ax.hist(
+            np.clip(r["bp"], -1.5, 1.5), bins, color=COLORS[sc], alpha=0.6, label=f"t = {r['t']:g}"
+        )
+        ax.axvspan(-radius, radius, color="k", alpha=0.06)
+        ax.set(
+            xlabel=r"breakpoint $-b_j/w_j$",
+            title=f"{sc}: C = {r['C0']:.2f} -> {r['C']:.2f}",
+        )
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("significant neurons")
+    out.append(_save(fig, fig_dir / "breakpoints.png"))
+
+    # losses and movement
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    for sc in scalings:
+        m = res[sc]["metrics"]
+        ax[0].semilogy(m["t"], _positive(m["loss"]), color=COLORS[sc], label=f"{sc} train")
+        if "test_loss" in m:
+            ax[0].semilogy(
+                m["t"], _positive(m["test_loss"]), color=COLORS[sc], ls="--", label=f"{sc} test"
+            )
+        ax[1].semilogy(m["t"][1:], _positive(m["movement"][1:]), color=COLORS[sc], label=sc)
+    ax[0].set(xlabel="t", ylabel="risk", title="loss")
+    ax[1].set(
+        xlabel="t", ylabel=r"$|\theta-\theta_0|/|\theta_0|$", title="relative particle movement"
+    )
+    ax[0].legend(fontsize=8)
+    ax[1].legend(fontsize=8)
+    out.append(_save(fig, fig_dir / "loss_movement.png"))
+
+    # one overview figure (the README figure)
+    fig, ax = plt.subplots(1, 3, figsize=(15, 3.9))
+    ax[0].plot(xs, target, "k", lw=2, label="sign(x)")
+    for sc in scalings:
+        ax[0].plot(xs, res[sc]["f"], color=COLORS[sc], lw=1.6, label=sc)
+    ax[0].set(xlabel="x", title="fit after training")
+    ax[0].legend(fontsize=8)
+    for sc in scalings:
+        r = res[sc]
+        ax[1].hist(
+            np.clip(r["bp"], -1.5, 1.5),
+            bins,
+            color=COLORS[sc],
+            alpha=0.55,
+            label=f"{sc} (C={r['C']:.2f})",
+        )
+    ax[1].hist(
+        np.clip(first["bp0"], -1.5, 1.5),
+        bins,
+        histtype="step",
+        color="k",
+        label=f"t = 0 (C={first['C0']:.2f})",
+    )
+    ax[1].set(xlabel=r"breakpoint $-b_j/w_j$", title="where the features are")
+    ax[1].legend(fontsize=8)
+    for sc in scalings:
+        m = res[sc]["metrics"]
+        ax[2].semilogy(m["t"][1:], _positive(m["movement"][1:]), color=COLORS[sc], label=sc)
+    ax[2].set(xlabel="t", title="relative particle movement")
+    ax[2].legend(fontsize=8)
+    out.append(_save(fig, fig_dir / "overview.png"))
+    return out
