@@ -6,7 +6,8 @@ Layout (a contract: tests and tools read it)::
     RUN_DIR/metrics.csv                   step,t,loss,... one row per record (flushed)
     RUN_DIR/snapshots/step_XXXXXXXX.npz   particles (a, w, b) at snapshot steps
     RUN_DIR/checkpoint.npz                latest state (particles, start, step, key), atomic
-    RUN_DIR/summary.json                  status, final_loss, checks {name: {value, expected, passed}}
+    RUN_DIR/summary.json                  status, final_loss,
+                                          checks {name: {value, expected, passed}}
     RUN_DIR/figures/                      png figures
 """
 

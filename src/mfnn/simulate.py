@@ -280,7 +280,8 @@ def simulate(
                 step = bad_step
                 status = "diverged"
                 message = (
-                    f"particles became NaN/inf at step {bad_step + 1} (t = {(bad_step + 1) * dt:g}); "
+                    f"particles became NaN/inf at step {bad_step + 1} "
+                    f"(t = {(bad_step + 1) * dt:g}); "
                     f"the state of step {bad_step} is kept. Try a smaller `dynamics.dt` "
                     f"(now {dt:g}) or a smaller initialization scale."
                 )

@@ -25,7 +25,8 @@ class EmpiricalRisk(eqx.Module):
     = -m dE/dtheta_j. For a general scaling gamma the velocity is
     -m^(2 gamma - 1) dE/dtheta_j (THEORY.md section 1); `first_variation` is then rescaled,
 
-        Phi(theta) = m^(gamma - 1) E_x[(f - y) phi(x; theta)] + m^(2 gamma - 2) (lambda/2) |theta|^2,
+        Phi(theta) = m^(gamma - 1) E_x[(f - y) phi(x; theta)]
+                     + m^(2 gamma - 2) (lambda/2) |theta|^2,
 
     so that v = -grad Phi in every scaling (Phi = dE/dmu when gamma = 1).
     Frozen blocks (``model.trainable``) get zero velocity.
