@@ -114,3 +114,37 @@ def test_resume_command(tmp_path):
     assert res.exit_code == 0 and "already completed" in res.output
     res = invoke("resume", tmp_path / "nothing")
     assert res.exit_code == 2 and "not a run directory" in res.output
+
+
+def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
+    """A real interrupt (SIGINT) mid-run, then `mfnn resume`: same files as no interruption."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = {**TINY, "model": {"width": 64}, "dynamics": {"dt": 0.01, "steps": 40000}}
+    cfg["record"] = {"every": 100, "chunk": 2000}
+    path = write_config(tmp_path / "c.yaml", cfg)
+    mfnn = [sys.executable, "-m", "mfnn.cli"]
+    full = subprocess.run([*mfnn, "run", path, "--out", tmp_path / "full", "--no-progress"])
+    assert full.returncode == 0
+    proc = subprocess.Popen([*mfnn, "run", path, "--out", tmp_path / "cut", "--no-progress"])
+    deadline = time.time() + 120
+    while not (tmp_path / "cut" / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["final_step"] < 40000
+    res = subprocess.run([*mfnn, "resume", tmp_path / "cut", "--no-progress"])
+    assert res.returncode == 0
+    a = (tmp_path / "full" / "metrics.csv").read_bytes()
+    b = (tmp_path / "cut" / "metrics.csv").read_bytes()
+    assert a == b
+    fa, fb = (
+        np.load(tmp_path / "full" / "checkpoint.npz"),
+        np.load(tmp_path / "cut" / "checkpoint.npz"),
+    )
+    np.testing.assert_array_equal(fa["theta"], fb["theta"])

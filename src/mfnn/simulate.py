@@ -136,11 +136,12 @@ def _advance(dynamics, integrator, recorder, theta, theta0, start, dt, key, bad,
     return theta, bad, recs
 
 
-def _rows(recs: dict[str, np.ndarray], steps: np.ndarray, dt: float) -> list[dict[str, float]]:
+def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:
+    """Rows (step, t, metrics...) of one chunk's recorded columns."""
     rows = []
-    for i, s in enumerate(steps):
+    for i, s in enumerate(block["step"]):
         row = {"step": int(s), "t": float(s) * dt}
-        row.update({k: float(v[i]) for k, v in recs.items()})
+        row.update({k: float(v[i]) for k, v in block.items() if k != "step"})
         rows.append(row)
     return rows
 
@@ -229,7 +230,7 @@ def simulate(
     dt_arr = jnp.asarray(dt, dtype)
     plan = ChunkPlan(steps, every, chunk)
 
-    all_rows: list[dict[str, float]] = []
+    columns: list[dict[str, np.ndarray]] = []  # one dict of arrays per chunk (compact)
     snapshots: dict[int, np.ndarray] = {}
 
     def emit_snapshot(step, theta):
@@ -246,8 +247,9 @@ def simulate(
         rec0 = jax.device_get(
             _record(dynamics, integrator, recorder, theta, th0, jnp.asarray(0), dt_arr, key)
         )
-        rows = _rows({k: np.atleast_1d(v) for k, v in rec0.items()}, np.array([0]), dt)
-        all_rows += rows
+        block = {"step": np.array([0])} | {k: np.atleast_1d(v) for k, v in rec0.items()}
+        columns.append(block)
+        rows = _rows(block, dt)
         if observer is not None:
             observer.on_records(rows)
         emit_snapshot(0, theta)
@@ -272,8 +274,9 @@ def simulate(
             bad_step = int(bad)
             rec_steps = start + seg_every * np.arange(1, n_rec + 1)
             keep = rec_steps <= bad_step if bad_step >= 0 else np.ones(n_rec, bool)
-            rows = _rows({k: np.asarray(v)[keep] for k, v in recs.items()}, rec_steps[keep], dt)
-            all_rows += rows
+            block = {"step": rec_steps[keep]} | {k: np.asarray(v)[keep] for k, v in recs.items()}
+            columns.append(block)
+            rows = _rows(block, dt)
             if observer is not None and rows:
                 observer.on_records(rows)
             if bad_step >= 0:
@@ -312,7 +315,9 @@ def simulate(
         status = "interrupted"
         message = f"interrupted at step {step} (t = {step * dt:g}); continue it with `mfnn resume`."
     names = ["step", "t", *recorder.names()]
-    table = {k: np.array([r[k] for r in all_rows]) for k in names}
+    empty = {k: np.zeros(0, int if k == "step" else float) for k in names}
+    table = {k: np.concatenate([empty[k]] + [c[k] for c in columns]) for k in names if k != "t"}
+    table["t"] = table["step"] * dt
     return Trajectory(
         steps=table.pop("step").astype(int),
         times=table.pop("t"),

@@ -1,0 +1,14 @@
+"""The docstring examples run and give what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["mfnn.models.two_layer", "mfnn.simulate"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
