@@ -1,0 +1,48 @@
+"""Shared test setup: float64 with strict dtype promotion, PRNG keys from a fixture."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture
+def key():
+    """The root PRNG key of a test; derive others with `jax.random.fold_in`."""
+    return jax.random.key(0)
+
+
+def _make_problem(key, *, n=20, d=3, m=7, bias=True, dtype=jnp.float64):
+    """A small regression problem: data (x, y) and particles theta (m, 1 + d + bias).
+
+    Inputs x ~ N(0, I_d), targets y = tanh(x . u) + 0.1 x_1 (smooth, not representable
+    exactly by the students), particles with i.i.d. N(0, 1) coordinates.
+    """
+    from mfnn import DataSet
+
+    kx, ku, kt = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (n, d), dtype)
+    u = jax.random.normal(ku, (d,), dtype)
+    y = jnp.tanh(x @ u) + 0.1 * x[:, 0]
+    theta = jax.random.normal(kt, (m, 1 + d + int(bias)), dtype)
+    return DataSet(x, y), theta
+
+
+@pytest.fixture
+def make_problem():
+    """Factory ``make_problem(key, n=, d=, m=, bias=, dtype=) -> (DataSet, theta)``."""
+    return _make_problem
+
+
+def log_slope(xs, ys) -> float:
+    """Least-squares slope of log(ys) against log(xs) (a convergence order)."""
+    return float(np.polyfit(np.log(np.asarray(xs)), np.log(np.asarray(ys)), 1)[0])
+
+
+@pytest.fixture
+def slope():
+    """`log_slope` as a fixture (test modules are not a package, so no imports)."""
+    return log_slope
