@@ -35,10 +35,13 @@ class EmpiricalRisk(eqx.Module):
         data: training set x (n, d), y (n,); `risk` and `energy` use it unless a batch is
             passed.
         l2: lambda >= 0.
+        fused: use the model's hand-fused pullback when it has one (default); False
+            forces the generic ``jax.vjp`` path.
     """
 
     data: DataSet
     l2: float = eqx.field(static=True, default=0.0)
+    fused: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         if not self.l2 >= 0:
@@ -78,19 +81,29 @@ class EmpiricalRisk(eqx.Module):
     def velocity(self, model, theta: Particles, x=None, y=None) -> tuple[Particles, Scalar]:
         """v(theta_j) = -grad Phi(theta_j), all j at once, and the batch risk.
 
-        One forward pass builds phi (n, m) and its pullback; the residual is held fixed
-        (mu frozen), so the pullback of sum_j Phi(theta_j) gives every particle's gradient.
+        The residual is held fixed (mu frozen), so the pullback of sum_j Phi(theta_j)
+        through the features gives every particle's gradient in one pass. Models with a
+        hand-fused ``predict_and_pullback`` (`TwoLayer`) use it (two GEMMs, the speed of a
+        hand-written loop); others, and ``fused=False``, use ``jax.vjp`` of
+        ``model.features``. The two are tested equal.
 
         Returns:
             (v (m, D), R on the batch)
         """
         x, y = self._batch(x, y)
         m, n = theta.shape[0], x.shape[0]
-        phi, pullback = jax.vjp(lambda th: model.features(th, x), theta)
-        residual = model.output_scale(m) * jnp.sum(phi, axis=1) - y
+        if self.fused and hasattr(model, "predict_and_pullback"):
+            f, pullback = model.predict_and_pullback(theta, x)
+        else:
+            phi, vjp = jax.vjp(lambda th: model.features(th, x), theta)
+            f = model.output_scale(m) * jnp.sum(phi, axis=1)
+
+            def pullback(weight):
+                return vjp(jnp.broadcast_to(weight[:, None], phi.shape).astype(phi.dtype))[0]
+
+        residual = f - y
         weight = jax.lax.stop_gradient(residual) * (m ** (model.gamma - 1.0) / n)
-        (grad,) = pullback(jnp.broadcast_to(weight[:, None], phi.shape).astype(phi.dtype))
-        v = -grad
+        v = -pullback(weight)
         if self.l2:
             v = v - (self.l2 * m ** (2 * model.gamma - 2)) * theta
         mask = model.mask(theta.dtype)
