@@ -156,14 +156,15 @@ def particle_arrays(model, theta) -> dict[str, np.ndarray]:
     return out
 
 
-def atomic_savez(path: str | os.PathLike, **arrays) -> None:
-    """Write an npz atomically: a temporary file in the same folder, then rename."""
+def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:
+    """Write a file atomically: ``write(fh)`` into a temporary file in the same folder,
+    fsync, then rename over ``path``; a crash leaves either the old or the new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -171,6 +172,11 @@ def atomic_savez(path: str | os.PathLike, **arrays) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_savez(path: str | os.PathLike, **arrays) -> None:
+    """Write an npz atomically (see `atomic_write`)."""
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def save_particles(path: str | os.PathLike, model, theta) -> None:

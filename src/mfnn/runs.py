@@ -18,7 +18,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,24 +30,13 @@ from . import __version__
 from .build import Built, build
 from .config import Config, dump, load
 from .errors import ConfigError
-from .measure import atomic_savez, particle_arrays
+from .measure import atomic_savez, atomic_write, particle_arrays
 from .simulate import State, Trajectory, simulate
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write a text file atomically (see `mfnn.measure.atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(text), mode="w")
 
 
 def _json_safe(obj: Any) -> Any:
