@@ -131,3 +131,25 @@ def test_resume_of_completed_run_changes_nothing(tmp_path):
     _, _, s = runs.execute(cfg, tmp_path, resume=True, progress=False)
     assert s["status"] == "completed"
     assert (tmp_path / "metrics.csv").read_bytes() == before
+
+
+def test_resume_drops_a_row_cut_mid_write(tmp_path, monkeypatch):
+    """A kill while a row is half written leaves e.g. '2' of '20,...'; resume drops it."""
+    cfg = small()
+    runs.execute(cfg, tmp_path / "full", progress=False)
+    original = runs.RunWriter.on_checkpoint
+
+    def cut_after_30(self, state):
+        original(self, state)
+        if state.step == 30:
+            with open(self.metrics_path, "a") as fh:
+                fh.write("6")  # the start of the row of step 60, cut
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.RunWriter, "on_checkpoint", cut_after_30)
+    runs.execute(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(runs.RunWriter, "on_checkpoint", original)
+    runs.execute(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert (tmp_path / "cut" / "metrics.csv").read_bytes() == (
+        tmp_path / "full" / "metrics.csv"
+    ).read_bytes()

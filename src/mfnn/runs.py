@@ -75,7 +75,8 @@ def list_snapshots(run_dir) -> dict[int, Path]:
 def read_metrics(run_dir) -> dict[str, np.ndarray]:
     """metrics.csv as columns (floats; ``step`` as int)."""
     with open(Path(run_dir) / "metrics.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        # a row cut by a kill mid-write has missing cells: it is not a record
+        rows = [r for r in csv.DictReader(fh) if all(v not in (None, "") for v in r.values())]
     if not rows:
         return {}
     cols = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
@@ -105,7 +106,13 @@ class RunWriter:
         # drop rows recorded after the checkpoint: the resumed run writes them again
         with open(self.metrics_path, newline="") as fh:
             lines = fh.read().splitlines()
-        kept = [lines[0]] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= resume_step]
+        width = len(lines[0].split(","))
+
+        def keep(line: str) -> bool:  # whole rows up to the checkpoint (a cut row is dropped)
+            cells = line.split(",")
+            return len(cells) == width and all(cells) and int(cells[0]) <= resume_step
+
+        kept = [lines[0]] + [ln for ln in lines[1:] if keep(ln)]
         atomic_write_text(self.metrics_path, "\n".join(kept) + "\n")
         for step, path in list_snapshots(self.run_dir).items():
             if step > resume_step:
