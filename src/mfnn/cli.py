@@ -178,18 +178,11 @@ def resume(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Continue an interrupted run from its last checkpoint (bit-identical to no interruption)."""
-    from . import config as cfgmod
     from .experiments import EXPERIMENTS
+    from .runs import load_run_config
 
     try:
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(
-                f"{str(run_dir)!r} is not a run directory (no config.yaml); give the folder "
-                "that `mfnn run` printed."
-            )
-        raw = cfgmod.read_yaml(run_dir / "config.yaml")
-        raw.pop("mfnn_version", None)
-        cfg = cfgmod.load(raw)
+        cfg = load_run_config(run_dir)
         exp = EXPERIMENTS.get(cfg.experiment.name) if cfg.experiment.name else None
         status = None
         if (run_dir / "summary.json").is_file():

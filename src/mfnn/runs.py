@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from .build import Built, build
-from .config import Config, dump, load
+from .config import Config, dump, load, read_yaml
 from .errors import ConfigError
 from .measure import atomic_savez, atomic_write, particle_arrays
 from .simulate import State, Trajectory, simulate
@@ -262,9 +262,13 @@ def single_summary(traj: Trajectory, metrics: dict, built: Built, wall: float) -
 
 
 def load_run_config(run_dir) -> Config:
+    """The config a run (or experiment) directory was started with."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory: it has no config.yaml.")
-    raw = load(path).model_dump(mode="json")
+        raise ConfigError(
+            f"{str(run_dir)!r} is not a run directory (no config.yaml); give the folder "
+            "that `mfnn run` printed."
+        )
+    raw = read_yaml(path)
     raw.pop("mfnn_version", None)
     return load(raw)

@@ -17,8 +17,6 @@ from ._typing import Key, Particles
 from .errors import ConfigError
 from .recorder import Recorder
 
-STATUSES = ("completed", "diverged", "interrupted", "failed")
-
 
 @dataclasses.dataclass
 class State:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def run_sign(
         run_dir = out / "runs" / sc
         if resume and run_dir_status(run_dir) == "completed":
             built = build(sub)
-            summary = __import__("json").loads((run_dir / "summary.json").read_text())
+            summary = json.loads((run_dir / "summary.json").read_text())
         else:
             _, built, summary = execute(sub, run_dir, resume=resume, progress=progress, label=sc)
         statuses[sc] = summary["status"]
