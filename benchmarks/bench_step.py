@@ -8,7 +8,10 @@ y = sign(x_1). For each (n, m, d) and dtype the script measures, in the same run
   (m, n) x (n, d), each in its faster orientation; a step costs about 4 n m d flops, so
   the GEMM-bound step rate is 1 / (t_forward + t_backward);
 - numpy: a hand-written NumPy step (forward, residual, backward by hand);
-- jax: the same step in jax.numpy, scanned K times in one jit + lax.scan (no mfnn code);
+- jax: the same step in jax.numpy, scanned K times in one jit + lax.scan (no mfnn code),
+  with w stored (m, d) as in numpy, and again with w stored (d, m) (XLA's fast GEMM
+  orientation on CPU; the layout mfnn's loop uses); the best of the three plain loops is
+  the reference;
 - mfnn: ``mfnn.simulate`` with ``Recorder(every=steps)`` (records at step 0 and at the
   end only) and with the default ``Recorder(every=10)``; the first call compiles, later
   calls (same shapes, steps and every: the same compiled chunk) are timed;
@@ -54,6 +57,7 @@ from rich.table import Table  # noqa: E402
 
 import mfnn  # noqa: E402
 from mfnn import DataSet, EmpiricalRisk, Euler, FullBatch, GradientFlow, Recorder, TwoLayer  # noqa: E402
+from mfnn.dynamics import Columns  # noqa: E402
 
 DT = 1e-3
 DTYPES = ("float32", "float64")
@@ -63,8 +67,8 @@ DTYPES = ("float32", "float64")
 # timed once per round, round-robin, and the best round is kept.
 SIZES = [
     dict(n=1024, m=1024, d=16, steps=300, steps10=300, numpy=20, rounds=3),
-    dict(n=4096, m=4096, d=32, steps=20, steps10=20, numpy=3, rounds=2),
-    dict(n=16384, m=8192, d=64, steps=4, steps10=10, numpy=1, rounds=1),
+    dict(n=4096, m=4096, d=32, steps=40, steps10=40, numpy=3, rounds=2),
+    dict(n=16384, m=8192, d=64, steps=10, steps10=10, numpy=1, rounds=1),
 ]
 
 
@@ -155,11 +159,26 @@ def jax_step(params, x, y):
     return (a + DT * va, w + DT * vw, b + DT * vb)
 
 
-def jax_loop(steps: int):
+def jax_step_t(params, x, y):
+    """The same step with the weights stored transposed, w^T (d, m): x @ w^T and x^T @ dz
+    run in XLA's fast orientation (the layout mfnn's loop uses)."""
+    a, w_t, b = params
+    n, m = x.shape[0], a.shape[0]
+    z = x @ w_t + b
+    h = jnp.maximum(z, 0)
+    g = (h @ a / m - y) / n
+    va = -(g @ h)
+    dz = g[:, None] * a * (z > 0)
+    vw_t = -(x.T @ dz)
+    vb = -dz.sum(axis=0)
+    return (a + DT * va, w_t + DT * vw_t, b + DT * vb)
+
+
+def jax_loop(steps: int, step=jax_step):
     @jax.jit
     def run(params, x, y):
         def body(p, _):
-            return jax_step(p, x, y), None
+            return step(p, x, y), None
 
         params, _ = jax.lax.scan(body, params, None, length=steps)
         return params
@@ -167,11 +186,14 @@ def jax_loop(steps: int):
     return run
 
 
-def jax_timer(x, y, theta, steps: int):
-    """The hand-written loop, compiled ahead of time (compilation is not timed)."""
-    params = tuple(jnp.asarray(np.ascontiguousarray(v)) for v in split(theta))
+def jax_timer(x, y, theta, steps: int, transposed: bool = False):
+    """The hand-written loop, compiled ahead of time (compilation is not timed); with
+    ``transposed`` the weights are stored (d, m) (`jax_step_t`)."""
+    a, w, b = split(theta)
+    params = tuple(jnp.asarray(np.ascontiguousarray(v)) for v in (a, w.T if transposed else w, b))
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    run = jax_loop(steps).lower(params, xj, yj).compile()
+    step = jax_step_t if transposed else jax_step
+    run = jax_loop(steps, step).lower(params, xj, yj).compile()
     return lambda: jax.block_until_ready(run(params, xj, yj))
 
 
@@ -207,19 +229,21 @@ def mfnn_timer(flow, theta, steps: int, every: int):
 
 
 def mfnn_step_timer(flow, theta, steps: int):
-    """mfnn's own Euler step (`Euler().step(flow, ...)`) in a hand-written lax.scan: the cost
-    of mfnn's velocity alone, without simulate's finiteness check and records."""
-    theta = jnp.asarray(theta)
-    key, dt = jax.random.key(2), jnp.asarray(DT, theta.dtype)
+    """mfnn's own Euler step, as `simulate` takes it (`Euler().step(Columns(flow), ...)` on
+    the particles as columns), in a hand-written lax.scan: the cost of mfnn's velocity
+    alone, without simulate's finiteness check and records."""
+    cols = jnp.asarray(theta).T
+    key, dt = jax.random.key(2), jnp.asarray(DT, cols.dtype)
+    columns = Columns(flow)
 
-    def run(th):
+    def run(c):
         def body(t, k):
-            return Euler().step(flow, t, k, dt, key)[0], None
+            return Euler().step(columns, t, k, dt, key)[0], None
 
-        return jax.lax.scan(body, th, jnp.arange(steps))[0]
+        return jax.lax.scan(body, c, jnp.arange(steps))[0]
 
-    compiled = eqx.filter_jit(run).lower(theta).compile()
-    return lambda: jax.block_until_ready(compiled(theta))
+    compiled = eqx.filter_jit(run).lower(cols).compile()
+    return lambda: jax.block_until_ready(compiled(cols))
 
 
 def record_timer(flow, theta):
@@ -243,6 +267,9 @@ def check_agreement(dtype: str = "float64", steps: int = 5) -> dict:
     ref = np.concatenate([a[:, None], w, b[:, None]], axis=1)
     pj = jax_loop(steps)(tuple(jnp.asarray(v) for v in split(theta)), x, y)
     pj = np.concatenate([np.asarray(pj[0])[:, None], pj[1], np.asarray(pj[2])[:, None]], 1)
+    a0, w0, b0 = split(theta)
+    pt = jax_loop(steps, jax_step_t)(tuple(jnp.asarray(v) for v in (a0, w0.T, b0)), x, y)
+    pt = np.concatenate([np.asarray(pt[0])[:, None], pt[1].T, np.asarray(pt[2])[:, None]], 1)
     traj = mfnn.simulate(
         make_flow(x, y, d), Euler(), jnp.asarray(theta), dt=DT, steps=steps, key=jax.random.key(0)
     )
@@ -251,6 +278,7 @@ def check_agreement(dtype: str = "float64", steps: int = 5) -> dict:
         "dtype": dtype,
         "steps": steps,
         "jax_vs_numpy": float(np.abs(pj - ref).max() / scale),
+        "jax_t_vs_numpy": float(np.abs(pt - ref).max() / scale),
         "mfnn_vs_numpy": float(np.abs(traj.final - ref).max() / scale),
     }
 
@@ -339,11 +367,12 @@ def bench_size(cfg: dict, dtype: str, steps: int | None, log) -> dict:
     timers = gemm_timers(n, m, d, dtype)
     timers["numpy"] = numpy_timer(x, y, theta, s_np)
     timers["jax"] = jax_timer(x, y, theta, s_big)
+    timers["jax_t"] = jax_timer(x, y, theta, s_big, transposed=True)
     timers["mfnn_step"] = mfnn_step_timer(flow, theta, s_big)
     timers["mfnn_big"], info_big = mfnn_timer(flow, theta, s_big, s_big)
     timers["mfnn_10"], info_10 = mfnn_timer(flow, theta, s_10, 10)
     timers["record"] = record_timer(flow, theta)
-    steps_of = {"numpy": s_np, "jax": s_big, "mfnn_step": s_big, "mfnn_big": s_big}
+    steps_of = {"numpy": s_np, "jax": s_big, "jax_t": s_big, "mfnn_step": s_big, "mfnn_big": s_big}
     steps_of["mfnn_10"] = s_10
 
     best = dict.fromkeys(timers, float("inf"))
@@ -379,7 +408,7 @@ def bench_size(cfg: dict, dtype: str, steps: int | None, log) -> dict:
     loop_s = big["time_s"] - big["records"] * row["record_s"]
     big["loop_steps_per_s"] = big["steps"] / loop_s if loop_s > 0 else float("nan")
     big["loop_frac_gemm"] = big["loop_steps_per_s"] / bound
-    plain = max(row["numpy"]["steps_per_s"], row["jax"]["steps_per_s"])
+    plain = max(row[k]["steps_per_s"] for k in ("numpy", "jax", "jax_t"))
     row["best_plain_steps_per_s"] = plain
     row["mfnn_step_over_best"] = row["mfnn_step"]["steps_per_s"] / plain
     row["mfnn_loop_over_best"] = big["loop_steps_per_s"] / plain
@@ -404,6 +433,7 @@ def print_table(console: Console, rows: list[dict]) -> None:
         "bound st/s",
         "numpy",
         "jax scan",
+        "jax scan (d,m)",
         "mfnn every=S",
         "mfnn every=10",
         "mfnn/best",
@@ -419,6 +449,7 @@ def print_table(console: Console, rows: list[dict]) -> None:
             f"{r['gemm']['bound_steps_per_s']:.4g}",
             rate(r["numpy"]),
             rate(r["jax"]),
+            rate(r["jax_t"]),
             rate(r["mfnn_big"]),
             rate(r["mfnn_10"]),
             f"{r['mfnn_big_over_best']:.2f}",
@@ -501,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     for agree in result["agreement"]:
         log(
             f"agreement after {agree['steps']} steps ({agree['dtype']}): jax vs numpy "
-            f"{agree['jax_vs_numpy']:.1e}, mfnn vs numpy {agree['mfnn_vs_numpy']:.1e} "
+            f"{agree['jax_vs_numpy']:.1e}, jax (d,m) vs numpy {agree['jax_t_vs_numpy']:.1e}, "
+            f"mfnn vs numpy {agree['mfnn_vs_numpy']:.1e} "
             "(max abs difference / max movement)"
         )
     for cfg in sizes:

@@ -270,3 +270,25 @@ def test_second_simulate_call_does_not_recompile(key):
     # a new width is a new shape: it must trace again (the counter can fail the test)
     simulate(counting, Euler(), theta[:5], dt=0.1, key=key, **kw)
     assert len(TRACES) > n_traces
+
+
+# --------------------------------------------------- records reuse the velocity
+
+
+@pytest.mark.parametrize("integrator", [Euler(), Heun()])
+def test_reusing_the_record_velocity_changes_nothing(key, integrator):
+    """A full-batch step starts from the velocity its record computed; a sampler holding
+    an equal but distinct data set turns that off: the two runs must agree."""
+    flow, theta = _problem(key, "tanh", "mean_field")
+    data = flow.objective.data
+    copy = DataSet(jnp.array(data.x, copy=True), jnp.array(data.y, copy=True))
+    plain = GradientFlow(flow.model, flow.objective, FullBatch(copy))
+    kw = dict(dt=0.2, steps=50, key=key, recorder=Recorder(every=5))
+    reused, computed = (
+        simulate(flow, integrator, theta, **kw),
+        simulate(plain, integrator, theta, **kw),
+    )
+    assert np.abs(reused.final - np.asarray(theta)).max() > 0.1
+    np.testing.assert_allclose(reused.final, computed.final, rtol=1e-12, atol=1e-14)
+    for name in reused.metrics:
+        np.testing.assert_allclose(reused[name], computed[name], rtol=1e-10, atol=1e-14)

@@ -54,6 +54,12 @@ class Recorder(eqx.Module):
     def __call__(
         self, dynamics, integrator, theta: Particles, theta0: Particles, step, dt, key
     ) -> dict[str, Scalar]:
+        return self.measure(dynamics, integrator, theta, theta0, step, dt, key)[0]
+
+    def measure(
+        self, dynamics, integrator, theta: Particles, theta0: Particles, step, dt, key
+    ) -> tuple[dict[str, Scalar], tuple[Particles, Scalar]]:
+        """The metrics and (v (m, D), R): the full-batch velocity and risk they used."""
         model, objective = dynamics.model, dynamics.objective
         full = eqx.tree_at(lambda d: d.sampler, dynamics, FullBatch(objective.data))
         v, loss = full.full_velocity(theta)
@@ -75,4 +81,4 @@ class Recorder(eqx.Module):
             energy_rel_residual=residual / jnp.maximum(dissipation, tiny),
             movement=jnp.linalg.norm(theta - theta0) / jnp.maximum(jnp.linalg.norm(theta0), tiny),
         )
-        return out
+        return out, (v, loss)

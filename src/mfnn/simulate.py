@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Key, Particles
+from .dynamics import Columns
 from .errors import ConfigError
+from .objectives.sampling import FullBatch
 from .recorder import Recorder
 
 
@@ -106,32 +108,56 @@ def _record(dynamics, integrator, recorder, theta, theta0, step, dt, key):
 
 
 @eqx.filter_jit
-def _advance(dynamics, integrator, recorder, theta, theta0, start, dt, key, bad, n_rec, every):
+def _advance(
+    dynamics, integrator, recorder, theta, theta0, start, dt, key, bad, n_rec, every, reuse
+):
     """n_rec intervals of ``every`` steps from step ``start``, recording after each.
 
+    Between records the particles are carried as columns (``theta.T``, see `Columns`).
+    With ``reuse`` (a deterministic full-batch dynamics) the full-batch velocity a record
+    computed is the first stage of the next step, so a record costs less than a step;
+    the first step of a call always computes its own, so the result depends on the chunk
+    plan only (resume stays bit-identical).
     The state is frozen at the last finite particles once a step produces NaN/inf;
     ``bad`` is the first step whose update was non-finite (-1 if none).
     """
+    columns = Columns(dynamics)
+
+    def advance(cols, bad, step, k1=None):
+        new, _ = integrator.step(columns, cols, step, dt, key, k1)
+        finite = jnp.all(jnp.isfinite(new))
+        cols = jnp.where(finite & (bad < 0), new, cols)
+        return cols, jnp.where((bad < 0) & ~finite, step, bad)
 
     def one_step(carry, j):
-        theta, bad, base = carry
-        step = base + j
-        new, _ = integrator.step(dynamics, theta, step, dt, key)
-        finite = jnp.all(jnp.isfinite(new))
-        ok = finite & (bad < 0)
-        theta = jnp.where(ok, new, theta)
-        bad = jnp.where((bad < 0) & ~finite, step, bad)
-        return (theta, bad, base), None
+        cols, bad, base = carry
+        return (*advance(cols, bad, base + j), base), None
 
     def one_record(carry, i):
-        theta, bad = carry
+        cols, bad, k1, have = carry
         base = start + i * every
-        (theta, bad, _), _ = jax.lax.scan(one_step, (theta, bad, base), jnp.arange(every))
-        rec = recorder(dynamics, integrator, theta, theta0, base + every, dt, key)
-        return (theta, bad), rec
+        if reuse:  # the first step of the interval from the last record's velocity
+            cols, bad = jax.lax.cond(
+                have,
+                lambda c, b: advance(c, b, base, k1),
+                lambda c, b: advance(c, b, base),
+                cols,
+                bad,
+            )
+            first = 1
+        else:
+            first = 0
+        (cols, bad, _), _ = jax.lax.scan(one_step, (cols, bad, base), jnp.arange(first, every))
+        rec, (v, loss) = recorder.measure(
+            dynamics, integrator, cols.T, theta0, base + every, dt, key
+        )
+        return (cols, bad, (v.T, loss), jnp.asarray(True)), rec
 
-    (theta, bad), recs = jax.lax.scan(one_record, (theta, bad), jnp.arange(n_rec))
-    return theta, bad, recs
+    cols = theta.T
+    k1 = (jnp.zeros_like(cols), jnp.zeros((), cols.dtype))
+    carry = (cols, bad, k1, jnp.asarray(False))
+    (cols, bad, _, _), recs = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
+    return cols.T, bad, recs
 
 
 def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:
@@ -227,6 +253,14 @@ def simulate(
     dtype = theta0.dtype
     dt_arr = jnp.asarray(dt, dtype)
     plan = ChunkPlan(steps, every, chunk)
+    # records compute the full-batch velocity; a full-batch step can start from it
+    sampler = getattr(dynamics, "sampler", None)
+    objective = getattr(dynamics, "objective", None)
+    reuse = (
+        isinstance(sampler, FullBatch)
+        and objective is not None
+        and sampler.data is getattr(objective, "data", None)
+    )
 
     columns: list[dict[str, np.ndarray]] = []  # one dict of arrays per chunk (compact)
     snapshots: dict[int, np.ndarray] = {}
@@ -267,6 +301,7 @@ def simulate(
                 bad,
                 n_rec,
                 seg_every,
+                reuse,
             )
             recs = jax.device_get(recs)
             bad_step = int(bad)

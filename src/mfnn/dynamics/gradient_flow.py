@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 
-from .._typing import Key, Particles, Scalar
+from .._typing import Array, Float, Key, Particles, Scalar
 
 
 class GradientFlow(eqx.Module):
@@ -37,6 +37,13 @@ class GradientFlow(eqx.Module):
         x, y = self.sampler(key, step)
         return self.objective.velocity(self.model, theta, x, y)
 
+    def velocity_columns(self, cols: Float[Array, "D m"], step, key: Key):
+        """`velocity` with particles as columns (``cols = theta.T``): (v^T (D, m), risk).
+
+        `simulate` steps in this layout (see `Columns`)."""
+        x, y = self.sampler(key, step)
+        return self.objective.velocity_columns(self.model, cols, x, y)
+
     def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
         """The velocity on the full training set (for diagnostics)."""
         return self.objective.velocity(self.model, theta)
@@ -48,3 +55,28 @@ class GradientFlow(eqx.Module):
         """-dE/dt along the flow: m^(1 - 2 gamma) sum_j |v_j|^2 (= mean_j |v_j|^2 in mean_field)."""
         m = v.shape[0]
         return m ** (1.0 - 2.0 * self.model.gamma) * (v * v).sum()
+
+
+class Columns(eqx.Module):
+    r"""A dynamics acting on particles stored as columns, ``cols = theta.T`` (D, m).
+
+    The same vector field in another memory layout: ``Columns(dyn).velocity(theta.T, k,
+    key) == dyn.velocity(theta, k, key)[0].T``. `simulate` carries the particles this way
+    between records because each block (a, w, b) is then a contiguous row range and the
+    GEMMs of a step run in their fast orientation (2-4x faster on CPU at d = 16..64).
+    A dynamics with a native ``velocity_columns`` uses it; any other is transposed
+    around its ``velocity``.
+    """
+
+    dynamics: eqx.Module
+
+    @property
+    def stochastic(self) -> bool:
+        return bool(getattr(self.dynamics, "stochastic", False))
+
+    def velocity(self, cols: Float[Array, "D m"], step, key: Key):
+        native = getattr(self.dynamics, "velocity_columns", None)
+        if native is not None:
+            return native(cols, step, key)
+        v, loss = self.dynamics.velocity(cols.T, step, key)
+        return v.T, loss

@@ -16,9 +16,15 @@ class Euler(eqx.Module):
 
     order = 1
 
-    def step(self, dynamics, theta: Particles, step, dt, key: Key) -> tuple[Particles, Scalar]:
-        """One step; returns (theta_{k+1}, risk of the step's batch at theta_k)."""
-        v, loss = dynamics.velocity(theta, step, key)
+    def step(
+        self, dynamics, theta: Particles, step, dt, key: Key, k1=None
+    ) -> tuple[Particles, Scalar]:
+        """One step; returns (theta_{k+1}, risk of the step's batch at theta_k).
+
+        ``k1``: (v(theta_k), risk), when the caller already has them (`simulate` reuses
+        the full-batch velocity of a record for the next deterministic step).
+        """
+        v, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
         return theta + dt * v, loss
 
 
@@ -33,8 +39,11 @@ class Heun(eqx.Module):
 
     order = 2
 
-    def step(self, dynamics, theta: Particles, step, dt, key: Key) -> tuple[Particles, Scalar]:
-        k1, loss = dynamics.velocity(theta, step, key)
+    def step(
+        self, dynamics, theta: Particles, step, dt, key: Key, k1=None
+    ) -> tuple[Particles, Scalar]:
+        """One step; ``k1`` as in `Euler.step` (the first stage, if already known)."""
+        k1, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
         k2, _ = dynamics.velocity(theta + dt * k1, step, key)
         return theta + (0.5 * dt) * (k1 + k2), loss
 

@@ -147,6 +147,19 @@ class TwoLayer(eqx.Module):
         b = theta[..., sl["b"].start] if "b" in sl else jnp.zeros_like(ones)
         return a, w, b
 
+    def split_columns(self, cols: Float[Array, "D m"]) -> tuple[Array, Array, Array]:
+        """Particles stored as columns (D, m) -> (a (m,), w^T (d, m), b (m,)).
+
+        The simulation loop keeps the particles as ``theta.T``: each block is then a
+        contiguous row range and the two GEMMs of a step run in their fast orientation
+        (x w^T as x @ (d, m), the pullback as x^T @ dz).
+        """
+        sl = self.block_slices()
+        ones = jnp.ones(cols.shape[1:], cols.dtype)
+        a = cols[sl["a"].start] if "a" in sl else ones
+        b = cols[sl["b"].start] if "b" in sl else jnp.zeros_like(ones)
+        return a, cols[sl["w"]], b
+
     def join(self, a: Array | None, w: Array, b: Array | None) -> Particles:
         """Inverse of `split` (blocks the model does not have are dropped)."""
         cols = []
@@ -168,8 +181,8 @@ class TwoLayer(eqx.Module):
 
     def preactivation(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
         """z_ij = w_j . x_i + b_j."""
-        _, w, b = self.split(theta)
-        return x @ w.T + b[None, :]
+        _, w_t, b = self.split_columns(theta.T)
+        return x @ w_t + b[None, :]
 
     def features(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
         """phi(x_i; theta_j) = a_j sigma(w_j . x_i + b_j), an (n, m) matrix."""
@@ -181,33 +194,39 @@ class TwoLayer(eqx.Module):
         return self.output_scale(theta.shape[0]) * jnp.sum(self.features(theta, x), axis=1)
 
     def predict_and_pullback(self, theta: Particles, x: Inputs):
+        """`predict_and_pullback_columns` for particles as rows (m, D): G is (m, D)."""
+        f, pullback = self.predict_and_pullback_columns(theta.T, x)
+        return f, lambda weight: pullback(weight).T
+
+    def predict_and_pullback_columns(self, cols: Float[Array, "D m"], x: Inputs):
         r"""f_m(x) and the map weight -> G, G_j = sum_i weight_i grad_theta phi(x_i; theta_j).
 
-        The hand-fused form of ``jax.vjp(features)`` for this unit (two GEMMs per call):
+        Particles are columns here (``cols = theta.T``), and so is G (D, m). The hand-fused
+        form of ``jax.vjp(features)`` for this unit (two GEMMs per call):
 
             z = x w^T + b,  s = sigma(z),  s' = sigma'(z)    (n, m)
             G_a = s^T weight,   dz_ij = weight_i s'_ij a_j,
-            G_w = dz^T x,       G_b = 1^T dz.
+            G_w = x^T dz,       G_b = 1^T dz.
 
         sigma' comes from a forward-mode derivative of sigma, so every activation gets it
         exactly; `EmpiricalRisk.velocity` is tested equal to the autodiff pullback.
 
         Returns:
-            (f (n,), pullback: (n,) -> (m, D))
+            (f (n,), pullback: (n,) -> (D, m))
         """
-        a, w, b = self.split(theta)
-        z = x @ w.T + b[None, :]
+        a, w_t, b = self.split_columns(cols)
+        z = x @ w_t + b[None, :]
         s, ds = jax.jvp(ACTIVATIONS[self.activation], (z,), (jnp.ones_like(z),))
-        f = self.output_scale(theta.shape[0]) * (s @ a)
+        f = self.output_scale(cols.shape[1]) * (s @ a)
 
         def pullback(weight):
             blocks = {}
             if self.train_output:
-                blocks["a"] = (weight @ s)[:, None]
+                blocks["a"] = (weight @ s)[None, :]
             dz = (weight[:, None] * ds) * a[None, :]
-            blocks["w"] = dz.T @ x
+            blocks["w"] = x.T @ dz
             if self.bias:
-                blocks["b"] = jnp.sum(dz, axis=0)[:, None]
-            return jnp.concatenate([blocks[k] for k in self.present_blocks], axis=-1)
+                blocks["b"] = jnp.sum(dz, axis=0)[None, :]
+            return jnp.concatenate([blocks[k] for k in self.present_blocks], axis=0)
 
         return f, pullback

@@ -83,19 +83,30 @@ class EmpiricalRisk(eqx.Module):
 
         The residual is held fixed (mu frozen), so the pullback of sum_j Phi(theta_j)
         through the features gives every particle's gradient in one pass. Models with a
-        hand-fused ``predict_and_pullback`` (`TwoLayer`) use it (two GEMMs, the speed of a
-        hand-written loop); others, and ``fused=False``, use ``jax.vjp`` of
+        hand-fused ``predict_and_pullback_columns`` (`TwoLayer`) use it (two GEMMs, the
+        speed of a hand-written loop); others, and ``fused=False``, use ``jax.vjp`` of
         ``model.features``. The two are tested equal.
 
         Returns:
             (v (m, D), R on the batch)
         """
+        v, loss = self.velocity_columns(model, theta.T, x, y)
+        return v.T, loss
+
+    def velocity_columns(
+        self, model, cols: Float[Array, "D m"], x=None, y=None
+    ) -> tuple[Float[Array, "D m"], Scalar]:
+        """`velocity` with the particles stored as columns, ``cols = theta.T`` (D, m).
+
+        The layout `simulate` steps in: the blocks are contiguous rows and the GEMMs run
+        in their fast orientation. Returns (v^T (D, m), R on the batch).
+        """
         x, y = self._batch(x, y)
-        m, n = theta.shape[0], x.shape[0]
-        if self.fused and hasattr(model, "predict_and_pullback"):
-            f, pullback = model.predict_and_pullback(theta, x)
+        m, n = cols.shape[1], x.shape[0]
+        if self.fused and hasattr(model, "predict_and_pullback_columns"):
+            f, pullback = model.predict_and_pullback_columns(cols, x)
         else:
-            phi, vjp = jax.vjp(lambda th: model.features(th, x), theta)
+            phi, vjp = jax.vjp(lambda c: model.features(c.T, x), cols)
             f = model.output_scale(m) * jnp.sum(phi, axis=1)
 
             def pullback(weight):
@@ -105,6 +116,7 @@ class EmpiricalRisk(eqx.Module):
         weight = jax.lax.stop_gradient(residual) * (m ** (model.gamma - 1.0) / n)
         v = -pullback(weight)
         if self.l2:
-            v = v - (self.l2 * m ** (2 * model.gamma - 2)) * theta
-        mask = model.mask(theta.dtype)
-        return v * mask, 0.5 * jnp.mean(residual**2)
+            v = v - (self.l2 * m ** (2 * model.gamma - 2)) * cols
+        if set(model.trainable) != set(model.present_blocks):  # frozen blocks stay put
+            v = v * model.mask(cols.dtype)[:, None]
+        return v, 0.5 * jnp.mean(residual**2)
