@@ -57,7 +57,7 @@ from rich.table import Table  # noqa: E402
 
 import mfnn  # noqa: E402
 from mfnn import DataSet, EmpiricalRisk, Euler, FullBatch, GradientFlow, Recorder, TwoLayer  # noqa: E402
-from mfnn.dynamics import Columns  # noqa: E402
+from mfnn.dynamics import Blocks  # noqa: E402
 
 DT = 1e-3
 DTYPES = ("float32", "float64")
@@ -229,21 +229,21 @@ def mfnn_timer(flow, theta, steps: int, every: int):
 
 
 def mfnn_step_timer(flow, theta, steps: int):
-    """mfnn's own Euler step, as `simulate` takes it (`Euler().step(Columns(flow), ...)` on
-    the particles as columns), in a hand-written lax.scan: the cost of mfnn's velocity
-    alone, without simulate's finiteness check and records."""
-    cols = jnp.asarray(theta).T
-    key, dt = jax.random.key(2), jnp.asarray(DT, cols.dtype)
-    columns = Columns(flow)
+    """mfnn's own Euler step, as `simulate` takes it (`Euler().step(Blocks(flow), ...)` on
+    the particles in the block layout), in a hand-written lax.scan: the cost of mfnn's
+    velocity alone, without simulate's finiteness check and records."""
+    blocks = Blocks(flow)
+    state = blocks.encode(jnp.asarray(theta))
+    key, dt = jax.random.key(2), jnp.asarray(DT, theta.dtype)
 
-    def run(c):
+    def run(s):
         def body(t, k):
-            return Euler().step(columns, t, k, dt, key)[0], None
+            return Euler().step(blocks, t, k, dt, key)[0], None
 
-        return jax.lax.scan(body, c, jnp.arange(steps))[0]
+        return jax.lax.scan(body, s, jnp.arange(steps))[0]
 
-    compiled = eqx.filter_jit(run).lower(cols).compile()
-    return lambda: jax.block_until_ready(compiled(cols))
+    compiled = eqx.filter_jit(run).lower(state).compile()
+    return lambda: jax.block_until_ready(compiled(state))
 
 
 def record_timer(flow, theta):

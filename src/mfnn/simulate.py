@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._typing import Key, Particles
-from .dynamics import Columns
+from ._typing import Array, Key, Particles
+from .dynamics import Blocks
 from .errors import ConfigError
 from .objectives.sampling import FullBatch
 from .recorder import Recorder
@@ -107,13 +107,17 @@ def _record(dynamics, integrator, recorder, theta, theta0, step, dt, key):
     return recorder(dynamics, integrator, theta, theta0, step, dt, key)
 
 
+def _all_finite(state) -> Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)]))
+
+
 @eqx.filter_jit
 def _advance(
     dynamics, integrator, recorder, theta, theta0, start, dt, key, bad, n_rec, every, reuse
 ):
     """n_rec intervals of ``every`` steps from step ``start``, recording after each.
 
-    Between records the particles are carried as columns (``theta.T``, see `Columns`).
+    Between records the particles are carried in the model's block layout (`Blocks`).
     With ``reuse`` (a deterministic full-batch dynamics) the full-batch velocity a record
     computed is the first stage of the next step, so a record costs less than a step;
     the first step of a call always computes its own, so the result depends on the chunk
@@ -121,43 +125,44 @@ def _advance(
     The state is frozen at the last finite particles once a step produces NaN/inf;
     ``bad`` is the first step whose update was non-finite (-1 if none).
     """
-    columns = Columns(dynamics)
+    blocks = Blocks(dynamics)
 
-    def advance(cols, bad, step, k1=None):
-        new, _ = integrator.step(columns, cols, step, dt, key, k1)
-        finite = jnp.all(jnp.isfinite(new))
-        cols = jnp.where(finite & (bad < 0), new, cols)
-        return cols, jnp.where((bad < 0) & ~finite, step, bad)
+    def advance(state, bad, step, k1=None):
+        new, _ = integrator.step(blocks, state, step, dt, key, k1)
+        ok = _all_finite(new)
+        state = jax.tree.map(lambda u, s: jnp.where(ok & (bad < 0), u, s), new, state)
+        return state, jnp.where((bad < 0) & ~ok, step, bad)
 
     def one_step(carry, j):
-        cols, bad, base = carry
-        return (*advance(cols, bad, base + j), base), None
+        state, bad, base = carry
+        return (*advance(state, bad, base + j), base), None
 
     def one_record(carry, i):
-        cols, bad, k1, have = carry
+        state, bad, k1, have = carry
         base = start + i * every
         if reuse:  # the first step of the interval from the last record's velocity
-            cols, bad = jax.lax.cond(
+            state, bad = jax.lax.cond(
                 have,
-                lambda c, b: advance(c, b, base, k1),
-                lambda c, b: advance(c, b, base),
-                cols,
+                lambda s, b: advance(s, b, base, k1),
+                lambda s, b: advance(s, b, base),
+                state,
                 bad,
             )
             first = 1
         else:
             first = 0
-        (cols, bad, _), _ = jax.lax.scan(one_step, (cols, bad, base), jnp.arange(first, every))
+        (state, bad, _), _ = jax.lax.scan(one_step, (state, bad, base), jnp.arange(first, every))
+        theta = blocks.decode(state)
         rec, (v, loss) = recorder.measure(
-            dynamics, integrator, cols.T, theta0, base + every, dt, key
+            dynamics, integrator, theta, theta0, base + every, dt, key
         )
-        return (cols, bad, (v.T, loss), jnp.asarray(True)), rec
+        return (state, bad, (blocks.encode(v), loss), jnp.asarray(True)), rec
 
-    cols = theta.T
-    k1 = (jnp.zeros_like(cols), jnp.zeros((), cols.dtype))
-    carry = (cols, bad, k1, jnp.asarray(False))
-    (cols, bad, _, _), recs = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
-    return cols.T, bad, recs
+    state = blocks.encode(theta)
+    k1 = (jax.tree.map(jnp.zeros_like, state), jnp.zeros((), theta.dtype))
+    carry = (state, bad, k1, jnp.asarray(False))
+    (state, bad, _, _), recs = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
+    return blocks.decode(state), bad, recs
 
 
 def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:

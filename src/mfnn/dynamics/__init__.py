@@ -1,2 +1,2 @@
-from .gradient_flow import Columns as Columns
+from .gradient_flow import Blocks as Blocks
 from .gradient_flow import GradientFlow as GradientFlow

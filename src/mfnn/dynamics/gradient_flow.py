@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 
-from .._typing import Array, Float, Key, Particles, Scalar
+from .._typing import Key, Particles, Scalar
 
 
 class GradientFlow(eqx.Module):
@@ -37,12 +37,12 @@ class GradientFlow(eqx.Module):
         x, y = self.sampler(key, step)
         return self.objective.velocity(self.model, theta, x, y)
 
-    def velocity_columns(self, cols: Float[Array, "D m"], step, key: Key):
-        """`velocity` with particles as columns (``cols = theta.T``): (v^T (D, m), risk).
+    def velocity_blocks(self, blocks, step, key: Key):
+        """`velocity` in the model's block layout (``model.to_blocks``): (v, risk).
 
-        `simulate` steps in this layout (see `Columns`)."""
+        `simulate` steps in this layout (see `Blocks`)."""
         x, y = self.sampler(key, step)
-        return self.objective.velocity_columns(self.model, cols, x, y)
+        return self.objective.velocity_blocks(self.model, blocks, x, y)
 
     def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
         """The velocity on the full training set (for diagnostics)."""
@@ -57,26 +57,38 @@ class GradientFlow(eqx.Module):
         return m ** (1.0 - 2.0 * self.model.gamma) * (v * v).sum()
 
 
-class Columns(eqx.Module):
-    r"""A dynamics acting on particles stored as columns, ``cols = theta.T`` (D, m).
+class Blocks(eqx.Module):
+    r"""A dynamics acting on the particles in its model's block layout.
 
-    The same vector field in another memory layout: ``Columns(dyn).velocity(theta.T, k,
-    key) == dyn.velocity(theta, k, key)[0].T``. `simulate` carries the particles this way
-    between records because each block (a, w, b) is then a contiguous row range and the
-    GEMMs of a step run in their fast orientation (2-4x faster on CPU at d = 16..64).
-    A dynamics with a native ``velocity_columns`` uses it; any other is transposed
-    around its ``velocity``.
+    The same vector field in another memory layout: for `TwoLayer` the state is the
+    tuple ``model.to_blocks(theta)`` = (a (m,), w^T (d, m), b (m,)) and
+    ``decode(Blocks(dyn).velocity(encode(theta), k, key)[0]) == dyn.velocity(theta, k,
+    key)[0]``. `simulate` carries the particles this way between records: each block is
+    a separate contiguous array and the GEMMs of a step run in their fast orientation
+    (2-3x faster on CPU at d = 16..64, and on GPU the packed (m, D) or (D, m) array
+    forces slow GEMMs). A dynamics or model without a block layout is stepped in rows.
     """
 
     dynamics: eqx.Module
 
     @property
+    def native(self) -> bool:
+        model = getattr(self.dynamics, "model", None)
+        return hasattr(self.dynamics, "velocity_blocks") and hasattr(model, "to_blocks")
+
+    @property
     def stochastic(self) -> bool:
         return bool(getattr(self.dynamics, "stochastic", False))
 
-    def velocity(self, cols: Float[Array, "D m"], step, key: Key):
-        native = getattr(self.dynamics, "velocity_columns", None)
-        if native is not None:
-            return native(cols, step, key)
-        v, loss = self.dynamics.velocity(cols.T, step, key)
-        return v.T, loss
+    def encode(self, theta: Particles):
+        """Rows (m, D) -> the state the loop carries."""
+        return self.dynamics.model.to_blocks(theta) if self.native else theta
+
+    def decode(self, state) -> Particles:
+        """The carried state -> rows (m, D)."""
+        return self.dynamics.model.from_blocks(state) if self.native else state
+
+    def velocity(self, state, step, key: Key):
+        if self.native:
+            return self.dynamics.velocity_blocks(state, step, key)
+        return self.dynamics.velocity(state, step, key)

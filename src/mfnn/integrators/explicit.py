@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 
 from .._typing import Key, Particles, Scalar
+
+
+def _axpy(theta, dt, v):
+    """theta + dt v, for particles as one array or as a tuple of blocks."""
+    return jax.tree.map(lambda t, u: t + dt * u, theta, v)
 
 
 class Euler(eqx.Module):
@@ -25,7 +31,7 @@ class Euler(eqx.Module):
         the full-batch velocity of a record for the next deterministic step).
         """
         v, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
-        return theta + dt * v, loss
+        return _axpy(theta, dt, v), loss
 
 
 class Heun(eqx.Module):
@@ -44,8 +50,8 @@ class Heun(eqx.Module):
     ) -> tuple[Particles, Scalar]:
         """One step; ``k1`` as in `Euler.step` (the first stage, if already known)."""
         k1, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
-        k2, _ = dynamics.velocity(theta + dt * k1, step, key)
-        return theta + (0.5 * dt) * (k1 + k2), loss
+        k2, _ = dynamics.velocity(_axpy(theta, dt, k1), step, key)
+        return jax.tree.map(lambda t, u, w: t + (0.5 * dt) * (u + w), theta, k1, k2), loss
 
 
 INTEGRATORS = {"euler": Euler, "heun": Heun}

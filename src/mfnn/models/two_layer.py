@@ -147,18 +147,30 @@ class TwoLayer(eqx.Module):
         b = theta[..., sl["b"].start] if "b" in sl else jnp.zeros_like(ones)
         return a, w, b
 
-    def split_columns(self, cols: Float[Array, "D m"]) -> tuple[Array, Array, Array]:
-        """Particles stored as columns (D, m) -> (a (m,), w^T (d, m), b (m,)).
+    def to_blocks(self, theta: Particles) -> tuple[Array, ...]:
+        """Rows (m, D) -> the present blocks with particles along the last axis:
+        a (m,), w^T (d, m), b (m,) (absent blocks are left out).
 
-        The simulation loop keeps the particles as ``theta.T``: each block is then a
-        contiguous row range and the two GEMMs of a step run in their fast orientation
-        (x w^T as x @ (d, m), the pullback as x^T @ dz).
+        The layout `simulate` steps in (see `mfnn.dynamics.Blocks`): each block is its own
+        contiguous array and the two GEMMs of a step run in their fast orientation
+        (x @ w^T as (n, d) x (d, m), the pullback as x^T dz).
         """
-        sl = self.block_slices()
-        ones = jnp.ones(cols.shape[1:], cols.dtype)
-        a = cols[sl["a"].start] if "a" in sl else ones
-        b = cols[sl["b"].start] if "b" in sl else jnp.zeros_like(ones)
-        return a, cols[sl["w"]], b
+        cols = theta.T
+        return tuple(
+            cols[sl] if blk == "w" else cols[sl.start] for blk, sl in self.block_slices().items()
+        )
+
+    def from_blocks(self, blocks: tuple[Array, ...]) -> Particles:
+        """Inverse of `to_blocks`: the blocks back to rows (m, D)."""
+        rows = [blk if blk.ndim == 2 else blk[None, :] for blk in blocks]
+        return jnp.concatenate(rows, axis=0).T
+
+    def unpack_blocks(self, blocks: tuple[Array, ...]) -> tuple[Array, Array, Array]:
+        """`to_blocks` output -> (a (m,), w^T (d, m), b (m,)); a == 1, b == 0 where absent."""
+        named = dict(zip(self.present_blocks, blocks, strict=True))
+        w_t = named["w"]
+        ones = jnp.ones(w_t.shape[1:], w_t.dtype)
+        return named.get("a", ones), w_t, named.get("b", jnp.zeros_like(ones))
 
     def join(self, a: Array | None, w: Array, b: Array | None) -> Particles:
         """Inverse of `split` (blocks the model does not have are dropped)."""
@@ -181,7 +193,7 @@ class TwoLayer(eqx.Module):
 
     def preactivation(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
         """z_ij = w_j . x_i + b_j."""
-        _, w_t, b = self.split_columns(theta.T)
+        _, w_t, b = self.unpack_blocks(self.to_blocks(theta))
         return x @ w_t + b[None, :]
 
     def features(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
@@ -194,15 +206,15 @@ class TwoLayer(eqx.Module):
         return self.output_scale(theta.shape[0]) * jnp.sum(self.features(theta, x), axis=1)
 
     def predict_and_pullback(self, theta: Particles, x: Inputs):
-        """`predict_and_pullback_columns` for particles as rows (m, D): G is (m, D)."""
-        f, pullback = self.predict_and_pullback_columns(theta.T, x)
-        return f, lambda weight: pullback(weight).T
+        """`predict_and_pullback_blocks` for particles as rows (m, D): G is (m, D)."""
+        f, pullback = self.predict_and_pullback_blocks(self.to_blocks(theta), x)
+        return f, lambda weight: self.from_blocks(pullback(weight))
 
-    def predict_and_pullback_columns(self, cols: Float[Array, "D m"], x: Inputs):
+    def predict_and_pullback_blocks(self, blocks: tuple[Array, ...], x: Inputs):
         r"""f_m(x) and the map weight -> G, G_j = sum_i weight_i grad_theta phi(x_i; theta_j).
 
-        Particles are columns here (``cols = theta.T``), and so is G (D, m). The hand-fused
-        form of ``jax.vjp(features)`` for this unit (two GEMMs per call):
+        Particles and G are in the block layout of `to_blocks` (a (m,), w^T (d, m),
+        b (m,)). The hand-fused form of ``jax.vjp(features)`` for this unit (two GEMMs):
 
             z = x w^T + b,  s = sigma(z),  s' = sigma'(z)    (n, m)
             G_a = s^T weight,   dz_ij = weight_i s'_ij a_j,
@@ -212,21 +224,21 @@ class TwoLayer(eqx.Module):
         exactly; `EmpiricalRisk.velocity` is tested equal to the autodiff pullback.
 
         Returns:
-            (f (n,), pullback: (n,) -> (D, m))
+            (f (n,), pullback: (n,) -> blocks)
         """
-        a, w_t, b = self.split_columns(cols)
+        a, w_t, b = self.unpack_blocks(blocks)
         z = x @ w_t + b[None, :]
         s, ds = jax.jvp(ACTIVATIONS[self.activation], (z,), (jnp.ones_like(z),))
-        f = self.output_scale(cols.shape[1]) * (s @ a)
+        f = self.output_scale(w_t.shape[1]) * (s @ a)
 
         def pullback(weight):
-            blocks = {}
+            out = []
             if self.train_output:
-                blocks["a"] = (weight @ s)[None, :]
+                out.append(weight @ s)
             dz = (weight[:, None] * ds) * a[None, :]
-            blocks["w"] = x.T @ dz
+            out.append(x.T @ dz)
             if self.bias:
-                blocks["b"] = jnp.sum(dz, axis=0)[None, :]
-            return jnp.concatenate([blocks[k] for k in self.present_blocks], axis=0)
+                out.append(jnp.sum(dz, axis=0))
+            return tuple(out)
 
         return f, pullback

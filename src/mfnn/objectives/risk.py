@@ -83,30 +83,32 @@ class EmpiricalRisk(eqx.Module):
 
         The residual is held fixed (mu frozen), so the pullback of sum_j Phi(theta_j)
         through the features gives every particle's gradient in one pass. Models with a
-        hand-fused ``predict_and_pullback_columns`` (`TwoLayer`) use it (two GEMMs, the
+        hand-fused ``predict_and_pullback_blocks`` (`TwoLayer`) use it (two GEMMs, the
         speed of a hand-written loop); others, and ``fused=False``, use ``jax.vjp`` of
         ``model.features``. The two are tested equal.
 
         Returns:
             (v (m, D), R on the batch)
         """
-        v, loss = self.velocity_columns(model, theta.T, x, y)
-        return v.T, loss
+        if hasattr(model, "to_blocks"):
+            v, loss = self.velocity_blocks(model, model.to_blocks(theta), x, y)
+            return model.from_blocks(v), loss
+        return self._velocity(model, theta, lambda th: th, x, y)
 
-    def velocity_columns(
-        self, model, cols: Float[Array, "D m"], x=None, y=None
-    ) -> tuple[Float[Array, "D m"], Scalar]:
-        """`velocity` with the particles stored as columns, ``cols = theta.T`` (D, m).
+    def velocity_blocks(self, model, blocks: tuple[Array, ...], x=None, y=None):
+        """`velocity` in the model's block layout (`TwoLayer.to_blocks`): the layout
+        `simulate` steps in. Returns (v as blocks, R on the batch)."""
+        return self._velocity(model, blocks, model.from_blocks, x, y)
 
-        The layout `simulate` steps in: the blocks are contiguous rows and the GEMMs run
-        in their fast orientation. Returns (v^T (D, m), R on the batch).
-        """
+    def _velocity(self, model, params, to_rows, x, y):
         x, y = self._batch(x, y)
-        m, n = cols.shape[1], x.shape[0]
-        if self.fused and hasattr(model, "predict_and_pullback_columns"):
-            f, pullback = model.predict_and_pullback_columns(cols, x)
+        n = x.shape[0]
+        if self.fused and hasattr(model, "predict_and_pullback_blocks"):
+            f, pullback = model.predict_and_pullback_blocks(params, x)
+            m = model.unpack_blocks(params)[1].shape[1]
         else:
-            phi, vjp = jax.vjp(lambda c: model.features(c.T, x), cols)
+            phi, vjp = jax.vjp(lambda p: model.features(to_rows(p), x), params)
+            m = phi.shape[1]
             f = model.output_scale(m) * jnp.sum(phi, axis=1)
 
             def pullback(weight):
@@ -114,9 +116,16 @@ class EmpiricalRisk(eqx.Module):
 
         residual = f - y
         weight = jax.lax.stop_gradient(residual) * (m ** (model.gamma - 1.0) / n)
-        v = -pullback(weight)
+        v = jax.tree.map(jnp.negative, pullback(weight))
         if self.l2:
-            v = v - (self.l2 * m ** (2 * model.gamma - 2)) * cols
+            c = self.l2 * m ** (2 * model.gamma - 2)
+            v = jax.tree.map(lambda vi, p: vi - c * p, v, params)
         if set(model.trainable) != set(model.present_blocks):  # frozen blocks stay put
-            v = v * model.mask(cols.dtype)[:, None]
+            if isinstance(v, tuple):
+                v = tuple(
+                    vi if blk in model.trainable else jnp.zeros_like(vi)
+                    for blk, vi in zip(model.present_blocks, v, strict=True)
+                )
+            else:
+                v = v * model.mask(v.dtype)
         return v, 0.5 * jnp.mean(residual**2)
