@@ -292,3 +292,32 @@ def test_reusing_the_record_velocity_changes_nothing(key, integrator):
     np.testing.assert_allclose(reused.final, computed.final, rtol=1e-12, atol=1e-14)
     for name in reused.metrics:
         np.testing.assert_allclose(reused[name], computed[name], rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------- divergence is located exactly
+
+
+def test_divergence_reports_the_exact_step(key):
+    """The fast loop checks finiteness once per record interval and re-runs a failing
+    interval step by step: the reported step and kept state are those of a step-by-step
+    loop, whatever the interval."""
+    x = jnp.linspace(-1.0, 1.0, 16)[:, None]
+    data = DataSet(x, jnp.sign(x[:, 0]))
+    flow = GradientFlow(TwoLayer(d=1, activation="quadratic"), EmpiricalRisk(data), FullBatch(data))
+    theta = 0.3 * jax.random.normal(key, (8, 3))
+    dt = 1.0
+    state, bad = theta, None  # reference: Euler by hand until an update is non-finite
+    for k in range(200):
+        new, _ = Euler().step(flow, state, k, dt, key)
+        if not np.all(np.isfinite(np.asarray(new))):
+            bad = k
+            break
+        state = new
+    assert bad is not None and bad > 4  # diverges, past the first interval of every=4
+    for every in (1, 4, 50):
+        traj = simulate(flow, Euler(), theta, dt=dt, steps=200, key=key, recorder=Recorder(every))
+        assert traj.status == "diverged"
+        assert traj.state.step == bad, every
+        assert f"step {bad + 1}" in traj.message
+        np.testing.assert_allclose(traj.final, state, rtol=1e-10)
+        assert np.all(traj.steps <= bad)

@@ -113,7 +113,19 @@ def _all_finite(state) -> Array:
 
 @eqx.filter_jit
 def _advance(
-    dynamics, integrator, recorder, theta, theta0, start, dt, key, bad, n_rec, every, reuse
+    dynamics,
+    integrator,
+    recorder,
+    theta,
+    theta0,
+    start,
+    dt,
+    key,
+    bad,
+    n_rec,
+    every,
+    reuse,
+    each_step=False,
 ):
     """n_rec intervals of ``every`` steps from step ``start``, recording after each.
 
@@ -122,36 +134,52 @@ def _advance(
     computed is the first stage of the next step, so a record costs less than a step;
     the first step of a call always computes its own, so the result depends on the chunk
     plan only (resume stays bit-identical).
-    The state is frozen at the last finite particles once a step produces NaN/inf;
-    ``bad`` is the first step whose update was non-finite (-1 if none).
+
+    NaN/inf: the state is frozen at the last finite particles. With ``each_step`` every
+    step is checked and ``bad`` is the first step whose update was non-finite (-1 if
+    none). Without it (the fast path: on small problems on a GPU a per-step check costs
+    as much as the step) only the end of each interval is checked; a non-finite interval
+    leaves the state at its start and ``bad`` at its first step, and `simulate` re-runs
+    that one interval with ``each_step`` to find the exact step.
     """
     blocks = Blocks(dynamics)
 
-    def advance(state, bad, step, k1=None):
-        new, _ = integrator.step(blocks, state, step, dt, key, k1)
-        ok = _all_finite(new)
-        state = jax.tree.map(lambda u, s: jnp.where(ok & (bad < 0), u, s), new, state)
-        return state, jnp.where((bad < 0) & ~ok, step, bad)
+    def plain(state, step, k1=None):
+        return integrator.step(blocks, state, step, dt, key, k1)[0]
 
-    def one_step(carry, j):
+    def guard(new, state, bad, at):
+        ok = _all_finite(new) & (bad < 0)
+        state = jax.tree.map(lambda u, s: jnp.where(ok, u, s), new, state)
+        return state, jnp.where((bad < 0) & ~ok, at, bad)
+
+    def checked_step(carry, j):
         state, bad, base = carry
-        return (*advance(state, bad, base + j), base), None
+        step = base + j
+        return (*guard(plain(state, step), state, bad, step), base), None
+
+    def plain_step(carry, j):
+        state, base = carry
+        return (plain(state, base + j), base), None
 
     def one_record(carry, i):
         state, bad, k1, have = carry
         base = start + i * every
+        begin = state
         if reuse:  # the first step of the interval from the last record's velocity
-            state, bad = jax.lax.cond(
-                have,
-                lambda s, b: advance(s, b, base, k1),
-                lambda s, b: advance(s, b, base),
-                state,
-                bad,
-            )
+            new = jax.lax.cond(have, lambda s: plain(s, base, k1), lambda s: plain(s, base), state)
+            if each_step:
+                state, bad = guard(new, state, bad, base)
+            else:
+                state = new
             first = 1
         else:
             first = 0
-        (state, bad, _), _ = jax.lax.scan(one_step, (state, bad, base), jnp.arange(first, every))
+        steps = jnp.arange(first, every)
+        if each_step:
+            (state, bad, _), _ = jax.lax.scan(checked_step, (state, bad, base), steps)
+        else:
+            (state, _), _ = jax.lax.scan(plain_step, (state, base), steps)
+            state, bad = guard(state, begin, bad, base)
         theta = blocks.decode(state)
         rec, (v, loss) = recorder.measure(
             dynamics, integrator, theta, theta0, base + every, dt, key
@@ -310,6 +338,24 @@ def simulate(
             )
             recs = jax.device_get(recs)
             bad_step = int(bad)
+            if bad_step >= 0:  # the interval from bad_step holds a NaN/inf: find the step
+                found, bad, _ = _advance(
+                    dynamics,
+                    integrator,
+                    recorder,
+                    theta,
+                    th0,
+                    jnp.asarray(bad_step),
+                    dt_arr,
+                    key,
+                    jnp.asarray(-1),
+                    seg_every,
+                    1,
+                    reuse,
+                    True,
+                )
+                if int(bad) >= 0:  # else keep the interval's start (finite) as the state
+                    theta, bad_step = found, int(bad)
             rec_steps = start + seg_every * np.arange(1, n_rec + 1)
             keep = rec_steps <= bad_step if bad_step >= 0 else np.ones(n_rec, bool)
             block = {"step": rec_steps[keep]} | {k: np.asarray(v)[keep] for k, v in recs.items()}
