@@ -227,14 +227,17 @@ class TwoLayer(eqx.Module):
             (f (n,), pullback: (n,) -> blocks)
         """
         a, w_t, b = self.unpack_blocks(blocks)
+        sigma = ACTIVATIONS[self.activation]
         z = x @ w_t + b[None, :]
-        s, ds = jax.jvp(ACTIVATIONS[self.activation], (z,), (jnp.ones_like(z),))
+        s = sigma(z)
         f = self.output_scale(w_t.shape[1]) * (s @ a)
 
         def pullback(weight):
             out = []
             if self.train_output:
                 out.append(weight @ s)
+            # s' from z here, not stored in the forward pass: it fuses into dz
+            ds = jax.jvp(sigma, (z,), (jnp.ones_like(z),))[1]
             dz = (weight[:, None] * ds) * a[None, :]
             out.append(x.T @ dz)
             if self.bias:
