@@ -10,12 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Config, LawSpec
+from .domains import Ball, Box
 from .dynamics import GradientFlow
 from .errors import ConfigError
 from .integrators import INTEGRATORS
 from .measure import Constant, Gaussian, Uniform, load_particles, sample_particles
 from .models import TwoLayer
-from .objectives import EmpiricalRisk, FullBatch, Minibatch, Online
+from .objectives import EmpiricalRisk, Exact, FullBatch, Minibatch, Online, PopulationRisk
 from .recorder import Recorder
 from .targets import (
     DataSet,
@@ -34,7 +35,7 @@ class Built:
 
     config: Config
     model: TwoLayer
-    train: DataSet
+    train: DataSet | None
     test: DataSet | None
     dynamics: GradientFlow
     integrator: object
@@ -67,8 +68,13 @@ def _resolve(path: str, base: Path | None) -> Path:
     return p if p.is_absolute() or base is None or p.exists() else base / p
 
 
-def _teacher(cfg: Config, base: Path | None, default_activation: str) -> Teacher:
+def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) -> Teacher:
     spec = cfg.data.teacher
+    if spec is None:
+        raise ConfigError(
+            "`data.target: teacher` (and `data.population`) need `data.teacher`: inline "
+            "`w` (k lists of dim numbers) and `alpha`, or `path` to an npz with `w`, `alpha`."
+        )
     if spec.path is not None:
         path = _resolve(spec.path, base)
         if not path.is_file():
@@ -85,10 +91,10 @@ def _teacher(cfg: Config, base: Path | None, default_activation: str) -> Teacher
             )
         w, alpha, a, b = spec.w, spec.alpha, spec.a, spec.b
     w = np.atleast_2d(np.asarray(w, np.float64))
-    if w.shape[1] != cfg.data.inputs.dim:
+    if w.shape[1] != dim:
+        where = "data.population.dim" if cfg.data.population else "data.inputs.dim"
         raise ConfigError(
-            f"`data.teacher.w` has dimension {w.shape[1]} but `data.inputs.dim` is "
-            f"{cfg.data.inputs.dim}; they must agree."
+            f"`data.teacher.w` has dimension {w.shape[1]} but `{where}` is {dim}; they must agree."
         )
     return Teacher(w, alpha, a, b, spec.activation or default_activation)
 
@@ -111,7 +117,21 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
 
     # data
     target = None
-    if cfg.data.path is not None:
+    pop = cfg.data.population
+    if pop is not None:
+        if cfg.data.path is not None:
+            raise ConfigError(
+                "`data.population` and `data.path` exclude each other: the population risk "
+                "has no data set. Remove one of them."
+            )
+        law = (
+            GaussianInputs(pop.dim)
+            if pop.inputs == "gaussian"
+            else UniformBox(pop.dim, pop.low, pop.high)
+        )
+        target = _teacher(cfg, base, cfg.model.activation, pop.dim)
+        train, d = None, pop.dim
+    elif cfg.data.path is not None:
         train = load_dataset(_resolve(cfg.data.path, base), dtype)
         d = train.d
     else:
@@ -121,7 +141,11 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             if inp.law == "uniform"
             else GaussianInputs(inp.dim, inp.std)
         )
-        target = Sign() if cfg.data.target == "sign" else _teacher(cfg, base, cfg.model.activation)
+        target = (
+            Sign()
+            if cfg.data.target == "sign"
+            else _teacher(cfg, base, cfg.model.activation, inp.dim)
+        )
         train = sample_dataset(target, law, cfg.data.n_train, k_train, dtype, cfg.data.noise)
         d = inp.dim
     if cfg.data.test_path is not None:
@@ -130,7 +154,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             raise ConfigError(
                 f"`data.test_path` has inputs of dimension {test.d}, the training data {d}."
             )
-    elif target is not None and cfg.data.n_test > 0:
+    elif target is not None and pop is None and cfg.data.n_test > 0:
         test = sample_dataset(target, law, cfg.data.n_test, k_test, dtype, cfg.data.noise)
     else:
         test = None
@@ -162,15 +186,36 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         theta0 = sample_particles(model, ms.width, laws, k_init, dtype)
 
     # dynamics
-    objective = EmpiricalRisk(train, cfg.objective.l2)
     dyn = cfg.dynamics
-    if dyn.kind == "gradient_flow":
-        sampler = FullBatch(train)
-    elif dyn.sampling == "epochs":
-        sampler = Minibatch(train, dyn.batch_size)
+    if pop is not None:
+        objective = PopulationRisk.make(
+            target,
+            law,
+            pop.method,
+            model=model,
+            nodes=pop.nodes,
+            eval_samples=pop.eval_samples,
+            key=k_test,
+            dtype=dtype,
+            l2=cfg.objective.l2,
+        )
+        if pop.method == "monte_carlo" or dyn.kind == "sgd":
+            sampler = Online(law, target, dyn.batch_size or pop.samples, cfg.dtype)
+        else:
+            sampler = Exact()
     else:
-        sampler = Online(law, target, dyn.batch_size, cfg.dtype)
-    dynamics = GradientFlow(model, objective, sampler)
+        objective = EmpiricalRisk(train, cfg.objective.l2)
+        if dyn.kind == "gradient_flow":
+            sampler = FullBatch(train)
+        elif dyn.sampling == "epochs":
+            sampler = Minibatch(train, dyn.batch_size)
+        else:
+            sampler = Online(law, target, dyn.batch_size, cfg.dtype)
+    domain = None
+    if dyn.domain is not None:
+        ds = dyn.domain
+        domain = Ball(ds.radius) if ds.kind == "ball" else Box(ds.low, ds.high)
+    dynamics = GradientFlow(model, objective, sampler, domain)
     rec = cfg.record
     if rec.chunk is not None and (rec.chunk % rec.every):
         raise ConfigError(

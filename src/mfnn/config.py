@@ -103,8 +103,44 @@ class TeacherSpec(_Strict):
     activation: str | None = None
 
 
+class PopulationSpec(_Strict):
+    """The population risk: no data set, E_x over the input law (THEORY.md section 2).
+
+    method: closed_form (relu/erf units without bias, gaussian inputs), quadrature
+    (any activation, dim <= 3; ``nodes`` per dimension) or monte_carlo (``samples``
+    fresh inputs per step, the recorded risk on ``eval_samples`` fixed inputs).
+    """
+
+    inputs: Literal["gaussian", "uniform"] = "gaussian"
+    dim: int = Field(2, gt=0)
+    method: Literal["closed_form", "quadrature", "monte_carlo"] = "closed_form"
+    nodes: int = Field(24, gt=0)
+    samples: int = Field(1024, gt=0)
+    eval_samples: int = Field(16384, gt=0)
+    low: float = -1.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.method == "quadrature" and self.dim > 3:
+            raise ValueError(
+                f"quadrature is for dim <= 3 (a tensor rule has nodes^dim points); got dim "
+                f"{self.dim}: use `method: closed_form` (relu/erf without bias) or "
+                "`method: monte_carlo`"
+            )
+        if self.method == "closed_form" and self.inputs != "gaussian":
+            raise ValueError(
+                "`method: closed_form` needs `inputs: gaussian`; for uniform inputs use "
+                "`quadrature` (dim <= 3) or `monte_carlo`"
+            )
+        if self.inputs == "uniform" and not self.high > self.low:
+            raise ValueError(f"uniform inputs need `low` < `high`; got {self.low}, {self.high}")
+        return self
+
+
 class DataSpec(_Strict):
     path: str | None = None
+    population: PopulationSpec | None = None
     test_path: str | None = None
     target: Literal["sign", "teacher"] | None = "sign"
     teacher: TeacherSpec | None = None
@@ -112,6 +148,21 @@ class DataSpec(_Strict):
     n_train: int = Field(256, gt=0)
     n_test: int = Field(256, ge=0)
     noise: float = Field(0.0, ge=0)
+
+
+class DomainSpec(_Strict):
+    """A bounded parameter domain; particles leaving it are reflected (THEORY.md s.5)."""
+
+    kind: Literal["ball", "box"] = "ball"
+    radius: float = Field(1.0, gt=0)
+    low: float = -1.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "box" and not self.high > self.low:
+            raise ValueError(f"a box needs `low` < `high`; got {self.low}, {self.high}")
+        return self
 
 
 class ObjectiveSpec(_Strict):
@@ -125,6 +176,7 @@ class DynamicsSpec(_Strict):
     steps: int = Field(2000, gt=0)
     batch_size: int | None = Field(None, gt=0)
     sampling: Literal["epochs", "online"] = "epochs"
+    domain: DomainSpec | None = None
 
     @model_validator(mode="after")
     def _sgd(self):
@@ -204,6 +256,8 @@ def format_validation_error(err: pydantic.ValidationError) -> str:
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
+            if path and f"`{path}" not in msg:  # name the section the rule belongs to
+                msg = f"`{path}`: {msg}"
             parts.append(msg if msg.endswith((".", "?")) else msg + ".")
             continue
         if msg.startswith("Assertion failed, "):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from ._typing import Particles, Scalar
 from .errors import ConfigError
 from .integrators import Euler
-from .objectives.sampling import FullBatch
+from .objectives.sampling import Exact
 from .targets import DataSet
 
 
@@ -61,7 +61,7 @@ class Recorder(eqx.Module):
     ) -> tuple[dict[str, Scalar], tuple[Particles, Scalar]]:
         """The metrics and (v (m, D), R): the full-batch velocity and risk they used."""
         model, objective = dynamics.model, dynamics.objective
-        full = eqx.tree_at(lambda d: d.sampler, dynamics, FullBatch(objective.data))
+        full = eqx.tree_at(lambda d: d.sampler, dynamics, Exact())
         v, loss = full.full_velocity(theta)
         energy = loss + objective.penalty(theta)
         dissipation = full.dissipation(v)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import __version__
@@ -249,7 +250,15 @@ def single_summary(traj: Trajectory, metrics: dict, built: Built, wall: float) -
         med = float(np.median(rel))
         checks["energy_identity"] = check(med, "median |energy_rel_residual| <= 0.1", med <= 0.1)
     last = {k: float(v[-1]) for k, v in metrics.items() if k not in ("step",)} if metrics else {}
-    return {
+    extra = {}
+    objective, model = built.dynamics.objective, built.model
+    if getattr(objective, "method", None) == "quadrature":  # |R_q - R_2q|, first and last
+        extra["quadrature_error"] = {
+            "nodes": objective.nodes,
+            "initial": float(objective.quadrature_error(model, jnp.asarray(built.theta0))),
+            "final": float(objective.quadrature_error(model, jnp.asarray(traj.final))),
+        }
+    return extra | {
         "status": traj.status,
         "message": traj.message,
         "final_loss": last.get("loss"),

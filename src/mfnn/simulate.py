@@ -16,7 +16,7 @@ import numpy as np
 from ._typing import Array, Key, Particles
 from .dynamics import Blocks
 from .errors import ConfigError
-from .objectives.sampling import FullBatch
+from .objectives.sampling import Exact, FullBatch
 from .recorder import Recorder
 
 
@@ -145,7 +145,7 @@ def _advance(
     blocks = Blocks(dynamics)
 
     def plain(state, step, k1=None):
-        return integrator.step(blocks, state, step, dt, key, k1)[0]
+        return blocks.constrain(integrator.step(blocks, state, step, dt, key, k1)[0])
 
     def guard(new, state, bad, at):
         ok = _all_finite(new) & (bad < 0)
@@ -286,10 +286,10 @@ def simulate(
     dtype = theta0.dtype
     dt_arr = jnp.asarray(dt, dtype)
     plan = ChunkPlan(steps, every, chunk)
-    # records compute the full-batch velocity; a full-batch step can start from it
+    # records compute the exact (full-batch) velocity; an exact step can start from it
     sampler = getattr(dynamics, "sampler", None)
     objective = getattr(dynamics, "objective", None)
-    reuse = (
+    reuse = isinstance(sampler, Exact) or (
         isinstance(sampler, FullBatch)
         and objective is not None
         and sampler.data is getattr(objective, "data", None)

@@ -18,15 +18,25 @@ class GradientFlow(eqx.Module):
     ``sampler`` (`Minibatch`, `Online`) the velocity is that of the batch of the step, and
     stepping it with `Euler` is (minibatch / online) SGD.
 
+    With a bounded ``domain`` (`mfnn.domains.Ball` or `Box`, THEORY.md section 5) every
+    step is followed by the normal reflection of the particles that left it; the particle
+    count (the mass) is conserved exactly.
+
     Args:
         model: e.g. `TwoLayer`.
-        objective: e.g. `EmpiricalRisk`.
-        sampler: the batch of each step (`FullBatch`, `Minibatch`, `Online`).
+        objective: e.g. `EmpiricalRisk`, `PopulationRisk`.
+        sampler: the batch of each step (`FullBatch`, `Exact`, `Minibatch`, `Online`).
+        domain: optional bounded parameter domain.
     """
 
     model: eqx.Module
     objective: eqx.Module
     sampler: eqx.Module
+    domain: eqx.Module | None = None
+
+    def constrain(self, state):
+        """Reflect the particles (rows or blocks) that left the domain back into it."""
+        return state if self.domain is None else self.domain.reflect(state)
 
     @property
     def stochastic(self) -> bool:
@@ -87,6 +97,10 @@ class Blocks(eqx.Module):
     def decode(self, state) -> Particles:
         """The carried state -> rows (m, D)."""
         return self.dynamics.model.from_blocks(state) if self.native else state
+
+    def constrain(self, state):
+        fn = getattr(self.dynamics, "constrain", None)
+        return state if fn is None else fn(state)
 
     def velocity(self, state, step, key: Key):
         if self.native:

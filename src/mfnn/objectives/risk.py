@@ -93,7 +93,7 @@ class EmpiricalRisk(eqx.Module):
         if hasattr(model, "to_blocks"):
             v, loss = self.velocity_blocks(model, model.to_blocks(theta), x, y)
             return model.from_blocks(v), loss
-        return self._velocity(model, theta, lambda th: th, x, y)
+        return self._velocity(model, theta, _identity, x, y)
 
     def velocity_blocks(self, model, blocks: tuple[Array, ...], x=None, y=None):
         """`velocity` in the model's block layout (`TwoLayer.to_blocks`): the layout
@@ -102,30 +102,57 @@ class EmpiricalRisk(eqx.Module):
 
     def _velocity(self, model, params, to_rows, x, y):
         x, y = self._batch(x, y)
-        n = x.shape[0]
-        if self.fused and hasattr(model, "predict_and_pullback_blocks"):
-            f, pullback = model.predict_and_pullback_blocks(params, x)
-            m = model.unpack_blocks(params)[1].shape[1]
-        else:
-            phi, vjp = jax.vjp(lambda p: model.features(to_rows(p), x), params)
-            m = phi.shape[1]
-            f = model.output_scale(m) * jnp.sum(phi, axis=1)
+        return weighted_velocity(model, params, to_rows, x, y, None, self.l2, self.fused)
 
-            def pullback(weight):
-                return vjp(jnp.broadcast_to(weight[:, None], phi.shape).astype(phi.dtype))[0]
 
-        residual = f - y
-        weight = jax.lax.stop_gradient(residual) * (m ** (model.gamma - 1.0) / n)
-        v = jax.tree.map(jnp.negative, pullback(weight))
-        if self.l2:
-            c = self.l2 * m ** (2 * model.gamma - 2)
-            v = jax.tree.map(lambda vi, p: vi - c * p, v, params)
-        if set(model.trainable) != set(model.present_blocks):  # frozen blocks stay put
-            if isinstance(v, tuple):
-                v = tuple(
-                    vi if blk in model.trainable else jnp.zeros_like(vi)
-                    for blk, vi in zip(model.present_blocks, v, strict=True)
-                )
-            else:
-                v = v * model.mask(v.dtype)
-        return v, 0.5 * jnp.mean(residual**2)
+def weighted_velocity(model, params, to_rows, x, y, weights, l2: float, fused: bool = True):
+    r"""-grad Phi at every particle for R = (1/2) sum_i omega_i (f(x_i) - y_i)^2.
+
+    ``weights`` omega (n,) sum to 1 (a quadrature rule); None means omega_i = 1/n (a data
+    set). ``params`` are particles as rows (``to_rows`` the identity) or in the model's
+    block layout (``to_rows = model.from_blocks``). The residual is held fixed, so one
+    pullback of sum_j Phi(theta_j) gives every particle's velocity:
+
+        v_j = -m^(2 gamma - 1) dE/dtheta_j = -m^(gamma - 1) sum_i omega_i (f_i - y_i)
+              grad phi(x_i; theta_j) - lambda m^(2 gamma - 2) theta_j.
+
+    Returns (v in the layout of ``params``, R).
+    """
+    n = x.shape[0]
+    if fused and hasattr(model, "predict_and_pullback_blocks") and to_rows is not _identity:
+        f, pullback = model.predict_and_pullback_blocks(params, x)
+        m = model.unpack_blocks(params)[1].shape[1]
+    else:
+        phi, vjp = jax.vjp(lambda p: model.features(to_rows(p), x), params)
+        m = phi.shape[1]
+        f = model.output_scale(m) * jnp.sum(phi, axis=1)
+
+        def pullback(weight):
+            return vjp(jnp.broadcast_to(weight[:, None], phi.shape).astype(phi.dtype))[0]
+
+    residual = f - y
+    omega = 1.0 / n if weights is None else weights
+    weight = jax.lax.stop_gradient(residual) * omega * m ** (model.gamma - 1.0)
+    v = jax.tree.map(jnp.negative, pullback(weight))
+    if l2:
+        c = l2 * m ** (2 * model.gamma - 2)
+        v = jax.tree.map(lambda vi, p: vi - c * p, v, params)
+    v = freeze(model, v)
+    loss = 0.5 * (jnp.mean(residual**2) if weights is None else jnp.sum(weights * residual**2))
+    return v, loss
+
+
+def _identity(theta):
+    return theta
+
+
+def freeze(model, v):
+    """Zero the velocity of the blocks ``model.trainable`` leaves out (rows or blocks)."""
+    if set(model.trainable) == set(model.present_blocks):
+        return v
+    if isinstance(v, tuple):
+        return tuple(
+            vi if blk in model.trainable else jnp.zeros_like(vi)
+            for blk, vi in zip(model.present_blocks, v, strict=True)
+        )
+    return v * model.mask(v.dtype)

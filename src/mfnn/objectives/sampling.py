@@ -23,6 +23,17 @@ class FullBatch(eqx.Module):
         return self.data.x, self.data.y
 
 
+class Exact(eqx.Module):
+    """Every step uses the objective's own exact risk: the whole data set of an
+    `EmpiricalRisk`, the closed form or quadrature of a `PopulationRisk` (no batch)."""
+
+    stochastic = False
+
+    def __call__(self, key: Key, step) -> tuple[None, None]:
+        del key, step
+        return None, None
+
+
 class Minibatch(eqx.Module):
     """Minibatches of the data set without replacement within each epoch.
 

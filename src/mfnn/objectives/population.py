@@ -1,0 +1,245 @@
+"""The population risk of a teacher-student problem (THEORY.md sections 2 and 6).
+
+Inputs x ~ P (N(0, I_d) or uniform on a box), target the teacher network
+f*(x) = int phi(x; theta) d rho*(theta), rho* = sum_i alpha_i delta_{c_i}, and
+
+    R(mu) = (1/2) E_x (f(x; mu) - f*(x))^2
+          = R0 + int V dmu + (1/2) int int U dmu dmu          (mean_field)
+
+with R0 = (1/2) E f*^2, V(theta) = -E[f*(x) phi(x; theta)] and
+U(theta, theta') = E[phi(x; theta) phi(x; theta')]. For a general scaling gamma,
+f = m^(-gamma) sum_j phi(x; theta_j) and the two integrals become
+m^(-gamma) sum_j V(theta_j) and (1/2) m^(-2 gamma) sum_jk U(theta_j, theta_k).
+
+Three ways to take E_x, one interface (`PopulationRisk`):
+
+- ``closed_form``: E[sigma(u.x) sigma(v.x)] in closed form (ReLU and erf units without
+  bias, Gaussian inputs; `mfnn.objectives.kernels`), O(m^2 d) per step, exact;
+- ``quadrature``: a tensor Gauss rule (Hermite for Gaussian, Legendre for uniform inputs),
+  any activation, d <= 3; the rule's error is estimated by a rule with twice the nodes;
+- ``monte_carlo``: each step's velocity uses fresh samples (online SGD, `Online`); the
+  risk the run records is a Monte Carlo estimate on a fixed evaluation sample.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._typing import Array, Float, Particles, Scalar
+from ..errors import ConfigError
+from ..targets import GaussianInputs, Teacher, UniformBox
+from .kernels import get_kernel, quadrature_rule
+from .risk import _identity, freeze, weighted_velocity
+
+METHODS = ("closed_form", "quadrature", "monte_carlo")
+
+
+class PopulationRisk(eqx.Module):
+    r"""R(mu) = (1/2) E_x (f(x; mu) - f*(x))^2 for a teacher f*, with optional L2 weight.
+
+        E(mu) = R(mu) + (lambda/2) int |theta|^2 dmu,
+
+    first variation (any scaling gamma; = dE/dmu when gamma = 1)
+
+        Phi(theta) = m^(gamma - 1) [V(theta) + m^(-gamma) sum_j U(theta_j, theta)]
+                     + m^(2 gamma - 2) (lambda/2) |theta|^2
+                   = m^(gamma - 1) E_x[(f(x) - f*(x)) phi(x; theta)] + ...,
+
+    and velocity v = -grad Phi = -m^(2 gamma - 1) dE/dtheta_j, as for `EmpiricalRisk`.
+    A batch (x, y) passed to `velocity` or `risk` (online SGD) is used as an empirical
+    sample instead.
+
+    Build it with `PopulationRisk.make`. Fields: ``teacher``; ``method``; ``x``, ``y``,
+    ``weights``: the quadrature nodes (or the Monte Carlo evaluation sample), their
+    teacher values and weights (sum 1), None for ``closed_form``; ``l2``.
+    """
+
+    teacher: Teacher
+    inputs: eqx.Module
+    x: Float[Array, "K d"] | None
+    y: Float[Array, " K"] | None
+    weights: Float[Array, " K"] | None
+    method: str = eqx.field(static=True, default="closed_form")
+    nodes: int = eqx.field(static=True, default=0)
+    l2: float = eqx.field(static=True, default=0.0)
+
+    @classmethod
+    def make(
+        cls,
+        teacher: Teacher,
+        inputs: GaussianInputs | UniformBox,
+        method: str = "closed_form",
+        *,
+        model=None,
+        nodes: int = 24,
+        eval_samples: int = 16384,
+        key=None,
+        dtype=jnp.float64,
+        l2: float = 0.0,
+    ) -> PopulationRisk:
+        """Validate and build. ``model`` (the student) is checked against the method."""
+        if method not in METHODS:
+            raise ConfigError(
+                f"`data.population.method` must be one of {list(METHODS)}; got {method!r}."
+            )
+        d = int(teacher.w.shape[1])
+        if d != inputs.dim:
+            raise ConfigError(
+                f"the teacher's neurons have dimension {d} but `data.population.dim` is "
+                f"{inputs.dim}; they must agree (`data.teacher.w` is (k, dim))."
+            )
+        x = y = weights = None
+        if method == "closed_form":
+            get_kernel(teacher.activation)
+            if not isinstance(inputs, GaussianInputs) or inputs.std != 1.0:
+                raise ConfigError(
+                    "`data.population.method: closed_form` needs Gaussian inputs N(0, I) "
+                    "(`data.population.inputs: gaussian`); for uniform inputs use "
+                    "`quadrature` (d <= 3) or `monte_carlo`."
+                )
+            if bool(jnp.any(teacher.b != 0)):
+                raise ConfigError(
+                    "`data.population.method: closed_form` supports teachers without bias; "
+                    "`data.teacher.b` is non-zero. Use `quadrature` (d <= 3) or `monte_carlo`."
+                )
+            if model is not None:
+                if model.bias:
+                    raise ConfigError(
+                        "`data.population.method: closed_form` supports students without "
+                        "bias; set `model.bias: false` or use `quadrature` (d <= 3) or "
+                        "`monte_carlo`."
+                    )
+                if model.activation != teacher.activation:
+                    raise ConfigError(
+                        f"`data.population.method: closed_form` needs the student and the "
+                        f"teacher to share the activation; got `model.activation` "
+                        f"{model.activation!r} and teacher {teacher.activation!r}."
+                    )
+        elif method == "quadrature":
+            law = "gaussian" if isinstance(inputs, GaussianInputs) else "uniform"
+            low, high = (getattr(inputs, "low", -1.0), getattr(inputs, "high", 1.0))
+            x, weights = quadrature_rule(law, d, nodes, dtype, low, high)
+            if law == "gaussian":
+                x = inputs.std * x
+        else:
+            if key is None:
+                raise ConfigError("`monte_carlo` needs a PRNG key for its evaluation sample.")
+            if eval_samples < 1:
+                raise ConfigError(
+                    f"`data.population.eval_samples` must be >= 1; got {eval_samples!r}."
+                )
+            x = inputs.sample(key, eval_samples, dtype)
+            weights = jnp.full((eval_samples,), 1.0 / eval_samples, dtype)
+        if x is not None:
+            y = teacher(x).astype(dtype)
+        return cls(teacher, inputs, x, y, weights, method, nodes, l2)
+
+    # ------------------------------------------------------------ expectations
+    def _teacher_mass(self, dtype) -> Float[Array, " k"]:
+        return (self.teacher.alpha * self.teacher.a).astype(dtype)
+
+    def _kernel(self, u, v):
+        return get_kernel(self.teacher.activation)(u, v)
+
+    def interaction(self, model, p: Particles, q: Particles) -> Float[Array, "k l"]:
+        """U(p_i, q_j) = E_x[phi(x; p_i) phi(x; q_j)]."""
+        if self.method == "closed_form":
+            ap, wp, _ = model.split(p)
+            aq, wq, _ = model.split(q)
+            return ap[:, None] * self._kernel(wp, wq) * aq[None, :]
+        fp, fq = model.features(p, self.x), model.features(q, self.x)
+        return fp.T @ (self.weights[:, None] * fq)
+
+    def potential(self, model, points: Particles) -> Float[Array, " k"]:
+        """V(theta) = -E_x[f*(x) phi(x; theta)]."""
+        if self.method == "closed_form":
+            a, w, _ = model.split(points)
+            tw = self.teacher.w.astype(points.dtype)
+            return -a * (self._kernel(w, tw) @ self._teacher_mass(points.dtype))
+        return -(self.weights * self.y) @ model.features(points, self.x)
+
+    def teacher_energy(self, dtype=jnp.float64) -> Scalar:
+        """R0 = (1/2) E f*^2."""
+        if self.method == "closed_form":
+            tw = self.teacher.w.astype(dtype)
+            ta = self._teacher_mass(dtype)
+            return 0.5 * ta @ self._kernel(tw, tw) @ ta
+        return 0.5 * jnp.sum(self.weights * self.y**2)
+
+    def decomposition(self, model, theta: Particles) -> dict[str, Scalar]:
+        """R0, the potential term m^(-gamma) sum_j V(theta_j) (= int V dmu in mean_field),
+        the interaction term (1/2) m^(-2 gamma) sum_jk U (= (1/2) int int U dmu dmu) and
+        their sum, which is the risk."""
+        s = model.output_scale(theta.shape[0])
+        r0 = self.teacher_energy(theta.dtype)
+        pot = s * jnp.sum(self.potential(model, theta))
+        inter = 0.5 * s * s * jnp.sum(self.interaction(model, theta, theta))
+        return {"R0": r0, "potential": pot, "interaction": inter, "risk": r0 + pot + inter}
+
+    # ------------------------------------------------------------------- risk
+    def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
+        """R(mu_m(theta)); on the batch (x, y) if one is given."""
+        if x is not None:
+            return 0.5 * jnp.mean((model.predict(theta, x) - y) ** 2)
+        if self.method == "closed_form":
+            return self.decomposition(model, theta)["risk"]
+        return 0.5 * jnp.sum(self.weights * (model.predict(theta, self.x) - self.y) ** 2)
+
+    def penalty(self, theta: Particles) -> Scalar:
+        """(lambda/2) (1/m) sum_j |theta_j|^2."""
+        return 0.5 * self.l2 * jnp.mean(jnp.sum(theta**2, axis=-1))
+
+    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
+        return self.risk(model, theta, x, y) + self.penalty(theta)
+
+    def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:
+        """Phi(theta') at each row of ``points``, with mu = mu_m(theta) held fixed."""
+        m = theta.shape[0]
+        s = model.output_scale(m)
+        inner = self.potential(model, points) + s * jnp.sum(
+            self.interaction(model, theta, points), axis=0
+        )
+        value = m ** (model.gamma - 1.0) * inner
+        if self.l2:
+            value = value + m ** (2 * model.gamma - 2) * 0.5 * self.l2 * jnp.sum(points**2, -1)
+        return value
+
+    def quadrature_error(self, model, theta: Particles) -> Scalar:
+        """|R_q - R_2q|: the risk by this rule against a rule with twice the nodes per
+        dimension (quadrature only)."""
+        if self.method != "quadrature":
+            raise ConfigError("`quadrature_error` is defined for `method: quadrature` only.")
+        finer = PopulationRisk.make(
+            self.teacher, self.inputs, "quadrature", nodes=2 * self.nodes, dtype=theta.dtype
+        )
+        return jnp.abs(self.risk(model, theta) - finer.risk(model, theta))
+
+    # --------------------------------------------------------------- velocity
+    def velocity(self, model, theta: Particles, x=None, y=None) -> tuple[Particles, Scalar]:
+        """(v (m, D), R): v = -grad Phi at every particle (see the class docstring)."""
+        if hasattr(model, "to_blocks"):
+            v, loss = self.velocity_blocks(model, model.to_blocks(theta), x, y)
+            return model.from_blocks(v), loss
+        return self._velocity(model, theta, _identity, x, y)
+
+    def velocity_blocks(self, model, blocks, x=None, y=None):
+        """`velocity` in the model's block layout (the layout `simulate` steps in)."""
+        return self._velocity(model, blocks, model.from_blocks, x, y)
+
+    def _velocity(self, model, params, to_rows, x, y):
+        if x is not None:  # a batch: online SGD on fresh samples
+            return weighted_velocity(model, params, to_rows, x, y, None, self.l2)
+        if self.method != "closed_form":
+            return weighted_velocity(model, params, to_rows, self.x, self.y, self.weights, self.l2)
+
+        def energy(p):
+            theta = to_rows(p)
+            r = self.risk(model, theta)
+            return r + self.penalty(theta), r
+
+        (_, loss), grad = jax.value_and_grad(energy, has_aux=True)(params)
+        m = to_rows(params).shape[0]
+        v = jax.tree.map(lambda g: -(m ** (2 * model.gamma - 1.0)) * g, grad)
+        return freeze(model, v), loss
