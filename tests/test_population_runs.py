@@ -2,8 +2,6 @@
 population risk, a reflecting ball keeps the particles inside, and bad configs fail
 with the field named."""
 
-import json
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
