@@ -198,6 +198,9 @@ class ExperimentSpec(_Strict):
     scalings: list[Literal["mean_field", "ntk"]] = ["mean_field", "ntk"]
     radius: float = Field(0.25, gt=0)
     significance: float = Field(0.1, ge=0)
+    # experiment-specific parameters (each experiment validates its own, naming
+    # `experiment.params.<key>` in its errors)
+    params: dict[str, Any] = {}
 
 
 class Config(_Strict):
