@@ -114,7 +114,7 @@ class PopulationSpec(_Strict):
     inputs: Literal["gaussian", "uniform"] = "gaussian"
     dim: int = Field(2, gt=0)
     method: Literal["closed_form", "quadrature", "monte_carlo"] = "closed_form"
-    nodes: int = Field(24, gt=0)
+    nodes: int = Field(24, gt=0, le=150)  # the error estimate uses 2 nodes <= 300
     samples: int = Field(1024, gt=0)
     eval_samples: int = Field(16384, gt=0)
     low: float = -1.0

@@ -42,7 +42,7 @@ def _relu_angular_jvp(primals, tangents):
     # (|c| = 1 + eps), and clip's own derivative would halve or zero it at the boundary.
     (c,), (dc,) = primals, tangents
     slope = jnp.pi - jnp.arccos(jnp.clip(c, -1.0, 1.0))
-    return _relu_angular(c), slope * jnp.where(jnp.abs(c) < 1, dc, 0.5 * dc)
+    return _relu_angular(c), slope * dc
 
 
 def _safe_norm(w: Float[Array, "k d"]) -> tuple[Float[Array, " k"], Float[Array, " k"]]:
