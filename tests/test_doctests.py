@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["mfnn.models.two_layer", "mfnn.simulate"]
+MODULES = ["mfnn.models.two_layer", "mfnn.simulate", "mfnn.domains", "mfnn.objectives.kernels"]
 
 
 @pytest.mark.parametrize("name", MODULES)
