@@ -1,3 +1,6 @@
+from .transport import (
+    wasserstein2 as wasserstein2,
+)
 from .two_layer import (
     breakpoint_concentration as breakpoint_concentration,
 )
