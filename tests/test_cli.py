@@ -125,21 +125,26 @@ def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
     import time
 
     # big enough that the run lasts seconds after its first checkpoint (no race with SIGINT)
-    cfg = {**TINY, "model": {"width": 1024}, "dynamics": {"dt": 0.01, "steps": 60000}}
+    cfg = {**TINY, "model": {"width": 1024}, "dynamics": {"dt": 0.01, "steps": 20000}}
     cfg["data"] = {"n_train": 128, "n_test": 16}
     cfg["record"] = {"every": 100, "chunk": 1000}
     path = write_config(tmp_path / "c.yaml", cfg)
     mfnn = [sys.executable, "-m", "mfnn.cli"]
     full = subprocess.run([*mfnn, "run", path, "--out", tmp_path / "full", "--no-progress"])
     assert full.returncode == 0
-    proc = subprocess.Popen([*mfnn, "run", path, "--out", tmp_path / "cut", "--no-progress"])
+    # a shell that starts jobs in the background makes them ignore SIGINT, and the ignore
+    # is inherited: give the child the default handler so Python raises KeyboardInterrupt
+    proc = subprocess.Popen(
+        [*mfnn, "run", path, "--out", tmp_path / "cut", "--no-progress"],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not (tmp_path / "cut" / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and 0 < summary["final_step"] < 60000
+    assert summary["status"] == "interrupted" and 0 < summary["final_step"] < 20000
     res = subprocess.run([*mfnn, "resume", tmp_path / "cut", "--no-progress"])
     assert res.returncode == 0
     a = (tmp_path / "full" / "metrics.csv").read_bytes()
