@@ -4,9 +4,10 @@ from .base import Experiment as Experiment
 from .global_convergence import GLOBAL_CONVERGENCE
 from .reflecting_ball import REFLECTING_BALL
 from .sign import SIGN
+from .stationary_1d import STATIONARY_1D
 from .teacher_speed import TEACHER_SPEED
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (SIGN, GLOBAL_CONVERGENCE, REFLECTING_BALL, TEACHER_SPEED)
+    e.name: e for e in (SIGN, GLOBAL_CONVERGENCE, REFLECTING_BALL, TEACHER_SPEED, STATIONARY_1D)
 }
 DEFAULT = "sign"
