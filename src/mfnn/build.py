@@ -11,12 +11,20 @@ import numpy as np
 
 from .config import Config, LawSpec
 from .domains import Ball, Box
-from .dynamics import GradientFlow
+from .dynamics import BirthDeath, GradientFlow, Langevin, Temperature
 from .errors import ConfigError
-from .integrators import INTEGRATORS
+from .integrators import INTEGRATORS, BirthDeathSplitting
 from .measure import Constant, Gaussian, Uniform, load_particles, sample_particles
 from .models import TwoLayer
-from .objectives import EmpiricalRisk, Exact, FullBatch, Minibatch, Online, PopulationRisk
+from .objectives import (
+    EmpiricalRisk,
+    Exact,
+    FullBatch,
+    Minibatch,
+    Online,
+    PopulationRisk,
+    ZeroRisk,
+)
 from .recorder import Recorder
 from .targets import (
     DataSet,
@@ -37,7 +45,7 @@ class Built:
     model: TwoLayer
     train: DataSet | None
     test: DataSet | None
-    dynamics: GradientFlow
+    dynamics: GradientFlow | Langevin | BirthDeath
     integrator: object
     recorder: Recorder
     theta0: jax.Array
@@ -141,12 +149,15 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             if inp.law == "uniform"
             else GaussianInputs(inp.dim, inp.std)
         )
-        target = (
-            Sign()
-            if cfg.data.target == "sign"
-            else _teacher(cfg, base, cfg.model.activation, inp.dim)
-        )
-        train = sample_dataset(target, law, cfg.data.n_train, k_train, dtype, cfg.data.noise)
+        if cfg.data.target == "zero":  # R == 0: no data (the Ornstein-Uhlenbeck reference)
+            target, train = None, None
+        else:
+            target = (
+                Sign()
+                if cfg.data.target == "sign"
+                else _teacher(cfg, base, cfg.model.activation, inp.dim)
+            )
+            train = sample_dataset(target, law, cfg.data.n_train, k_train, dtype, cfg.data.noise)
         d = inp.dim
     if cfg.data.test_path is not None:
         test = load_dataset(_resolve(cfg.data.test_path, base), dtype, "data.test_path")
@@ -203,6 +214,8 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             sampler = Online(law, target, dyn.batch_size or pop.samples, cfg.dtype)
         else:
             sampler = Exact()
+    elif train is None:
+        objective, sampler = ZeroRisk(cfg.objective.l2), Exact()
     else:
         objective = EmpiricalRisk(train, cfg.objective.l2)
         if dyn.kind == "gradient_flow":
@@ -216,6 +229,28 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         ds = dyn.domain
         domain = Ball(ds.radius) if ds.kind == "ball" else Box(ds.low, ds.high)
     dynamics = GradientFlow(model, objective, sampler, domain)
+    integrator = INTEGRATORS[dyn.integrator]()
+    if dyn.langevin is not None:
+        ls = dyn.langevin
+        temperature = Temperature(
+            ls.beta,
+            ls.schedule,
+            rate=ls.rate,
+            growth=ls.growth,
+            period=ls.period,
+            beta_max=ls.beta_max,
+            values=tuple(ls.values),
+            times=tuple(ls.times),
+        )
+        if dyn.integrator != "euler_maruyama":
+            raise ConfigError(
+                f"`dynamics.langevin` adds noise, which `dynamics.integrator: "
+                f"{dyn.integrator}` cannot take; set `dynamics.integrator: euler_maruyama`."
+            )
+        dynamics = Langevin(dynamics, temperature, ls.drift_scale)
+    if dyn.birth_death is not None:
+        dynamics = BirthDeath(dynamics, dyn.birth_death.rate)
+        integrator = BirthDeathSplitting(integrator)
     rec = cfg.record
     if rec.chunk is not None and (rec.chunk % rec.every):
         raise ConfigError(
@@ -227,8 +262,15 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         train=train,
         test=test,
         dynamics=dynamics,
-        integrator=INTEGRATORS[dyn.integrator](),
-        recorder=Recorder(rec.every, test),
+        integrator=integrator,
+        recorder=Recorder(
+            rec.every,
+            test,
+            entropy_k=(1 if dyn.langevin is not None else None)
+            if rec.entropy_k is None
+            else (rec.entropy_k or None),
+            jumps=dyn.birth_death is not None,
+        ),
         theta0=theta0,
         key=k_dyn,
         dt=float(dyn.dt),

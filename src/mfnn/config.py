@@ -142,7 +142,7 @@ class DataSpec(_Strict):
     path: str | None = None
     population: PopulationSpec | None = None
     test_path: str | None = None
-    target: Literal["sign", "teacher"] | None = "sign"
+    target: Literal["sign", "teacher", "zero"] | None = "sign"
     teacher: TeacherSpec | None = None
     inputs: InputsSpec = InputsSpec()
     n_train: int = Field(256, gt=0)
@@ -169,9 +169,36 @@ class ObjectiveSpec(_Strict):
     l2: float = Field(0.0, ge=0)
 
 
+class LangevinSpec(_Strict):
+    """Mean-field Langevin noise sqrt(2/beta(t)) dB (THEORY.md section 3).
+
+    schedule: constant, log (beta (1 + rate log(1 + t))), geometric
+    (min(beta growth^(t/period), beta_max)) or piecewise (``values`` from ``times``);
+    drift_scale s multiplies the drift (McKean-Vlasov of seed 003: s = beta_e, beta = 2/tau).
+    """
+
+    beta: float = Field(gt=0)
+    schedule: Literal["constant", "log", "geometric", "piecewise"] = "constant"
+    rate: float = 1.0
+    growth: float = 2.0
+    period: float = 1.0
+    beta_max: float = float("inf")
+    values: list[float] = []
+    times: list[float] = []
+    drift_scale: float = Field(1.0, gt=0)
+
+
+class BirthDeathSpec(_Strict):
+    """Birth-death jumps after each transport step, rate alpha (THEORY.md section 4)."""
+
+    rate: float = Field(1.0, ge=0)
+
+
 class DynamicsSpec(_Strict):
     kind: Literal["gradient_flow", "sgd"] = "gradient_flow"
-    integrator: Literal["euler", "heun"] = "euler"
+    integrator: Literal["euler", "heun", "euler_maruyama"] = "euler"
+    langevin: LangevinSpec | None = None
+    birth_death: BirthDeathSpec | None = None
     dt: float = Field(0.05, gt=0)
     steps: int = Field(2000, gt=0)
     batch_size: int | None = Field(None, gt=0)
@@ -187,6 +214,8 @@ class DynamicsSpec(_Strict):
 
 class RecordSpec(_Strict):
     every: int = Field(10, gt=0)
+    # k of the kNN entropy of a Langevin run (None: 1 when `dynamics.langevin` is set; 0: off)
+    entropy_k: int | None = Field(None, ge=0)
     snapshot_every: int | None = Field(None, gt=0)
     chunk: int | None = Field(None, gt=0)
 

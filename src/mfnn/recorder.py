@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from ._typing import Particles, Scalar
 from .errors import ConfigError
-from .integrators import Euler
+from .integrators import Euler, EulerMaruyama
 from .objectives.sampling import Exact
 from .targets import DataSet
 
@@ -29,27 +30,51 @@ class Recorder(eqx.Module):
     - ``energy_rel_residual``: energy_residual / dissipation;
     - ``movement``: |theta_k - theta_0|_F / |theta_0|_F (relative particle movement).
 
+    For a noisy dynamics (`Langevin`) the residual uses the drift step alone (the
+    identity of the deterministic part), and with ``entropy_k`` set the recorder adds
+
+    - ``beta``: the effective inverse temperature s beta(t_k) of the free energy;
+    - ``entropy``: the Kozachenko-Leonenko estimate (k = ``entropy_k`` nearest
+      neighbours) of H = -int rho log rho over the trainable coordinates;
+    - ``free_energy``: F = E - H / beta (THEORY.md section 3).
+
+    For `BirthDeath` (``jumps``) it adds ``jump_dissipation`` = alpha int (dE/dmu -
+    <dE/dmu>)^2 drho: the energy identity with jumps is dE/dt = -(dissipation +
+    jump_dissipation).
+
     Args:
         every: record interval in steps (>= 1).
         test: optional test set.
+        entropy_k: record the entropy and free energy with this many neighbours.
+        jumps: record the birth-death dissipation.
     """
 
     every: int = eqx.field(static=True, default=10)
     test: DataSet | None = None
+    entropy_k: int | None = eqx.field(static=True, default=None)
+    jumps: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         if not isinstance(self.every, int) or self.every < 1:
             raise ConfigError(f"`record.every` must be a positive integer; got {self.every!r}.")
+        k = self.entropy_k
+        if k is not None and not (isinstance(k, int) and k >= 1):
+            raise ConfigError(f"`record.entropy_k` must be a positive integer; got {k!r}.")
 
     def names(self) -> tuple[str, ...]:
         base = ("loss",) + (("test_loss",) if self.test is not None else ())
-        return base + (
+        out = base + (
             "energy",
             "dissipation",
             "energy_residual",
             "energy_rel_residual",
             "movement",
         )
+        if self.entropy_k is not None:
+            out += ("beta", "entropy", "free_energy")
+        if self.jumps:
+            out += ("jump_dissipation",)
+        return out
 
     def __call__(
         self, dynamics, integrator, theta: Particles, theta0: Particles, step, dt, key
@@ -61,14 +86,18 @@ class Recorder(eqx.Module):
     ) -> tuple[dict[str, Scalar], tuple[Particles, Scalar]]:
         """The metrics and (v (m, D), R): the full-batch velocity and risk they used."""
         model, objective = dynamics.model, dynamics.objective
-        full = eqx.tree_at(lambda d: d.sampler, dynamics, Exact())
+        if hasattr(dynamics, "exact"):
+            full = dynamics.exact()
+        else:
+            full = eqx.tree_at(lambda d: d.sampler, dynamics, Exact())
         v, loss = full.full_velocity(theta)
         energy = loss + objective.penalty(theta)
         dissipation = full.dissipation(v)
-        if isinstance(integrator, Euler):  # the step Euler would take: reuse v
+        stepper = getattr(integrator, "transport", integrator)  # a splitting: its transport
+        if isinstance(stepper, Euler | EulerMaruyama):  # the drift step: reuse v
             nxt = theta + dt * v
         else:
-            nxt, _ = integrator.step(full, theta, step, dt, key)
+            nxt, _ = stepper.step(full, theta, step, dt, key)
         residual = (full.energy(nxt) - energy) / dt + dissipation
         tiny = jnp.finfo(theta.dtype).tiny
         out = {"loss": loss}
@@ -81,4 +110,13 @@ class Recorder(eqx.Module):
             energy_rel_residual=residual / jnp.maximum(dissipation, tiny),
             movement=jnp.linalg.norm(theta - theta0) / jnp.maximum(jnp.linalg.norm(theta0), tiny),
         )
+        if self.entropy_k is not None:
+            from .diagnostics.entropy import knn_entropy
+
+            beta = dynamics.beta(step * dt).astype(theta.dtype)
+            cols = np.nonzero(np.asarray(model.mask()))[0]
+            entropy = knn_entropy(theta[:, cols], self.entropy_k)
+            out.update(beta=beta, entropy=entropy, free_energy=energy - entropy / beta)
+        if self.jumps:
+            out["jump_dissipation"] = full.jump_dissipation(theta)
         return out, (v, loss)

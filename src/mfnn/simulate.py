@@ -278,6 +278,17 @@ def simulate(
             f"`record.chunk` must be a multiple of `record.every` ({every}) that divides "
             f"`record.snapshot_every` ({snapshot_every}); got {chunk!r}."
         )
+    if getattr(dynamics, "has_noise", False) and not getattr(integrator, "takes_noise", False):
+        raise ConfigError(
+            f"the dynamics has noise (Langevin) but the integrator "
+            f"{type(integrator).__name__} cannot take it: set `dynamics.integrator: "
+            "euler_maruyama` (EulerMaruyama, or BirthDeathSplitting(EulerMaruyama()))."
+        )
+    if hasattr(dynamics, "jump") and not hasattr(integrator, "transport"):
+        raise ConfigError(
+            f"birth-death jumps need the splitting integrator: BirthDeathSplitting("
+            f"{type(integrator).__name__}()) (`dynamics.birth_death` in a config does this)."
+        )
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 2:
         raise ConfigError(f"particles must be an (m, D) array; got shape {theta0.shape}.")
@@ -289,10 +300,13 @@ def simulate(
     # records compute the exact (full-batch) velocity; an exact step can start from it
     sampler = getattr(dynamics, "sampler", None)
     objective = getattr(dynamics, "objective", None)
-    reuse = isinstance(sampler, Exact) or (
-        isinstance(sampler, FullBatch)
-        and objective is not None
-        and sampler.data is getattr(objective, "data", None)
+    reuse = not getattr(dynamics, "has_noise", False) and (
+        isinstance(sampler, Exact)
+        or (
+            isinstance(sampler, FullBatch)
+            and objective is not None
+            and sampler.data is getattr(objective, "data", None)
+        )
     )
 
     columns: list[dict[str, np.ndarray]] = []  # one dict of arrays per chunk (compact)

@@ -38,9 +38,18 @@ class GradientFlow(eqx.Module):
         """Reflect the particles (rows or blocks) that left the domain back into it."""
         return state if self.domain is None else self.domain.reflect(state)
 
+    has_noise = False
+
     @property
     def stochastic(self) -> bool:
         return bool(self.sampler.stochastic)
+
+    def exact(self) -> GradientFlow:
+        """The same flow on the exact objective (full batch, closed form or quadrature):
+        what records measure."""
+        from ..objectives.sampling import Exact
+
+        return eqx.tree_at(lambda d: d.sampler, self, Exact())
 
     def velocity(self, theta: Particles, step, key: Key) -> tuple[Particles, Scalar]:
         """(v (m, D), risk of the step's batch)."""
@@ -101,6 +110,23 @@ class Blocks(eqx.Module):
     def constrain(self, state):
         fn = getattr(self.dynamics, "constrain", None)
         return state if fn is None else fn(state)
+
+    def diffusion(self, step, dt):
+        """The dynamics' noise amplitude sigma_k, or None for an ODE."""
+        fn = getattr(self.dynamics, "diffusion", None)
+        return None if fn is None else fn(step, dt)
+
+    def noise(self, state, step, key: Key):
+        """Standard normal increments shaped like the carried state (see `Langevin`)."""
+        return self.dynamics.noise(state, step, key)
+
+    @property
+    def jumps(self) -> bool:
+        return hasattr(self.dynamics, "jump")
+
+    def jump(self, state, step, dt, key: Key):
+        """The dynamics' jump step (birth-death) on the carried state."""
+        return self.encode(self.dynamics.jump(self.decode(state), step, dt, key))
 
     def velocity(self, state, step, key: Key):
         if self.native:

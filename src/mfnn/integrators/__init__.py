@@ -1,3 +1,6 @@
-from .explicit import INTEGRATORS as INTEGRATORS
 from .explicit import Euler as Euler
 from .explicit import Heun as Heun
+from .stochastic import BirthDeathSplitting as BirthDeathSplitting
+from .stochastic import EulerMaruyama as EulerMaruyama
+
+INTEGRATORS = {"euler": Euler, "heun": Heun, "euler_maruyama": EulerMaruyama}

@@ -52,6 +52,3 @@ class Heun(eqx.Module):
         k1, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
         k2, _ = dynamics.velocity(_axpy(theta, dt, k1), step, key)
         return jax.tree.map(lambda t, u, w: t + (0.5 * dt) * (u + w), theta, k1, k2), loss
-
-
-INTEGRATORS = {"euler": Euler, "heun": Heun}
