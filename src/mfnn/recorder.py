@@ -113,8 +113,14 @@ class Recorder(eqx.Module):
         if self.entropy_k is not None:
             from .diagnostics.entropy import knn_entropy
 
-            beta = dynamics.beta(step * dt).astype(theta.dtype)
-            cols = np.nonzero(np.asarray(model.mask()))[0]
+            beta = dynamics.beta(jnp.asarray(step).astype(theta.dtype) * dt).astype(theta.dtype)
+            cols = np.concatenate(  # the trainable columns (static)
+                [
+                    np.arange(sl.start, sl.stop)
+                    for b, sl in model.block_slices().items()
+                    if b in model.trainable
+                ]
+            )
             entropy = knn_entropy(theta[:, cols], self.entropy_k)
             out.update(beta=beta, entropy=entropy, free_energy=energy - entropy / beta)
         if self.jumps:

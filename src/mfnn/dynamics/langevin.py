@@ -210,7 +210,8 @@ class Langevin(eqx.Module):
 
     def diffusion(self, step, dt) -> Scalar:
         """sigma_k = sqrt(2 / beta(t_k)), t_k = step * dt."""
-        return jnp.sqrt(2.0 / self.temperature(step * dt))
+        dt = jnp.asarray(dt)
+        return jnp.sqrt(2.0 / self.temperature(jnp.asarray(step).astype(dt.dtype) * dt))
 
     def noise(self, state, step, key: Key):
         """Standard normal increments shaped like ``state`` (rows or blocks), zero on
