@@ -5,10 +5,16 @@ empirical measure moves by a Wasserstein gradient flow. See THEORY.md for conven
 """
 
 from . import diagnostics as diagnostics
+from .dynamics import BirthDeath as BirthDeath
 from .dynamics import GradientFlow as GradientFlow
+from .dynamics import Langevin as Langevin
+from .dynamics import Temperature as Temperature
+from .dynamics import mckean_vlasov as mckean_vlasov
 from .errors import ConfigError as ConfigError
 from .errors import MfnnError as MfnnError
+from .integrators import BirthDeathSplitting as BirthDeathSplitting
 from .integrators import Euler as Euler
+from .integrators import EulerMaruyama as EulerMaruyama
 from .integrators import Heun as Heun
 from .measure import (
     Constant as Constant,
@@ -31,6 +37,15 @@ from .measure import (
 from .models import TwoLayer as TwoLayer
 from .objectives import (
     EmpiricalRisk as EmpiricalRisk,
+)
+from .objectives import (
+    Exact as Exact,
+)
+from .objectives import (
+    PopulationRisk as PopulationRisk,
+)
+from .objectives import (
+    ZeroRisk as ZeroRisk,
 )
 from .objectives import (
     FullBatch as FullBatch,
