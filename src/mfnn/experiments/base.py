@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -11,6 +12,41 @@ from typing import Any
 import yaml
 
 from ..config import Config
+from ..runs import write_json
+
+# the status of an experiment is the worst of its runs'
+STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
+
+
+def write_summary(
+    out: Path,
+    name: str,
+    statuses: dict[str, str],
+    checks: dict[str, dict],
+    figures: list[Path],
+    claim: str,
+    t0: float,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Write ``out/summary.json`` of an experiment and return it.
+
+    Keys: experiment, status (the worst of the runs': completed < interrupted < diverged
+    < failed), the experiment's own ``fields`` (final_loss, runs, ...), checks, passed (all
+    checks passed), figures (relative to ``out``), claim, wall_s (since ``t0``, a
+    `time.perf_counter` reading).
+    """
+    summary = {
+        "experiment": name,
+        "status": max(statuses.values(), key=STATUS_RANK.__getitem__),
+        **fields,
+        "checks": checks,
+        "passed": all(c["passed"] for c in checks.values()),
+        "figures": [str(Path(f).relative_to(out)) for f in figures],
+        "claim": claim,
+        "wall_s": time.perf_counter() - t0,
+    }
+    write_json(Path(out) / "summary.json", summary)
+    return summary
 
 
 @dataclasses.dataclass(frozen=True)

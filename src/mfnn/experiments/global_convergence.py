@@ -23,9 +23,8 @@ from ..runs import (  # noqa: E402
     list_snapshots,
     read_metrics,
     run_dir_status,
-    write_json,
 )
-from .base import Experiment  # noqa: E402
+from .base import Experiment, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 001, Theorems 3.4-3.5: if the mean-field gradient flow of a two-layer network
@@ -53,7 +52,6 @@ Checks (summary.json):
   (at least one narrow student stays at a non-global stationary point).
 """
 
-STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
 DEFAULTS = {
     "k": 6,
     "teacher_seed": 1,
@@ -212,20 +210,18 @@ def run_global_convergence(
         frac < 1,
     )
     figures = _figure(out, res, tol)
-    summary = {
-        "experiment": "global_convergence",
-        "status": max(statuses.values(), key=STATUS_RANK.__getitem__),
-        "final_loss": min(float(r["metrics"]["loss"][-1]) for r in res.values()),
-        "teacher": {"c": c.tolist(), "alpha": alpha.tolist()},
-        "runs": runs_summary,
-        "checks": checks,
-        "passed": all(ch["passed"] for ch in checks.values()),
-        "figures": [str(f.relative_to(out)) for f in figures],
-        "claim": CLAIM,
-        "wall_s": time.perf_counter() - t0,
-    }
-    write_json(out / "summary.json", summary)
-    return summary
+    return write_summary(
+        out,
+        "global_convergence",
+        statuses,
+        checks,
+        figures,
+        CLAIM,
+        t0,
+        final_loss=min(float(r["metrics"]["loss"][-1]) for r in res.values()),
+        teacher={"c": c.tolist(), "alpha": alpha.tolist()},
+        runs=runs_summary,
+    )
 
 
 GLOBAL_CONVERGENCE = Experiment(

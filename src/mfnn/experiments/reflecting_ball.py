@@ -23,9 +23,8 @@ from ..runs import (  # noqa: E402
     list_snapshots,
     read_metrics,
     run_dir_status,
-    write_json,
 )
-from .base import Experiment  # noqa: E402
+from .base import Experiment, write_summary  # noqa: E402
 
 CLAIM = """\
 THEORY.md section 5 (seed 002, section 2.1): on a bounded parameter domain, particles that
@@ -47,8 +46,6 @@ Checks (summary.json):
 - loss_to_zero_inside: L(T) / L(0) <= 1e-3 with the teacher inside;
 - outside_keeps_a_floor: L(T) outside >= 100 L(T) inside (confinement binds).
 """
-
-STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
 
 
 def _params(cfg: Config) -> dict[str, float]:
@@ -200,19 +197,17 @@ def run_reflecting_ball(
         floor, "L(T, outside) / L(T, inside) >= 100", floor >= 100
     )
     figures = _figures(out, res, radius)
-    summary = {
-        "experiment": "reflecting_ball",
-        "status": max(statuses.values(), key=STATUS_RANK.__getitem__),
-        "final_loss": inside["loss"],
-        "runs": runs_summary,
-        "checks": checks,
-        "passed": all(c["passed"] for c in checks.values()),
-        "figures": [str(p.relative_to(out)) for p in figures],
-        "claim": CLAIM,
-        "wall_s": time.perf_counter() - t0,
-    }
-    write_json(out / "summary.json", summary)
-    return summary
+    return write_summary(
+        out,
+        "reflecting_ball",
+        statuses,
+        checks,
+        figures,
+        CLAIM,
+        t0,
+        final_loss=inside["loss"],
+        runs=runs_summary,
+    )
 
 
 REFLECTING_BALL = Experiment(

@@ -22,9 +22,8 @@ from ..runs import (
     list_snapshots,
     read_metrics,
     run_dir_status,
-    write_json,
 )
-from .base import Experiment
+from .base import Experiment, write_summary
 
 CLAIM = """\
 Seed 000 (THEORY.md section 8): fitting sign(x) on [-1, 1], mean_field training moves the
@@ -41,8 +40,6 @@ Checks (summary.json):
 - ntk_moves_less: movement(ntk) / movement(mean_field) <= 0.2
 - energy_identity_<scaling>: median |energy_rel_residual| <= 0.1 in each run
 """
-
-STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
 
 
 def _final_particles(run_dir: Path, model, dtype):
@@ -122,24 +119,19 @@ def run_sign(
         if "energy_identity" in r["checks"]:
             checks[f"energy_identity_{sc}"] = r["checks"]["energy_identity"]
 
-    status = max(statuses.values(), key=STATUS_RANK.__getitem__)
     xs = np.linspace(-1, 1, 801)
     figures = sign_figures(out / "figures", res, xs, np.sign(xs), ex.radius)
-    summary = {
-        "experiment": "sign",
-        "status": status,
-        "final_loss": runs_summary.get("mean_field", next(iter(runs_summary.values())))[
-            "final_loss"
-        ],
-        "runs": runs_summary,
-        "checks": checks,
-        "passed": all(c["passed"] for c in checks.values()),
-        "figures": [str(p.relative_to(out)) for p in figures],
-        "claim": CLAIM,
-        "wall_s": time.perf_counter() - t0,
-    }
-    write_json(out / "summary.json", summary)
-    return summary
+    return write_summary(
+        out,
+        "sign",
+        statuses,
+        checks,
+        figures,
+        CLAIM,
+        t0,
+        final_loss=runs_summary.get("mean_field", next(iter(runs_summary.values())))["final_loss"],
+        runs=runs_summary,
+    )
 
 
 SIGN = Experiment(

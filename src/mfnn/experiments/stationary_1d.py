@@ -25,9 +25,8 @@ from ..runs import (  # noqa: E402
     list_snapshots,
     read_metrics,
     run_dir_status,
-    write_json,
 )
-from .base import Experiment  # noqa: E402
+from .base import Experiment, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 002, Theorem 2: with inputs of positive density, a stationary distribution rho of the
@@ -92,7 +91,6 @@ is a spread, nearly stationary measure whose first variation is flat to 1e-6 ove
 support and whose function matches f* to L = 3e-8, yet whose second moment is 20 % off.
 """
 
-STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
 ALL = ("gaussian", "quadratic", "tanh", "arctan", "sigmoid", "softplus")
 DEFAULTS: dict[str, Any] = {
     "activations": list(ALL),
@@ -426,20 +424,18 @@ def run_stationary_1d(
         )
 
     figures = _figures(out, res, p, c, alpha)
-    summary = {
-        "experiment": "stationary_1d",
-        "status": max(statuses.values(), key=STATUS_RANK.__getitem__),
-        "final_loss": max(r["final_loss"] or 0.0 for r in runs_summary.values()),
-        "teacher": {"c": c.tolist(), "alpha": alpha.tolist()},
-        "runs": runs_summary,
-        "checks": checks,
-        "passed": all(ch["passed"] for ch in checks.values()),
-        "figures": [str(x.relative_to(out)) for x in figures],
-        "claim": CLAIM,
-        "wall_s": time.perf_counter() - t0,
-    }
-    write_json(out / "summary.json", summary)
-    return summary
+    return write_summary(
+        out,
+        "stationary_1d",
+        statuses,
+        checks,
+        figures,
+        CLAIM,
+        t0,
+        final_loss=max(r["final_loss"] or 0.0 for r in runs_summary.values()),
+        teacher={"c": c.tolist(), "alpha": alpha.tolist()},
+        runs=runs_summary,
+    )
 
 
 STATIONARY_1D = Experiment(

@@ -24,9 +24,8 @@ from ..runs import (  # noqa: E402
     execute,
     list_snapshots,
     run_dir_status,
-    write_json,
 )
-from .base import Experiment  # noqa: E402
+from .base import Experiment, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 002, section 2.2: for a teacher rho* = alpha_1 delta_{c_1} + alpha_2 delta_{c_2} with
@@ -81,7 +80,6 @@ linear interact less), |c| = 0.5 gives 2.1 and 5.2 (near-linear units share one 
 mode), a = 60 or 120 degrees gives 1.14-1.15 and 1.54-1.56, a = 150 degrees 1.7 and 3.5.
 """
 
-STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
 PLACEMENTS = ("ring", "random")
 DEFAULTS: dict[str, Any] = {
     "ratios": [2, 4, 8],
@@ -412,20 +410,18 @@ def run_teacher_speed(
 
     figures = _figures(out, res, ref, p)
     losses = [runs_summary[f"ratio_{_fmt_ratio(r)}"]["final_loss"] for r in p["ratios"]]
-    summary = {
-        "experiment": "teacher_speed",
-        "status": max(statuses.values(), key=STATUS_RANK.__getitem__),
-        "final_loss": max((x for x in losses if x is not None), default=None),
-        "teacher": {"c": c.tolist()},
-        "runs": runs_summary,
-        "checks": checks,
-        "passed": all(ch["passed"] for ch in checks.values()),
-        "figures": [str(x.relative_to(out)) for x in figures],
-        "claim": CLAIM,
-        "wall_s": time.perf_counter() - t0,
-    }
-    write_json(out / "summary.json", summary)
-    return summary
+    return write_summary(
+        out,
+        "teacher_speed",
+        statuses,
+        checks,
+        figures,
+        CLAIM,
+        t0,
+        final_loss=max((x for x in losses if x is not None), default=None),
+        teacher={"c": c.tolist()},
+        runs=runs_summary,
+    )
 
 
 TEACHER_SPEED = Experiment(
