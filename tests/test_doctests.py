@@ -5,7 +5,16 @@ import importlib
 
 import pytest
 
-MODULES = ["mfnn.models.two_layer", "mfnn.simulate", "mfnn.domains", "mfnn.objectives.kernels"]
+MODULES = [
+    "mfnn.models.two_layer",
+    "mfnn.simulate",
+    "mfnn.domains",
+    "mfnn.objectives.kernels",
+    "mfnn.objectives.zero",
+    "mfnn.dynamics.langevin",
+    "mfnn.diagnostics.entropy",
+    "mfnn.experiments.stationary_1d",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,3 +1,8 @@
+from .entropy import gaussian_entropy as gaussian_entropy
+from .entropy import kl_to_gaussian as kl_to_gaussian
+from .entropy import knn_entropy as knn_entropy
+from .entropy import w2_to_gaussian_bures as w2_to_gaussian_bures
+from .entropy import w2_to_gaussian_sampled as w2_to_gaussian_sampled
 from .transport import (
     wasserstein2 as wasserstein2,
 )

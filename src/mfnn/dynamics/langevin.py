@@ -246,7 +246,7 @@ def mckean_vlasov(flow: GradientFlow, beta_e: float, tau: float) -> Langevin:
         >>> from mfnn.objectives import ZeroRisk, Exact
         >>> net = TwoLayer(d=2, activation="tanh", bias=False, train_output=False)
         >>> mv = mckean_vlasov(GradientFlow(net, ZeroRisk(), Exact()), beta_e=0.5, tau=0.01)
-        >>> float(mv.diffusion(0, 0.1) ** 2)   # sigma^2 = tau
+        >>> round(float(mv.diffusion(0, 0.1) ** 2), 12)   # sigma^2 = tau
         0.01
     """
     if not (_positive(beta_e) and _positive(tau)):
