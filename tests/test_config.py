@@ -143,3 +143,12 @@ def test_same_seed_same_particles_across_scalings():
 def test_float32_config_gives_float32_particles():
     built = build(load("model.width=16", "dtype=float32"))
     assert built.theta0.dtype == np.float32 and built.train.x.dtype == np.float32
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-7 as a string; mfnn reads YAML 1.2 floats in files and --set
+    path = tmp_path / "c.yaml"
+    path.write_text("objective: {l2: 1e-3}\ndynamics: {dt: 5E-2}\n")
+    cfg = config.load(str(path), ["dynamics.steps=100", "objective.l2=2e-4"])
+    assert cfg.objective.l2 == 2e-4 and cfg.dynamics.dt == 0.05 and cfg.dynamics.steps == 100
+    assert config.load(str(path)).objective.l2 == 1e-3

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import ConfigError, closest
 from .models.activations import ACTIVATIONS, get_activation
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: ``1e-7`` is a number (YAML 1.1 wants ``1.0e-7``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    """Parse YAML text (safe; YAML 1.2 floats such as ``1e-7``)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 class _Strict(BaseModel):
@@ -308,7 +325,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -342,7 +359,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if not all(parts):
             raise ConfigError(f"`--set`: {key!r} is not a dotted key like `model.width`.")
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError:
             value = text
         node = out

@@ -26,11 +26,16 @@ class BirthDeath(eqx.Module):
     1 - exp(-alpha |g_j| dt): if g_j > 0 it is killed and replaced by a copy of a uniformly
     chosen particle; if g_j < 0 it is duplicated onto a uniformly chosen particle (which
     is killed). m stays fixed. The expected change of the measure is
-    -alpha dt (Phi - <Phi>) rho + O(dt^2), so
+    -alpha dt (Phi - <Phi>) rho + O(dt^2), so in the mean-field limit
 
         dE/dt = -int |grad dE/dmu|^2 drho - alpha int (dE/dmu - <dE/dmu>)^2 drho,
 
-    the energy identity with the jump term (`jump_dissipation`). Events of one step are
+    the energy identity with the jump term (`jump_dissipation`). At finite m a jump moves
+    mass 1/m, and the quadratic part of E adds (1/2) int int U d(delta mu) d(delta mu) per
+    event: an expected increase of order alpha mean_j |g_j| U(theta_j, theta_j) / m per unit
+    time (not O(dt); measured in `birth_death_speedup`: small early, comparable to the
+    jump dissipation once the loss is small, which is where resampling stops paying at
+    finite width). `jump_dissipation` is the mean-field term only. Events of one step are
     applied at once from the pre-jump positions; two events on the same slot (probability
     O(dt^2)) keep the later write. With alpha = 0 no event happens and the dynamics is
     ``inner`` exactly. With Langevin noise the rate uses Phi alone (the entropy's

@@ -9,9 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import Config
+from ..config import Config, parse_yaml
 from ..runs import write_json
 
 # the status of an experiment is the worst of its runs'
@@ -71,7 +69,7 @@ class Experiment:
 
     def default_config(self) -> dict[str, Any]:
         text = resources.files("mfnn.experiments").joinpath("configs", f"{self.name}.yaml")
-        return yaml.safe_load(text.read_text())
+        return parse_yaml(text.read_text())
 
     def run(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool = True):
         return self.runner(cfg, Path(out), resume=resume, progress=progress)
