@@ -1,6 +1,7 @@
 """The registry of named experiments (``mfnn experiments`` lists them)."""
 
 from .base import Experiment as Experiment
+from .birth_death_speedup import BIRTH_DEATH_SPEEDUP
 from .global_convergence import GLOBAL_CONVERGENCE
 from .reflecting_ball import REFLECTING_BALL
 from .sign import SIGN
@@ -8,6 +9,14 @@ from .stationary_1d import STATIONARY_1D
 from .teacher_speed import TEACHER_SPEED
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (SIGN, GLOBAL_CONVERGENCE, REFLECTING_BALL, TEACHER_SPEED, STATIONARY_1D)
+    e.name: e
+    for e in (
+        SIGN,
+        GLOBAL_CONVERGENCE,
+        REFLECTING_BALL,
+        TEACHER_SPEED,
+        STATIONARY_1D,
+        BIRTH_DEATH_SPEEDUP,
+    )
 }
 DEFAULT = "sign"
