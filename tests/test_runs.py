@@ -153,3 +153,23 @@ def test_resume_drops_a_row_cut_mid_write(tmp_path, monkeypatch):
     assert (tmp_path / "cut" / "metrics.csv").read_bytes() == (
         tmp_path / "full" / "metrics.csv"
     ).read_bytes()
+
+
+def test_resume_does_not_reuse_a_run_of_another_config(tmp_path):
+    from mfnn.runs import run_dir_status, same_config
+
+    raw = {
+        "model": {"width": 8, "activation": "tanh", "bias": False},
+        "data": {"target": "sign", "n_train": 16, "n_test": 0},
+        "dynamics": {"dt": 0.1, "steps": 20},
+        "record": {"every": 10},
+    }
+    cfg = config.load(raw)
+    runs.execute(cfg, tmp_path, progress=False)
+    assert same_config(tmp_path, cfg) and run_dir_status(tmp_path, cfg) == "completed"
+    other = config.load(raw, ["dynamics.steps=40"])
+    assert not same_config(tmp_path, other) and run_dir_status(tmp_path, other) == "stale"
+    # resuming with the other config starts over instead of continuing the checkpoint
+    traj, _, summary = runs.execute(other, tmp_path, resume=True, progress=False)
+    assert summary["status"] == "completed" and traj.steps[0] == 0
+    assert runs.read_metrics(tmp_path)["step"].tolist() == [0, 10, 20, 30, 40]

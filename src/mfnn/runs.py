@@ -29,7 +29,7 @@ import numpy as np
 
 from . import __version__
 from .build import Built, build
-from .config import Config, dump, load, read_yaml
+from .config import Config, dump, load, parse_yaml, read_yaml
 from .errors import ConfigError
 from .measure import atomic_savez, atomic_write, particle_arrays
 from .simulate import State, Trajectory, simulate
@@ -176,10 +176,27 @@ def progress_printer(label: str, stream=None) -> Callable[[dict], None]:
     return show
 
 
-def run_dir_status(run_dir) -> str | None:
+def same_config(run_dir, cfg: Config) -> bool:
+    """Whether ``run_dir`` was started with ``cfg`` (resolved configs equal, mfnn version
+    aside): only then may a resume reuse its checkpoint or its finished result."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return False
+    saved = read_yaml(path)
+    now = parse_yaml(dump(cfg))
+    for d in (saved, now):
+        d.pop("mfnn_version", None)
+    return saved == now
+
+
+def run_dir_status(run_dir, cfg: Config | None = None) -> str | None:
+    """The ``status`` of the run's summary.json (None if there is none); "stale" when a
+    ``cfg`` is given and the run was started with another config."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         return None
+    if cfg is not None and not same_config(run_dir, cfg):
+        return "stale"
     return json.loads(path.read_text()).get("status")
 
 
@@ -203,7 +220,8 @@ def execute(
     built = build(cfg, base)
     t0 = time.perf_counter()
     state = None
-    if resume and (run_dir / "checkpoint.npz").is_file():
+    # a checkpoint of another config is not this run's: start over
+    if resume and (run_dir / "checkpoint.npz").is_file() and same_config(run_dir, cfg):
         state = load_checkpoint(run_dir)
     writer = RunWriter(run_dir, built, list(built.recorder.names()))
     writer.start(None if state is None else state.step)

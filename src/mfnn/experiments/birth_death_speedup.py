@@ -256,7 +256,7 @@ def _sub_config(cfg: Config, name: str, rate: float, beta: float | None) -> Conf
 
 
 def _run_one(sub: Config, run_dir: Path, name: str, resume: bool, progress: bool):
-    if resume and run_dir_status(run_dir) == "completed":
+    if resume and run_dir_status(run_dir, sub) == "completed":
         return build(sub), json.loads((run_dir / "summary.json").read_text())
     _, built, summary = execute(sub, run_dir, resume=resume, progress=progress, label=name)
     return built, summary

@@ -168,7 +168,7 @@ def run_global_convergence(
         sub.data.teacher.alpha = alpha.tolist()
         sub.experiment.params = {}
         run_dir = out / "runs" / name
-        if resume and run_dir_status(run_dir) == "completed":
+        if resume and run_dir_status(run_dir, sub) == "completed":
             summary = json.loads((run_dir / "summary.json").read_text())
         else:
             _, _, summary = execute(sub, run_dir, resume=resume, progress=progress, label=name)

@@ -137,7 +137,7 @@ def run_reflecting_ball(
             teacher.w = [[scale * v for v in row] for row in teacher.w]
         sub.experiment.params = {}
         run_dir = out / "runs" / name
-        if resume and run_dir_status(run_dir) == "completed":
+        if resume and run_dir_status(run_dir, sub) == "completed":
             built = build(sub)
             summary = json.loads((run_dir / "summary.json").read_text())
         else:

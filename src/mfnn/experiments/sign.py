@@ -67,7 +67,7 @@ def run_sign(
         sub.model.scaling = sc
         sub.name = f"{cfg.name or 'sign'}-{sc}"
         run_dir = out / "runs" / sc
-        if resume and run_dir_status(run_dir) == "completed":
+        if resume and run_dir_status(run_dir, sub) == "completed":
             built = build(sub)
             summary = json.loads((run_dir / "summary.json").read_text())
         else:

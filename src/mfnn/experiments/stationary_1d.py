@@ -258,7 +258,7 @@ def _run_one(cfg: Config, out: Path, activation: str, m: int, dt: float, resume,
     sub.model.width = m
     sub.dynamics.dt = dt
     run_dir = out / "runs" / name
-    if resume and run_dir_status(run_dir) == "completed":
+    if resume and run_dir_status(run_dir, sub) == "completed":
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         _, _, summary = execute(sub, run_dir, resume=resume, progress=progress, label=name)

@@ -258,13 +258,13 @@ def _run_one(
     sub.data.teacher.a = None
     sub.data.teacher.b = None
     run_dir = out / "runs" / name
-    if resume and run_dir_status(run_dir) == "completed":
-        return json.loads((run_dir / "summary.json").read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
     init = (run_dir / "init.npz").resolve()
-    atomic_savez(init, w=theta0)
     sub.model.init.path = str(init)
     sub.model.width = int(theta0.shape[0])
+    if resume and run_dir_status(run_dir, sub) == "completed":
+        return json.loads((run_dir / "summary.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_savez(init, w=theta0)
     _, _, summary = execute(sub, run_dir, resume=resume, progress=progress, label=name)
     return summary
 
