@@ -14,6 +14,9 @@ MODULES = [
     "mfnn.dynamics.langevin",
     "mfnn.diagnostics.entropy",
     "mfnn.experiments.stationary_1d",
+    "mfnn.experiments.langevin_gibbs",
+    "mfnn.experiments.langevin_temperature",
+    "mfnn.experiments.entropic_regime",
 ]
 
 

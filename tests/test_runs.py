@@ -173,3 +173,6 @@ def test_resume_does_not_reuse_a_run_of_another_config(tmp_path):
     traj, _, summary = runs.execute(other, tmp_path, resume=True, progress=False)
     assert summary["status"] == "completed" and traj.steps[0] == 0
     assert runs.read_metrics(tmp_path)["step"].tolist() == [0, 10, 20, 30, 40]
+    # a fresh shorter run in the same directory leaves none of the longer run's files
+    runs.execute(cfg, tmp_path, progress=False)
+    assert max(runs.list_snapshots(tmp_path)) == 20

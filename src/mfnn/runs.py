@@ -102,6 +102,10 @@ class RunWriter:
     def start(self, resume_step: int | None = None) -> None:
         (self.run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
         if resume_step is None or not self.metrics_path.exists():
+            # a fresh run: what an earlier run left here is not this run's
+            for path in list_snapshots(self.run_dir).values():
+                path.unlink()
+            (self.run_dir / "checkpoint.npz").unlink(missing_ok=True)
             atomic_write_text(self.metrics_path, ",".join(self.fields) + "\n")
             return
         # drop rows recorded after the checkpoint: the resumed run writes them again

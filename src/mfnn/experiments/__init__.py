@@ -2,7 +2,10 @@
 
 from .base import Experiment as Experiment
 from .birth_death_speedup import BIRTH_DEATH_SPEEDUP
+from .entropic_regime import ENTROPIC_REGIME
 from .global_convergence import GLOBAL_CONVERGENCE
+from .langevin_gibbs import LANGEVIN_GIBBS
+from .langevin_temperature import LANGEVIN_TEMPERATURE
 from .reflecting_ball import REFLECTING_BALL
 from .sign import SIGN
 from .stationary_1d import STATIONARY_1D
@@ -17,6 +20,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         TEACHER_SPEED,
         STATIONARY_1D,
         BIRTH_DEATH_SPEEDUP,
+        LANGEVIN_GIBBS,
+        LANGEVIN_TEMPERATURE,
+        ENTROPIC_REGIME,
     )
 }
 DEFAULT = "sign"

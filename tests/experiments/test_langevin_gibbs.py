@@ -1,0 +1,180 @@
+"""`langevin_gibbs`: the statistics against known answers, the quick checks, checks that
+fail when the run is too short, resume, and bad parameters refused with the field named."""
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mfnn import ConfigError, config
+from mfnn.diagnostics.entropy import gaussian_entropy
+from mfnn.experiments.langevin_gibbs import (
+    LANGEVIN_GIBBS,
+    coordinate_stats,
+    gaussian_free_energy,
+    gibbs_on_grid,
+    ks_distance,
+)
+
+GIBBS = LANGEVIN_GIBBS
+
+
+def run(tmp_path, *overrides, resume=False):
+    cfg = config.load(GIBBS.default_config(), list(GIBBS.quick) + list(overrides))
+    return GIBBS.run(cfg, tmp_path, resume=resume, progress=False)
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_gibbs_on_grid_and_ks_against_a_known_law():
+    g = np.linspace(-8.0, 8.0, 4001)
+    rho, cdf = gibbs_on_grid(2.0 * g**2, g, beta=1.0)  # exp(-2 w^2): N(0, 1/4)
+    np.testing.assert_allclose(rho, np.exp(-2 * g**2) / math.sqrt(math.pi / 2), atol=1e-8)
+    assert cdf[0] == 0.0 and cdf[-1] == pytest.approx(1.0)
+    assert np.interp(0.5, g, cdf) == pytest.approx(0.841345, abs=1e-5)
+    # quantiles of the law itself: KS = 1/(2m) exactly (the ECDF steps around the CDF)
+    m = 200
+    u = (np.arange(m) + 0.5) / m
+    x = np.interp(u, cdf, g)
+    assert ks_distance(x, g, cdf) == pytest.approx(0.5 / m, abs=1e-5)
+    # i.i.d. draws: sqrt(m) KS is O(1); a shifted law is far
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.0, 0.5, 4096)
+    assert math.sqrt(4096) * ks_distance(d, g, cdf) < 1.95
+    assert ks_distance(d + 0.3, g, cdf) > 0.2
+
+
+def test_coordinate_stats_standard_errors():
+    rng = np.random.default_rng(1)
+    w = rng.normal(0.0, 2.0, (20000, 2))
+    s = coordinate_stats(w, 4.0)
+    # SE(var) = sqrt((m4 - s^4) / m) -> s^2 sqrt(2 / m) for a Gaussian
+    np.testing.assert_allclose(s["se_var"], 4.0 * math.sqrt(2 / 20000), rtol=0.05)
+    np.testing.assert_allclose(s["se_mean"], 2.0 / math.sqrt(20000), rtol=0.02)
+    assert max(s["z_mean"] + s["z_var"]) < 4
+    assert coordinate_stats(w, 4.4)["z_var"][0] > 5  # a 10 % wrong variance is seen
+
+
+@pytest.mark.parametrize(("dim", "beta", "l2"), [(1, 2.0, 0.5), (2, 1.0, 1.0), (3, 4.0, 0.1)])
+def test_gaussian_free_energy_is_the_minimum(dim, beta, l2):
+    v = 1.0 / (beta * l2)
+    h = float(gaussian_entropy(v * jnp.eye(dim)))
+    f = gaussian_free_energy(dim, beta, l2, v)
+    assert f == pytest.approx(0.5 * l2 * dim * v - h / beta, rel=1e-12)
+    assert f == pytest.approx(-dim / (2 * beta) * math.log(2 * math.pi / (beta * l2)), rel=1e-12)
+    for other in (0.8 * v, 1.25 * v):  # the Gibbs variance minimizes F over N(0, s I)
+        assert gaussian_free_energy(dim, beta, l2, other) > f
+
+
+# ------------------------------------------------------------------ the experiment
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("langevin_gibbs_quick")
+    return out, run(out)
+
+
+def test_quick_checks_hold(quick):
+    out, s = quick
+    assert s["status"] == "completed"
+    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
+    assert not failed, failed
+    names = {f"gaussian_{k}_{i}" for k in ("mean", "var") for i in (0, 1)}
+    names |= {f"gaussian_{k}" for k in ("em_bias", "free_energy_flat", "free_energy_minimum")}
+    for m in (256, 1024):
+        names |= {f"ks_m{m}", f"potential_is_drift_m{m}", f"first_variation_has_l2_m{m}"}
+    assert set(s["checks"]) == names | {"control_l2_only_gaussian"}
+    g = s["runs"]["gaussian"]
+    assert g["lambda_T"] == pytest.approx(12.0)
+    assert min(g["initial_mean"]) > 1.9  # a shifted start
+    assert g["v_em"] == pytest.approx(1.0 / (1.0 - 0.005))
+    # the KS tolerance is stricter at the larger width
+    assert s["runs"]["teacher_m1024"]["ks_tolerance"] < s["runs"]["teacher_m256"]["ks_tolerance"]
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["checks"] == s["checks"] and "claim" in on_disk
+    for fig in s["figures"]:
+        assert (out / fig).stat().st_size > 5000
+
+
+def test_free_energy_is_recorded_as_energy_minus_entropy_over_beta(quick):
+    out, _ = quick
+    mt = np.genfromtxt(out / "runs" / "gaussian" / "metrics.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(mt["free_energy"], mt["energy"] - mt["entropy"] / mt["beta"])
+
+
+def test_resume_reuses_completed_subruns(quick):
+    out, s = quick
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
+    path = out / "runs" / "teacher_m256" / "summary.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
+    again = run(out, resume=True)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
+    assert set(after) == {"gaussian", "teacher_m256", "teacher_m1024"}
+    for name, t in mtimes.items():
+        if name != "teacher_m256":
+            assert after[name] == t, name
+    assert json.loads(path.read_text())["status"] == "completed"
+    assert again["checks"] == s["checks"]
+
+
+def test_checks_fail_when_the_runs_are_too_short(tmp_path):
+    # Gaussian part: lambda T = 0.5, so the mean is still 2 e^-0.5 = 1.2 and the variance
+    # e^-1 / 3 + (1 - e^-1) = 0.76 instead of 1; teacher part: t = 0.2 from uniform[-3, 3]
+    s = run(
+        tmp_path,
+        "experiment.params.gaussian.steps=50",
+        "experiment.params.gaussian.every=10",
+        "dynamics.steps=20",
+        "record.every=10",
+        "record.snapshot_every=10",
+    )
+    c = s["checks"]
+    for i in (0, 1):
+        assert c[f"gaussian_mean_{i}"]["passed"] is False
+        assert c[f"gaussian_var_{i}"]["passed"] is False
+    assert c["gaussian_free_energy_flat"]["passed"] is False
+    assert c["ks_m1024"]["passed"] is False
+    # the bookkeeping checks do not depend on the run length
+    assert c["potential_is_drift_m1024"]["passed"] and c["first_variation_has_l2_m1024"]["passed"]
+    assert s["passed"] is False
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("experiment.params.widths=[4]", "experiment.params.widths"),
+        ("experiment.params.widths=[256, 256]", "experiment.params.widths"),
+        ("experiment.params.ks_c=0", "experiment.params.ks_c"),
+        ("experiment.params.grid=1000", "experiment.params.grid"),
+        ("experiment.params.plateau=1.5", "experiment.params.plateau"),
+        ("experiment.params.calibration_draws=1", "experiment.params.calibration_draws"),
+        ("experiment.params.tolerance=1", "experiment.params"),
+        ("experiment.params.gaussian.dim=9", "experiment.params.gaussian.dim"),
+        ("experiment.params.gaussian.low=5", "experiment.params.gaussian.low"),
+        ("experiment.params.gaussian.dt=2", "experiment.params.gaussian.dt"),
+        ("experiment.params.gaussian.beta=-1", "experiment.params.gaussian.beta"),
+        ("experiment.params.gaussian.size=3", "experiment.params.gaussian"),
+        ("objective.l2=0", "objective.l2"),
+        ("dynamics.langevin.schedule=log", "dynamics.langevin.schedule"),
+        ("dynamics.integrator=euler", "dynamics.integrator"),
+        ("model.bias=true", "model.bias"),
+        ("data.population.method=monte_carlo", "data.population"),
+    ],
+)
+def test_bad_params_are_refused(tmp_path, override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        run(tmp_path, override)
+    assert not (tmp_path / "runs").exists()  # refused before any compute
+
+
+@pytest.mark.slow
+def test_full_experiment_checks_hold(tmp_path):
+    cfg = config.load(GIBBS.default_config())
+    s = GIBBS.run(cfg, tmp_path, progress=False)
+    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
+    assert s["status"] == "completed" and not failed, failed
+    assert set(s["runs"]) == {"gaussian", "teacher_m256", "teacher_m4096"}

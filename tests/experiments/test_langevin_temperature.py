@@ -1,0 +1,131 @@
+"""`langevin_temperature`: the quick checks, checks that fail when the runs are too short
+(and, in the slow tier, when lambda is held large), resume, and bad parameters refused
+with the field named."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mfnn import ConfigError, config
+from mfnn.experiments.langevin_temperature import LANGEVIN_TEMPERATURE, run_name, window_stats
+
+TEMP = LANGEVIN_TEMPERATURE
+
+
+def run(tmp_path, *overrides, resume=False, quick=True):
+    extra = list(TEMP.quick) if quick else []
+    cfg = config.load(TEMP.default_config(), extra + list(overrides))
+    return TEMP.run(cfg, tmp_path, resume=resume, progress=False)
+
+
+def test_window_stats_averages_the_last_part():
+    t = np.linspace(0.0, 10.0, 11)
+    loss = np.where(t >= 5.0, 2.0, 100.0)
+    metrics = {"t": t, "loss": loss, "energy": loss + 1, "free_energy": loss - 1}
+    s = window_stats(metrics, 0.5)
+    assert s["risk"] == 2.0 and s["energy"] == 3.0 and s["free_energy"] == 1.0
+    assert s["records"] == 6 and s["t_from"] == 5.0
+    assert window_stats(metrics, 1.0)["risk"] == pytest.approx((5 * 100 + 6 * 2) / 11)
+
+
+def test_run_names_are_distinct():
+    names = [run_name(b) for b in (10, 30, 100, 300, 1000, 0.5, 1e6)]
+    assert len(set(names)) == len(names) and names[0] == "beta10"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("langevin_temperature_quick")
+    return out, run(out)
+
+
+def test_quick_checks_hold(quick):
+    out, s = quick
+    assert s["status"] == "completed"
+    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
+    assert not failed, failed
+    assert set(s["checks"]) == {"slope", "ratio", "quadrature_resolved"}
+    assert s["betas"] == [10.0, 30.0, 100.0, 300.0]
+    # lambda_i = 0.1 (beta_i / 10)^(-1/2), one run per beta
+    lams = [s["runs"][run_name(b)]["l2"] for b in s["betas"]]
+    np.testing.assert_allclose(lams, [0.1 * (b / 10) ** -0.5 for b in s["betas"]])
+    # the slope in summary.json is the fit of the reported risks
+    fit = np.polyfit(np.log(s["betas"]), np.log(s["risk"]), 1)[0]
+    assert s["slope"] == pytest.approx(fit) and s["checks"]["slope"]["value"] == s["slope"]
+    assert s["risk"][0] / s["risk"][-1] == pytest.approx(s["checks"]["ratio"]["value"])
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["checks"] == s["checks"] and "claim" in on_disk
+    for fig in s["figures"]:
+        assert (out / fig).stat().st_size > 5000
+
+
+def test_runs_share_the_start(quick):
+    out, _ = quick
+    first = {}
+    for b in (10.0, 300.0):
+        snaps = sorted((out / "runs" / run_name(b) / "snapshots").glob("*.npz"))
+        first[b] = np.load(snaps[0])["w"]
+    np.testing.assert_array_equal(first[10.0], first[300.0])
+
+
+def test_resume_reuses_completed_subruns(quick):
+    out, s = quick
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
+    path = out / "runs" / "beta300" / "summary.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
+    again = run(out, resume=True)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
+    for name, t in mtimes.items():
+        if name != "beta300":
+            assert after[name] == t, name
+    assert json.loads(path.read_text())["status"] == "completed"
+    assert again["checks"] == s["checks"]
+
+
+def test_checks_fail_when_the_runs_are_too_short(tmp_path):
+    # t = 0.3: every run still carries the start's risk, whatever its temperature
+    s = run(tmp_path, "dynamics.steps=15", "record.every=5")
+    assert s["checks"]["slope"]["passed"] is False
+    assert s["checks"]["ratio"]["passed"] is False
+    assert s["passed"] is False
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("experiment.params.betas=[1000, 300, 100, 30, 10]", "experiment.params.betas"),
+        ("experiment.params.betas=[50, 50, 50, 50]", "experiment.params.betas"),
+        ("experiment.params.betas=[10, 100, 1000]", "experiment.params.betas"),
+        ("experiment.params.betas=[10, 12, 14, 16]", "experiment.params.betas"),
+        ("experiment.params.betas=[0, 10, 100, 1000]", "experiment.params.betas"),
+        ("experiment.params.l2_exponent=2", "experiment.params.l2_exponent"),
+        ("experiment.params.average=0", "experiment.params.average"),
+        ("experiment.params.ratio=0.5", "experiment.params.ratio"),
+        ("experiment.params.slope_margin=-1", "experiment.params.slope_margin"),
+        ("experiment.params.window=0.5", "experiment.params"),
+        ("objective.l2=0", "objective.l2"),
+        ("dynamics.langevin.schedule=log", "dynamics.langevin.schedule"),
+        ("dynamics.integrator=euler", "dynamics.integrator"),
+        ("data.population.method=monte_carlo", "data.population"),
+    ],
+)
+def test_bad_params_are_refused(tmp_path, override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        run(tmp_path, override)
+    assert not (tmp_path / "runs").exists()  # refused before any compute
+
+
+@pytest.mark.slow
+def test_full_experiment_checks_hold_and_fail_with_lambda_fixed_large(tmp_path):
+    s = run(tmp_path / "default", quick=False)
+    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
+    assert s["status"] == "completed" and not failed, failed
+    assert s["monotone"]
+    # the premise removed: lambda = 0.1 at every beta, the risk stops falling at the
+    # lambda-regularized minimizer's level
+    fixed = run(tmp_path / "fixed", "experiment.params.l2_exponent=0", quick=False)
+    assert fixed["checks"]["ratio"]["passed"] is False
+    assert fixed["checks"]["slope"]["passed"] is False
+    # what does hold at fixed lambda: the energy E = R + (lambda/2) M_2 falls with beta
+    assert fixed["checks"]["energy_monotone"]["passed"] is True
