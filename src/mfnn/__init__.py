@@ -42,12 +42,6 @@ from .objectives import (
     Exact as Exact,
 )
 from .objectives import (
-    PopulationRisk as PopulationRisk,
-)
-from .objectives import (
-    ZeroRisk as ZeroRisk,
-)
-from .objectives import (
     FullBatch as FullBatch,
 )
 from .objectives import (
@@ -55,6 +49,12 @@ from .objectives import (
 )
 from .objectives import (
     Online as Online,
+)
+from .objectives import (
+    PopulationRisk as PopulationRisk,
+)
+from .objectives import (
+    ZeroRisk as ZeroRisk,
 )
 from .recorder import Recorder as Recorder
 from .simulate import State as State
