@@ -2,6 +2,8 @@
 
 mfnn run [NAME | CONFIG.yaml] [--quick] [--set key=value ...] [--out DIR]
 mfnn resume DIR
+mfnn sweep [NAME | CONFIG.yaml] --grid key=v1,v2 [--grid seed=0..4] [--out DIR] [--workers N]
+           [--dask ADDRESS]
 mfnn experiments
 """
 
@@ -194,6 +196,58 @@ def resume(
     except MfnnError as exc:
         _fail(str(exc))
     raise typer.Exit(code)
+
+
+@app.command()
+def sweep(
+    target: Annotated[str, typer.Argument(help="named experiment or CONFIG.yaml")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", help="key=v1,v2 or key=a..b (repeatable): the grid's axes"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override of the base config (repeatable)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="sweep directory (default: runs/sweep-NAME-TIME)")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="each point in its quick version")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="local processes in parallel")] = 2,
+    dask: Annotated[
+        str | None, typer.Option("--dask", help="submit the points to this Dask scheduler")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run a grid of configs: one run directory a point, one table (resumable: run the same
+    command again to finish a sweep; finished points are skipped)."""
+    from . import config as cfgmod
+    from .sweep import parse_grid, run_sweep
+
+    try:
+        raw, exp, base = _resolve_target(target)
+        overrides = list(set_ or [])
+        if quick and exp is not None:
+            overrides = list(exp.quick) + overrides
+        raw = cfgmod.apply_overrides(raw, overrides)
+        if exp is not None:
+            raw.setdefault("experiment", {})["name"] = exp.name
+        axes = parse_grid(list(grid or []))
+        name = Path(target).stem if not exp else exp.name
+        if out is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = Path("runs") / f"sweep-{name}-{stamp}"
+        typer.echo(f"mfnn sweep {name} -> {out}", err=True)
+        table = run_sweep(
+            raw, axes, out, workers=workers, dask_address=dask, base=base, progress=progress
+        )
+    except MfnnError as exc:
+        _fail(str(exc))
+    failed = [r["point"] for r in table if r.get("status") != "completed"]
+    typer.echo(f"{len(table) - len(failed)}/{len(table)} points completed -> {out}/table.csv")
+    for p in failed:
+        row = next(r for r in table if r["point"] == p)
+        typer.secho(f"  {p}: {row.get('status')}: {row.get('message', '')}", fg=typer.colors.RED)
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
