@@ -1,11 +1,13 @@
 """The registry of named experiments (``mfnn experiments`` lists them)."""
 
+from .barron_rate import BARRON_RATE
 from .base import Experiment as Experiment
 from .birth_death_speedup import BIRTH_DEATH_SPEEDUP
 from .entropic_regime import ENTROPIC_REGIME
 from .global_convergence import GLOBAL_CONVERGENCE
 from .langevin_gibbs import LANGEVIN_GIBBS
 from .langevin_temperature import LANGEVIN_TEMPERATURE
+from .random_features import RANDOM_FEATURES
 from .reflecting_ball import REFLECTING_BALL
 from .sign import SIGN
 from .stationary_1d import STATIONARY_1D
@@ -23,6 +25,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         LANGEVIN_GIBBS,
         LANGEVIN_TEMPERATURE,
         ENTROPIC_REGIME,
+        RANDOM_FEATURES,
+        BARRON_RATE,
     )
 }
 DEFAULT = "sign"
