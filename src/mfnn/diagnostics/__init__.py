@@ -3,6 +3,8 @@ from .entropy import kl_to_gaussian as kl_to_gaussian
 from .entropy import knn_entropy as knn_entropy
 from .entropy import w2_to_gaussian_bures as w2_to_gaussian_bures
 from .entropy import w2_to_gaussian_sampled as w2_to_gaussian_sampled
+from .kernel import kernel_change as kernel_change
+from .kernel import tangent_kernel as tangent_kernel
 from .norms import path_norm as path_norm
 from .transport import (
     wasserstein2 as wasserstein2,

@@ -7,6 +7,7 @@ from .entropic_regime import ENTROPIC_REGIME
 from .global_convergence import GLOBAL_CONVERGENCE
 from .langevin_gibbs import LANGEVIN_GIBBS
 from .langevin_temperature import LANGEVIN_TEMPERATURE
+from .lazy_vs_rich import LAZY_VS_RICH
 from .random_features import RANDOM_FEATURES
 from .reflecting_ball import REFLECTING_BALL
 from .sign import SIGN
@@ -27,6 +28,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ENTROPIC_REGIME,
         RANDOM_FEATURES,
         BARRON_RATE,
+        LAZY_VS_RICH,
     )
 }
 DEFAULT = "sign"
