@@ -6,6 +6,12 @@ from .entropy import w2_to_gaussian_sampled as w2_to_gaussian_sampled
 from .kernel import kernel_change as kernel_change
 from .kernel import tangent_kernel as tangent_kernel
 from .norms import path_norm as path_norm
+from .transport import displacement_interpolation as displacement_interpolation
+from .transport import optimal_map as optimal_map
+from .transport import w2_1d as w2_1d
+from .transport import w2_exact as w2_exact
+from .transport import w2_sinkhorn as w2_sinkhorn
+from .transport import w2_sliced as w2_sliced
 from .transport import (
     wasserstein2 as wasserstein2,
 )
