@@ -35,7 +35,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 001, Theorem 2.1 (Theorem 4 of E, Ma, Wu 2019, "Barron spaces ..."): for a Barron
@@ -320,13 +320,7 @@ def _measure(spec, d: int) -> GaussianMixtureMeasure:
 
 
 def _params(cfg: Config) -> dict[str, Any]:
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of barron_rate takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "barron_rate", DEFAULTS)
     inp = cfg.data.inputs
     if inp.law != "uniform":
         raise ConfigError(

@@ -10,10 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, parse_yaml
+from ..errors import ConfigError
 from ..runs import write_json
 
 # the status of an experiment is the worst of its runs'
 STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
+
+
+def experiment_params(cfg: Config, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``experiment.params`` merged over ``defaults``; a key ``defaults`` lacks is refused
+    (`ConfigError` naming `experiment.params` and the keys the experiment takes)."""
+    given = dict(cfg.experiment.params)
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ConfigError(
+            f"`experiment.params` of {name} takes {sorted(defaults)}; got unknown "
+            f"{sorted(unknown)}."
+        )
+    return defaults | given
 
 
 def write_summary(

@@ -27,7 +27,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 001, eq. (11) and Theorem 3.6 (Rotskoff-Jelassi-Bruna-Vanden-Eijnden): adding the
@@ -112,13 +112,7 @@ def _number(x) -> bool:
 
 def _params(cfg: Config) -> dict[str, Any]:
     """experiment.params merged over DEFAULTS and validated (ConfigError names the key)."""
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of birth_death_speedup takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "birth_death_speedup", DEFAULTS)
     if not (_number(p["target"]) and 0 < p["target"] < 1):
         raise ConfigError(
             "`experiment.params.target` (L_target / L(0)) must be a number in (0, 1); got "

@@ -35,7 +35,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 003 (Tzen-Raginsky; THEORY.md section 3). Unhalved risk R~ = 2R, gamma_tau =
@@ -198,13 +198,7 @@ def _multiple(total: float, step: float) -> int | None:
 def _params(cfg: Config) -> dict[str, Any]:
     """`experiment.params` with defaults, validated (a `ConfigError` naming the field), plus
     tau = eps^2 / d and the sorted betas; also checks the model and data the claim needs."""
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of entropic_regime takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "entropic_regime", DEFAULTS)
 
     def positive(key, *, upper=None):
         v = p[key]

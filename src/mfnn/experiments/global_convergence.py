@@ -24,7 +24,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 001, Theorems 3.4-3.5: if the mean-field gradient flow of a two-layer network
@@ -63,13 +63,7 @@ DEFAULTS = {
 
 
 def _params(cfg: Config) -> dict[str, Any]:
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of global_convergence takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "global_convergence", DEFAULTS)
     for key in ("k", "overparameterized", "narrow_seeds"):
         if not isinstance(p[key], int) or p[key] < 1:
             raise ConfigError(

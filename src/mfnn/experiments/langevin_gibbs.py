@@ -31,7 +31,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Mean-field Langevin dynamics (THEORY.md section 3; seed 001 section 3.3, Theorem 3.7 =
@@ -275,14 +275,8 @@ def _integer(p: dict, key: str, prefix: str = "experiment.params", *, low: int =
 
 
 def _params(cfg: Config) -> dict[str, Any]:
-    given = dict(cfg.experiment.params)
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of langevin_gibbs takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
-    g_given = given.get("gaussian", {})
+    p = experiment_params(cfg, "langevin_gibbs", DEFAULTS)
+    g_given = dict(cfg.experiment.params).get("gaussian", {})
     if not isinstance(g_given, dict):
         raise ConfigError(
             f"`experiment.params.gaussian` must be a mapping with keys "
@@ -294,7 +288,6 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"`experiment.params.gaussian` takes {sorted(GAUSSIAN_DEFAULTS)}; got unknown "
             f"{sorted(g_unknown)}."
         )
-    p = DEFAULTS | given
     g = GAUSSIAN_DEFAULTS | g_given
     p["gaussian"] = g
     widths = p["widths"]

@@ -24,7 +24,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 001 section 3.3 (Mei-Montanari-Nguyen): the mean-field Langevin dynamics
@@ -88,14 +88,7 @@ def _positive(v) -> bool:
 
 
 def _params(cfg: Config) -> dict[str, Any]:
-    given = dict(cfg.experiment.params)
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of langevin_temperature takes {sorted(DEFAULTS)}; got "
-            f"unknown {sorted(unknown)}."
-        )
-    p = DEFAULTS | given
+    p = experiment_params(cfg, "langevin_temperature", DEFAULTS)
     betas = p["betas"]
     if not (isinstance(betas, list) and len(betas) >= 4 and all(_positive(b) for b in betas)):
         raise ConfigError(

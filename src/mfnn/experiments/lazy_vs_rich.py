@@ -29,7 +29,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 000's table and THEORY.md section 7 (lazy vs rich), with the time scaling of THEORY.md
@@ -155,13 +155,7 @@ def _int_list(p: dict, key: str, minimum: int, at_least: int) -> list[int]:
 
 def _params(cfg: Config) -> dict[str, Any]:
     """experiment.params merged over DEFAULTS and validated (ConfigError names the key)."""
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of lazy_vs_rich takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "lazy_vs_rich", DEFAULTS)
     if p["init"] not in INITS:
         raise ConfigError(
             f"`experiment.params.init` must be one of {list(INITS)}; got {p['init']!r}."

@@ -30,7 +30,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 001, section 3.3 (THEORY.md section 8): in the random feature model the first layer
@@ -126,13 +126,7 @@ def _number(p: dict, key: str, *, positive: bool = False, nonneg: bool = False) 
 
 
 def _params(cfg: Config) -> dict[str, Any]:
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of random_features takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "random_features", DEFAULTS)
     _number(p, "teacher_scale")
     _number(p, "noise", nonneg=True)
     _number(p, "bound_constant", positive=True)

@@ -26,7 +26,7 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 002, Theorem 2: with inputs of positive density, a stationary distribution rho of the
@@ -155,13 +155,7 @@ def moment_stats(w: np.ndarray, c: np.ndarray, alpha: np.ndarray, max_order: int
 
 
 def _params(cfg: Config) -> dict[str, Any]:
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of stationary_1d takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "stationary_1d", DEFAULTS)
     acts = p["activations"]
     if not (isinstance(acts, list) and acts and len(set(acts)) == len(acts)):
         raise ConfigError(

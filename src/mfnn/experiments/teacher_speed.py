@@ -25,7 +25,7 @@ from ..runs import (  # noqa: E402
     list_snapshots,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import Experiment, experiment_params, write_summary  # noqa: E402
 
 CLAIM = """\
 Seed 002, section 2.2: for a teacher rho* = alpha_1 delta_{c_1} + alpha_2 delta_{c_2} with
@@ -100,13 +100,7 @@ def _number(x) -> bool:
 
 def _params(cfg: Config) -> dict[str, Any]:
     """experiment.params merged over DEFAULTS and validated (ConfigError names the key)."""
-    p = DEFAULTS | dict(cfg.experiment.params)
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"`experiment.params` of teacher_speed takes {sorted(DEFAULTS)}; got unknown "
-            f"{sorted(unknown)}."
-        )
+    p = experiment_params(cfg, "teacher_speed", DEFAULTS)
     n2 = p["cluster_size"]
     if not isinstance(n2, int) or isinstance(n2, bool) or n2 < 1:
         raise ConfigError(
