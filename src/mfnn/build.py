@@ -252,6 +252,8 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         dynamics = BirthDeath(dynamics, dyn.birth_death.rate)
         integrator = BirthDeathSplitting(integrator)
     rec = cfg.record
+    # record.entropy_k: unset means 1 for a Langevin run and off otherwise; 0 means off
+    entropy_k = rec.entropy_k if rec.entropy_k is not None else int(dyn.langevin is not None)
     if rec.chunk is not None and (rec.chunk % rec.every):
         raise ConfigError(
             f"`record.chunk` must be a multiple of `record.every` ({rec.every}); got {rec.chunk}."
@@ -266,9 +268,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         recorder=Recorder(
             rec.every,
             test,
-            entropy_k=(1 if dyn.langevin is not None else None)
-            if rec.entropy_k is None
-            else (rec.entropy_k or None),
+            entropy_k=entropy_k or None,
             jumps=dyn.birth_death is not None,
         ),
         theta0=theta0,

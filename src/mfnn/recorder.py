@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 
 from ._typing import Particles, Scalar
 from .errors import ConfigError
@@ -114,14 +113,7 @@ class Recorder(eqx.Module):
             from .diagnostics.entropy import knn_entropy
 
             beta = dynamics.beta(jnp.asarray(step).astype(theta.dtype) * dt).astype(theta.dtype)
-            cols = np.concatenate(  # the trainable columns (static)
-                [
-                    np.arange(sl.start, sl.stop)
-                    for b, sl in model.block_slices().items()
-                    if b in model.trainable
-                ]
-            )
-            entropy = knn_entropy(theta[:, cols], self.entropy_k)
+            entropy = knn_entropy(theta[:, model.trainable_columns()], self.entropy_k)
             out.update(beta=beta, entropy=entropy, free_energy=energy - entropy / beta)
         if self.jumps:
             out["jump_dissipation"] = full.jump_dissipation(theta)

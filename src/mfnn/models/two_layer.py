@@ -130,12 +130,19 @@ class TwoLayer(eqx.Module):
             start += size
         return out
 
+    def trainable_columns(self) -> np.ndarray:
+        """The column indices (static, NumPy) of the trainable blocks in a particle row."""
+        cols = [
+            np.arange(sl.start, sl.stop)
+            for blk, sl in self.block_slices().items()
+            if blk in self.trainable
+        ]
+        return np.concatenate(cols) if cols else np.zeros(0, int)
+
     def mask(self, dtype=jnp.float32) -> Float[Array, " D"]:
         """1 on the columns of trainable blocks, 0 on frozen ones."""
         mask = np.zeros(self.dim)
-        for blk, sl in self.block_slices().items():
-            if blk in self.trainable:
-                mask[sl] = 1.0
+        mask[self.trainable_columns()] = 1.0
         return jnp.asarray(mask, dtype=dtype)
 
     def split(self, theta: Particles) -> tuple[Array, Array, Array]:
