@@ -1,5 +1,7 @@
 """Shared test setup: float64 with strict dtype promotion, PRNG keys from a fixture."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,3 +48,27 @@ def log_slope(xs, ys) -> float:
 def slope():
     """`log_slope` as a fixture (test modules are not a package, so no imports)."""
     return log_slope
+
+
+def _resume_after_interrupt(out, victim, rerun):
+    """Mark the sub-run ``out/runs/victim`` interrupted, resume with ``rerun()``, and check
+    that only it ran again (every other sub-run's metrics.csv untouched) and completed.
+
+    Returns (the resumed summary, {sub-run name: metrics.csv mtime} after the resume).
+    """
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
+    path = out / "runs" / victim / "summary.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
+    again = rerun()
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
+    for name, t in mtimes.items():
+        if name != victim:
+            assert after[name] == t, name
+    assert json.loads(path.read_text())["status"] == "completed"
+    return again, after
+
+
+@pytest.fixture
+def resume_after_interrupt():
+    """`_resume_after_interrupt` as a fixture: (out, victim, rerun) -> (summary, mtimes)."""
+    return _resume_after_interrupt

@@ -190,17 +190,9 @@ def test_quick_control_is_coupled_to_the_langevin_runs(quick):
     np.testing.assert_allclose((x - y).mean(0), -b * g, rtol=0.3)
 
 
-def test_resume_reuses_completed_subruns(quick):
+def test_resume_reuses_completed_subruns(quick, resume_after_interrupt):
     out, s = quick
-    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    path = out / "runs" / "sgd_eps0.3_s5" / "summary.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
-    again = run(out, resume=True)
-    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    for name, t in mtimes.items():
-        if name != "sgd_eps0.3_s5":
-            assert after[name] == t, name
-    assert json.loads(path.read_text())["status"] == "completed"
+    again, after = resume_after_interrupt(out, "sgd_eps0.3_s5", lambda: run(out, resume=True))
     assert again["checks"] == s["checks"]
 
 

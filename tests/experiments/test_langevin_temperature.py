@@ -69,17 +69,9 @@ def test_runs_share_the_start(quick):
     np.testing.assert_array_equal(first[10.0], first[300.0])
 
 
-def test_resume_reuses_completed_subruns(quick):
+def test_resume_reuses_completed_subruns(quick, resume_after_interrupt):
     out, s = quick
-    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    path = out / "runs" / "beta300" / "summary.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
-    again = run(out, resume=True)
-    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    for name, t in mtimes.items():
-        if name != "beta300":
-            assert after[name] == t, name
-    assert json.loads(path.read_text())["status"] == "completed"
+    again, after = resume_after_interrupt(out, "beta300", lambda: run(out, resume=True))
     assert again["checks"] == s["checks"]
 
 

@@ -119,17 +119,9 @@ def test_quick_runs_share_the_paired_start(quick):
     np.testing.assert_array_equal(a[128:], -a[:128])
 
 
-def test_resume_reuses_completed_subruns(quick):
+def test_resume_reuses_completed_subruns(quick, resume_after_interrupt):
     out, s = quick
-    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    path = out / "runs" / "general_m256_s0" / "summary.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
-    again = run(out, resume=True)
-    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    for name, t in mtimes.items():
-        if name != "general_m256_s0":
-            assert after[name] == t, name
-    assert json.loads(path.read_text())["status"] == "completed"
+    again, after = resume_after_interrupt(out, "general_m256_s0", lambda: run(out, resume=True))
     assert again["checks"] == s["checks"]
 
 

@@ -56,17 +56,10 @@ def test_quick_checks_hold(quick):
         assert (out / fig).stat().st_size > 5000
 
 
-def test_resume_reuses_completed_subruns(quick):
+def test_resume_reuses_completed_subruns(quick, resume_after_interrupt):
     out, s = quick
-    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
     # pretend ratio_8 was interrupted: only it is run again (from its checkpoint)
-    path = out / "runs" / "ratio_8" / "summary.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
-    again = run(out, resume=True)
-    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.csv")}
-    for name in ("reference", "ratio_2", "ratio_4"):
-        assert after[name] == mtimes[name]
-    assert json.loads(path.read_text())["status"] == "completed"
+    again, after = resume_after_interrupt(out, "ratio_8", lambda: run(out, resume=True))
     assert again["checks"] == s["checks"]
 
 

@@ -1,0 +1,288 @@
+"""`chaos`: the layout of the stacked coupling run, exact W2 of equal clouds, the quick
+checks, checks that fail when they should (reference too small, doctored slopes, the
+linear phase only), resume, and bad parameters refused with the field named."""
+
+import copy
+import doctest
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+import mfnn.experiments.chaos as chaos_module
+from mfnn import ConfigError, config
+from mfnn.experiments.chaos import (
+    CHAOS,
+    build_checks,
+    layout,
+    loglog_slope,
+    replicas,
+    w2_equal,
+)
+
+
+def run(tmp_path, *overrides, resume=False):
+    cfg = config.load(CHAOS.default_config(), list(CHAOS.quick) + list(overrides))
+    return CHAOS.run(cfg, tmp_path, resume=resume, progress=False)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(chaos_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_layout_covers_the_state_once():
+    p = {"widths": [4, 8, 32], "particles_per_width": 64, "min_replicas": 3}
+    reps = replicas(p)
+    assert reps == {4: 16, 8: 8, 32: 3}
+    lay = layout(p, 128)
+    ranges = [lay["reference"], *lay["tracers"].values(), lay["half_reference"]]
+    ranges += [lay["half_tracers"], *lay["systems"].values()]
+    covered = np.zeros(lay["rows"], int)
+    for a, b in ranges:
+        covered[a:b] += 1
+    assert np.all(covered == 1) and sum(lay["sizes"]) == lay["rows"]
+    for m in p["widths"]:
+        a, b = lay["tracers"][m]
+        c, d = lay["systems"][m]
+        assert b - a == d - c == reps[m] * m
+    assert lay["half_reference"][1] - lay["half_reference"][0] == 64
+    # parts: reference + all tracers; half reference + the widest tracers; one per width
+    assert lay["sizes"][0] == 128 + sum(reps[m] * m for m in p["widths"])
+    assert lay["sizes"][1] == 64 + reps[32] * 32
+
+
+def test_w2_equal_against_brute_force_and_one_dimension():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) + 0.5
+    best = min(
+        np.mean(np.sum((x - y[list(s)]) ** 2, axis=1)) for s in itertools.permutations(range(6))
+    )
+    assert w2_equal(x, y) == pytest.approx(math.sqrt(best), rel=1e-12)
+    # 1-D: the sorted (quantile) coupling is optimal
+    u, v = rng.normal(size=(50, 1)), rng.exponential(size=(50, 1))
+    want = math.sqrt(np.mean((np.sort(u[:, 0]) - np.sort(v[:, 0])) ** 2))
+    assert w2_equal(u, v) == pytest.approx(want, rel=1e-12)
+    # a translation by c moves every point by c
+    assert w2_equal(x, x + np.array([3.0, 0.0, 4.0])) == pytest.approx(5.0, rel=1e-12)
+    with pytest.raises(ConfigError, match="two \\(m, D\\) clouds"):
+        w2_equal(x, y[:5])
+
+
+def test_independent_clouds_decay_like_m_to_the_minus_1_over_D(slope):
+    """The sampling floor the experiment shows, on its own: W2 between two independent
+    m-samples of N(0, I_D) decays like m^(-1/D) for D = 6, much slower than m^(-1/2);
+    in D = 1 it decays like m^(-1/2)."""
+    rng = np.random.default_rng(1)
+    ms = [16, 64, 256]
+    for dim, lo, hi in ((6, -0.3, -0.1), (1, -0.65, -0.4)):
+        w = [
+            math.sqrt(
+                np.mean(
+                    [
+                        w2_equal(rng.normal(size=(m, dim)), rng.normal(size=(m, dim))) ** 2
+                        for _ in range(8)
+                    ]
+                )
+            )
+            for m in ms
+        ]
+        assert lo <= slope(ms, w) <= hi, (dim, slope(ms, w))
+
+
+def test_loglog_slope():
+    assert loglog_slope([1, 10, 100], [2.0, 0.2, 0.02]) == pytest.approx(-1.0)
+    assert math.isnan(loglog_slope([1, 2], [0.0, 1.0]))
+
+
+def _fake(p, coupling=-1.0, function=-0.5, w2=-0.2, share=0.05, loss_ratio=0.05):
+    times = p["times"]
+    stats = {t: {"reference_share": share} for t in [0.0, *times]}
+    fitted = {
+        "coupling": dict.fromkeys([0.0, *times], coupling),
+        "function": dict.fromkeys([0.0, *times], function),
+        "w2_independent": dict.fromkeys([0.0, *times], w2),
+    }
+    return build_checks(stats, fitted, p, loss_ratio, 0.02, 6)
+
+
+@pytest.mark.parametrize(
+    ("doctored", "failing"),
+    [
+        ({}, None),
+        ({"coupling": -0.8}, "coupling_slope_t"),
+        ({"coupling": -1.2}, "coupling_slope_t"),
+        ({"coupling": -0.5}, "coupling_slope_t"),
+        ({"function": -0.3}, "function_slope_t"),
+        ({"function": -1.0}, "function_slope_t"),
+        ({"w2": -0.5}, "w2_independent_slope_t"),
+        ({"share": 0.5}, "reference_error_t"),
+        ({"loss_ratio": 0.5}, "nonlinear_regime"),
+        ({"coupling": math.nan}, "coupling_slope_t"),
+    ],
+)
+def test_checks_fail_on_doctored_statistics(doctored, failing):
+    p = dict(chaos_module.DEFAULTS)
+    checks = _fake(p, **doctored)
+    failed = {k for k, v in checks.items() if not v["passed"]}
+    if failing is None:
+        assert not failed
+    else:
+        assert failed and all(k.startswith(failing) for k in failed), failed
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chaos_quick")
+    return out, run(out)
+
+
+def test_quick_checks_hold(quick):
+    out, s = quick
+    assert s["status"] == "completed"
+    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
+    assert not failed, failed
+    times = [2.0, 4.0, 6.0, 10.0]
+    for t in times:
+        for kind in ("coupling_slope", "function_slope", "reference_error"):
+            assert f"{kind}_t{t:g}" in s["checks"]
+    assert "w2_independent_slope_t0" in s["checks"] and "nonlinear_regime" in s["checks"]
+    assert s["D"] == 6 and s["M"] == 2048 and s["widths"] == [8, 16, 32, 64, 128]
+    assert s["replicas"] == [128, 64, 32, 16, 8]
+    # the coupling starts at 0 (same initial points) and grows with t
+    c = s["statistics"]["coupling"]
+    assert c["0"] == [0.0] * 5
+    assert all(a < b for a, b in zip(c["2"], c["10"], strict=True))
+    # W2 of independent clouds sits far above the coupling at the largest m
+    w2 = s["statistics"]["w2_independent"]["10"][-1]
+    assert w2 > 3 * math.sqrt(c["10"][-1])
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["checks"] == s["checks"] and "claim" in on_disk
+    for fig in s["figures"]:
+        assert (out / fig).stat().st_size > 5000
+    run_dir = out / "runs" / "coupling"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert (run_dir / "metrics.csv").is_file() and (run_dir / "checkpoint.npz").is_file()
+
+
+def test_quick_tracers_and_systems_share_initial_points(quick):
+    out, s = quick
+    snaps = sorted((out / "runs" / "coupling" / "snapshots").glob("*.npz"))
+    z = np.load(snaps[0])
+    w = z["w"]
+    lay = layout({"widths": s["widths"], "particles_per_width": 1024, "min_replicas": 8}, s["M"])
+    for m in s["widths"]:
+        a, b = lay["tracers"][m]
+        c, d = lay["systems"][m]
+        np.testing.assert_array_equal(w[a:b], w[c:d])
+    a, b = lay["half_reference"]
+    np.testing.assert_array_equal(w[a:b], w[: s["M"] // 2])  # nested half
+    a, b = lay["half_tracers"]
+    c, d = lay["tracers"][128]
+    np.testing.assert_array_equal(w[a:b], w[c:d])
+
+
+def test_resume_reuses_the_completed_run_and_continues_an_interrupted_one(quick):
+    out, s = quick
+    metrics = out / "runs" / "coupling" / "metrics.csv"
+    before = metrics.stat().st_mtime_ns
+    again = run(out, resume=True)
+    assert metrics.stat().st_mtime_ns == before  # reused, not recomputed
+    assert again["checks"] == s["checks"]
+    # an interrupted run continues from its checkpoint (the last one: nothing to redo)
+    path = out / "runs" / "coupling" / "summary.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
+    third = run(out, resume=True)
+    assert json.loads(path.read_text())["status"] == "completed"
+    assert third["checks"] == s["checks"]
+
+
+def test_checks_fail_when_the_reference_is_too_small(tmp_path):
+    # M = 2 m_max: the reference's own error is as large as the widest coupling
+    s = run(
+        tmp_path,
+        "model.width=128",
+        "experiment.params.widths=[8, 16, 64]",
+        "experiment.params.particles_per_width=256",
+        "experiment.params.times=[4.0, 10.0]",
+    )
+    failed = {k for k, v in s["checks"].items() if not v["passed"]}
+    assert {"reference_error_t4", "reference_error_t10"} <= failed
+    assert min(s["reference_share"].values()) > 0.2
+    assert s["passed"] is False
+
+
+def test_nonlinear_check_fails_in_the_linear_phase(tmp_path):
+    s = run(
+        tmp_path,
+        "experiment.params.widths=[8, 16, 32]",
+        "experiment.params.particles_per_width=256",
+        "experiment.params.times=[1.0]",
+        "dynamics.steps=5",
+    )
+    assert s["checks"]["nonlinear_regime"]["passed"] is False
+    assert s["loss_ratio"] > 0.5
+
+
+def test_a_diverged_run_is_reported_not_raised(tmp_path):
+    # dt = 50: Euler blows up (NaN/inf at step 124), the last statistic time is never reached
+    s = run(
+        tmp_path,
+        "model.width=64",
+        "experiment.params.widths=[4, 8, 16]",
+        "experiment.params.particles_per_width=64",
+        "dynamics.dt=50.0",
+        "experiment.params.times=[250.0, 10000.0]",
+        "dynamics.steps=200",
+    )
+    assert s["status"] == "diverged" and s["passed"] is False
+    assert s["checks"]["run_completed"]["passed"] is False
+    assert "NaN/inf" in s["checks"]["run_completed"]["expected"]
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("experiment.params.widths=[8, 16]", "experiment.params.widths"),
+        ("experiment.params.widths=[16, 8, 32]", "experiment.params.widths"),
+        ("experiment.params.widths=[1, 8, 32]", "experiment.params.widths"),
+        ("experiment.params.widths=[8, 16, 2048]", "model.width"),
+        ("model.width=2047", "model.width"),
+        ("experiment.params.times=[]", "experiment.params.times"),
+        ("experiment.params.times=[2.1]", "experiment.params.times"),
+        ("experiment.params.times=[4.0, 2.0]", "experiment.params.times"),
+        ("experiment.params.times=[20.0]", "experiment.params.times"),
+        ("experiment.params.min_replicas=1", "experiment.params.min_replicas"),
+        ("experiment.params.particles_per_width=0", "experiment.params.particles_per_width"),
+        ("experiment.params.slope_tolerance=0", "experiment.params.slope_tolerance"),
+        ("experiment.params.reference_share=2", "experiment.params.reference_share"),
+        ("experiment.params.loss_drop=0", "experiment.params.loss_drop"),
+        ("experiment.params.w2_margin=0.5", "experiment.params.w2_margin"),
+        ("experiment.params.reference_width=4096", "experiment.params"),
+        ("model.scaling=ntk", "model.scaling"),
+        ("dynamics.kind=sgd", "dynamics.kind"),
+        ("data.n_test=0", "data.n_test"),
+        ("data.population={dim: 4}", "data.population"),
+    ],
+)
+def test_bad_params_are_refused(tmp_path, override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        run(tmp_path, override)
+    assert not (tmp_path / "runs").exists()  # refused before any compute
+
+
+def test_default_config_is_the_documented_one():
+    raw = copy.deepcopy(CHAOS.default_config())
+    p = raw["experiment"]["params"]
+    assert p["widths"] == [16, 32, 64, 128, 256, 512] and raw["model"]["width"] == 16384
+    assert p["slope_tolerance"] == 0.15
+
+
+@pytest.mark.slow
+def test_full_experiment_checks_hold(tmp_path):
+    cfg = config.load(CHAOS.default_config())
+    s = CHAOS.run(cfg, tmp_path, progress=False)
+    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
+    assert s["status"] == "completed" and not failed, failed
