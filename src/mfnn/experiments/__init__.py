@@ -3,6 +3,7 @@
 from .barron_rate import BARRON_RATE
 from .base import Experiment as Experiment
 from .birth_death_speedup import BIRTH_DEATH_SPEEDUP
+from .chaos import CHAOS
 from .entropic_regime import ENTROPIC_REGIME
 from .global_convergence import GLOBAL_CONVERGENCE
 from .langevin_gibbs import LANGEVIN_GIBBS
@@ -29,6 +30,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         RANDOM_FEATURES,
         BARRON_RATE,
         LAZY_VS_RICH,
+        CHAOS,
     )
 }
 DEFAULT = "sign"
