@@ -25,7 +25,7 @@ from .objectives import (
     PopulationRisk,
     ZeroRisk,
 )
-from .recorder import Recorder
+from .recorder import Recorder, W2Monitor
 from .targets import (
     DataSet,
     GaussianInputs,
@@ -34,6 +34,7 @@ from .targets import (
     UniformBox,
     load_dataset,
     sample_dataset,
+    teacher_measure,
 )
 
 
@@ -105,6 +106,75 @@ def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) 
             f"`data.teacher.w` has dimension {w.shape[1]} but `{where}` is {dim}; they must agree."
         )
     return Teacher(w, alpha, a, b, spec.activation or default_activation)
+
+
+# the exact W2 of a record builds the (m, n) cost on the host: refuse sizes it cannot afford
+_EXACT_W2_MAX_ENTRIES = 25_000_000
+
+
+def _reference_clouds(path: Path, model: TwoLayer, dtype) -> tuple[jax.Array, jax.Array]:
+    """(times (S,), particles (S, M, D)) of the snapshots of the run directory ``path``."""
+    from .config import read_yaml
+    from .runs import list_snapshots
+
+    field = "record.w2.reference"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(
+            f"`{field}` must be a run directory (with config.yaml and snapshots/); "
+            f"{str(path)!r} is not one."
+        )
+    snaps = list_snapshots(path)
+    if not snaps:
+        raise ConfigError(
+            f"`{field}`: the run {str(path)!r} has no snapshots; run it with "
+            "`record.snapshot_every` set to the record times you want to compare at."
+        )
+    try:
+        dt = float(read_yaml(path / "config.yaml")["dynamics"]["dt"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(
+            f"`{field}`: {str(path / 'config.yaml')!r} does not state `dynamics.dt`."
+        ) from None
+    clouds = [load_particles(p, model, dtype, field) for p in snaps.values()]
+    sizes = {c.shape[0] for c in clouds}
+    if len(sizes) != 1:
+        raise ConfigError(
+            f"`{field}`: the snapshots of {str(path)!r} hold different numbers of particles "
+            f"{sorted(sizes)}; a reference run has a fixed width."
+        )
+    return jnp.asarray([step * dt for step in snaps], dtype), jnp.stack(clouds)
+
+
+def _w2_monitor(cfg: Config, base, model: TwoLayer, target, m: int, dtype) -> W2Monitor | None:
+    """The `W2Monitor` of ``record.w2`` (None when unset or empty)."""
+    spec = cfg.record.w2
+    if spec is None or not (spec.initial or spec.teacher or spec.reference):
+        return None
+    teacher = None
+    if spec.teacher:
+        if not isinstance(target, Teacher):
+            raise ConfigError(
+                "`record.w2.teacher` needs a teacher (`data.target: teacher` or "
+                "`data.population` with `data.teacher`); this run's target is "
+                f"{'a data file' if cfg.data.path else cfg.data.target!r}."
+            )
+        atoms, alpha = teacher_measure(target, model)
+        teacher = (atoms.astype(dtype), alpha.astype(dtype))
+    reference = None
+    if spec.reference is not None:
+        reference = _reference_clouds(_resolve(spec.reference, base), model, dtype)
+    if spec.method == "exact":
+        sizes = [m] * spec.initial
+        sizes += [] if teacher is None else [teacher[0].shape[0]]
+        sizes += [] if reference is None else [reference[1].shape[1]]
+        if m * max(sizes) > _EXACT_W2_MAX_ENTRIES:
+            raise ConfigError(
+                f"`record.w2.method: exact` builds an {m} x {max(sizes)} cost matrix at every "
+                f"record (more than {_EXACT_W2_MAX_ENTRIES:.1e} entries, O(m^3) time); use "
+                "`record.w2.method: sliced` (a lower bound) or post-process snapshots with "
+                "`mfnn.diagnostics.transport.w2_sinkhorn`."
+            )
+    return W2Monitor(spec.initial, teacher, reference, spec.method, spec.projections)
 
 
 def build(cfg: Config, base: str | Path | None = None) -> Built:
@@ -270,6 +340,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             test,
             entropy_k=entropy_k or None,
             jumps=dyn.birth_death is not None,
+            w2=_w2_monitor(cfg, base, model, target, int(theta0.shape[0]), dtype),
         ),
         theta0=theta0,
         key=k_dyn,

@@ -229,12 +229,24 @@ class DynamicsSpec(_Strict):
         return self
 
 
+class W2RecordSpec(_Strict):
+    """W2 metrics of the recorder (`mfnn.recorder.W2Monitor`): to the initial measure, to
+    the teacher measure rho*, to a reference run's particles at the same time."""
+
+    initial: bool = False
+    teacher: bool = False
+    reference: str | None = None  # a run directory with snapshots (record.snapshot_every)
+    method: Literal["exact", "sliced"] = "exact"
+    projections: int = Field(128, gt=0)  # directions of the sliced estimate
+
+
 class RecordSpec(_Strict):
     every: int = Field(10, gt=0)
     # k of the kNN entropy of a Langevin run (None: 1 when `dynamics.langevin` is set; 0: off)
     entropy_k: int | None = Field(None, ge=0)
     snapshot_every: int | None = Field(None, gt=0)
     chunk: int | None = Field(None, gt=0)
+    w2: W2RecordSpec | None = None
 
 
 class ExperimentSpec(_Strict):

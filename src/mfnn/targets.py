@@ -115,6 +115,60 @@ class Teacher(eqx.Module):
         return act @ (self.alpha * self.a).astype(x.dtype)
 
 
+def teacher_measure(teacher: Teacher, model) -> tuple[Float[Array, "k D"], Float[Array, " k"]]:
+    r"""The teacher measure rho* = sum_i alpha_i delta_{c_i} as atoms in the student's particle
+    space (THEORY.md section 6): rows c_i = (a_i, w_i, b_i) in the layout of ``model`` and
+    weights alpha_i.
+
+    A mean-field student f = int a sigma(w . x + b) d mu equals the teacher exactly when
+    mu = rho*, which is what makes W2(mu, rho*) a distance to the target. This needs a
+    mean_field model (gamma = 1: with gamma < 1 the student is not an integral against its
+    measure), the teacher's activation and input dimension, a_i == 1 when the student has
+    no output column, and b_i == 0 when it has no bias.
+
+    Raises:
+        ConfigError: naming the field that does not match the model.
+
+    Example:
+        >>> from mfnn.models import TwoLayer
+        >>> t = Teacher([[1.0], [-2.0]], alpha=[0.25, 0.75], a=[2.0, 1.0], activation="tanh")
+        >>> atoms, alpha = teacher_measure(t, TwoLayer(d=1, activation="tanh", bias=False))
+        >>> atoms.tolist(), alpha.tolist()
+        ([[2.0, 1.0], [1.0, -2.0]], [0.25, 0.75])
+    """
+    if model.gamma != 1.0:
+        raise ConfigError(
+            "the teacher measure rho* lives in the particle space of a mean_field student "
+            f"(f = int phi d mu); `model.scaling` is {model.scaling!r} (gamma = {model.gamma:g})."
+        )
+    if teacher.activation != model.activation:
+        raise ConfigError(
+            f"`data.teacher.activation` is {teacher.activation!r} but `model.activation` is "
+            f"{model.activation!r}: rho* is a measure over the student's units only when "
+            "they agree."
+        )
+    if teacher.w.shape[1] != model.d:
+        raise ConfigError(
+            f"`data.teacher.w` has dimension {teacher.w.shape[1]}, the model {model.d}."
+        )
+    a, b = np.asarray(teacher.a), np.asarray(teacher.b)
+    if not model.train_output and not np.allclose(a, 1.0):
+        raise ConfigError(
+            "`data.teacher.a` must be 1 when `model.train_output` is false (the student's "
+            f"a == 1, so rho* has no a column); got {a.tolist()}."
+        )
+    if not model.bias and not np.allclose(b, 0.0):
+        raise ConfigError(
+            f"`data.teacher.b` must be 0 when `model.bias` is false; got {b.tolist()}."
+        )
+    atoms = model.join(
+        teacher.a if model.train_output else None,
+        teacher.w,
+        teacher.b if model.bias else None,
+    )
+    return atoms, teacher.alpha
+
+
 TARGETS = ("sign", "teacher")
 
 # ------------------------------------------------------------------ data sets
