@@ -7,6 +7,7 @@ every eps, SW2 = |v| / sqrt(D)), 1-D quantiles, POT's network simplex and an ind
 
 import doctest
 import importlib
+import itertools
 import warnings
 
 import jax
@@ -223,6 +224,37 @@ def test_exact_against_pot_and_an_lp_on_small_weighted_clouds(seed):
     np.testing.assert_allclose(
         w2_exact(x2, y2, squared=True), ot.emd2(u, u, ot.dist(x2, y2)), rtol=1e-10
     )
+
+
+def test_auto_takes_the_assignment_below_the_threshold_and_the_simplex_from_it(monkeypatch):
+    """The rule of `w2_exact(method="auto")` (timings in its docstring), the threshold
+    lowered to 10 so that both sides are cheap; the value is the same either way."""
+    rng = np.random.default_rng(5)
+    calls, real = [], transport.linear_sum_assignment
+
+    def spy(cost):
+        calls.append(len(cost))
+        return real(cost)
+
+    monkeypatch.setattr(transport, "AUTO_ASSIGNMENT_MAX_N", 10)
+    monkeypatch.setattr(transport, "linear_sum_assignment", spy)
+    small = rng.standard_normal((9, 2)), rng.standard_normal((9, 2))
+    large = rng.standard_normal((10, 2)), rng.standard_normal((10, 2))
+    for x, y in (small, large):
+        want = w2_exact(x, y, squared=True, method="network_simplex")
+        np.testing.assert_allclose(w2_exact(x, y, squared=True), want, rtol=1e-10)
+    assert calls == [9]  # the assignment for n = 9 only; n = 10 went to the simplex
+
+
+def test_exact_equal_clouds_against_brute_force_over_permutations():
+    """Birkhoff: for equal-size uniform clouds the optimum is a permutation (6! of them)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) + 0.5
+    best = min(
+        np.mean(np.sum((x - y[list(s)]) ** 2, axis=1)) for s in itertools.permutations(range(6))
+    )
+    for method in ("auto", "assignment", "network_simplex"):
+        assert w2_exact(x, y, squared=True, method=method) == pytest.approx(best, rel=1e-12)
 
 
 def test_older_name_wasserstein2():
