@@ -13,7 +13,20 @@ import numpy as np  # noqa: E402
 COLORS = {"mean_field": "#c0392b", "ntk": "#2471a3", "general": "#7d3c98", "init": "#7f8c8d"}
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` to ``path`` (PNG, dpi 120, cropped to its content: ``bbox_inches=
+    "tight"``), creating the parent folders, and close it (pyplot keeps every open figure
+    alive otherwise). Returns ``path`` as a `Path`.
+
+    Example:
+        >>> import tempfile
+        >>> fig, ax = plt.subplots()
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = save_figure(fig, Path(d) / "figures" / "a.png")
+        ...     path.exists(), plt.fignum_exists(fig.number)
+        (True, False)
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -45,7 +58,7 @@ def run_figures(run_dir, metrics: dict, built) -> list[Path]:
     ax[2].set(xlabel="t", title="energy dissipation identity")
     ax[2].legend(fontsize=8)
     fig.suptitle(f"{built.model.scaling} (m = {built.theta0.shape[0]})")
-    out.append(_save(fig, fig_dir / "run.png"))
+    out.append(save_figure(fig, fig_dir / "run.png"))
     return out
 
 
@@ -67,7 +80,7 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
         ax.plot(xs, res[sc]["f"], color=COLORS[sc], lw=1.6, label=f"{sc}, t = {res[sc]['t']:g}")
     ax.set(xlabel="x", ylabel="f(x)", title="fitted functions")
     ax.legend(fontsize=8)
-    out.append(_save(fig, fig_dir / "fit.png"))
+    out.append(save_figure(fig, fig_dir / "fit.png"))
 
     # breakpoint histograms
     fig, axes = plt.subplots(1, len(scalings), figsize=(5.5 * len(scalings), 3.8), sharey=True)
@@ -86,7 +99,7 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
         )
         ax.legend(fontsize=8)
     axes[0].set_ylabel("significant neurons")
-    out.append(_save(fig, fig_dir / "breakpoints.png"))
+    out.append(save_figure(fig, fig_dir / "breakpoints.png"))
 
     # losses and movement
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -104,7 +117,7 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
     )
     ax[0].legend(fontsize=8)
     ax[1].legend(fontsize=8)
-    out.append(_save(fig, fig_dir / "loss_movement.png"))
+    out.append(save_figure(fig, fig_dir / "loss_movement.png"))
 
     # one overview figure (the README figure)
     fig, ax = plt.subplots(1, 3, figsize=(15, 3.9))
@@ -136,5 +149,5 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
         ax[2].semilogy(m["t"][1:], _positive(m["movement"][1:]), color=COLORS[sc], label=sc)
     ax[2].set(xlabel="t", title="relative particle movement")
     ax[2].legend(fontsize=8)
-    out.append(_save(fig, fig_dir / "overview.png"))
+    out.append(save_figure(fig, fig_dir / "overview.png"))
     return out

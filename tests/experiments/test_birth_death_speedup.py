@@ -14,7 +14,7 @@ from mfnn.experiments.birth_death_speedup import (
     BIRTH_DEATH_SPEEDUP,
     energy_ratio,
     hitting_time,
-    loglog_slope,
+    window_slope,
 )
 
 BD = BIRTH_DEATH_SPEEDUP
@@ -45,11 +45,12 @@ def test_hitting_time_is_exact_for_an_exponential():
     assert math.isnan(hitting_time(t, loss, 1e-6))
 
 
-def test_loglog_slope_recovers_the_power_and_needs_the_whole_window():
+def test_window_slope_recovers_the_power_and_needs_the_whole_window():
     t = np.linspace(0.5, 200.0, 400)
-    assert loglog_slope(t, 3.0 / t, (10, 100)) == pytest.approx(-1.0, abs=1e-12)
-    assert loglog_slope(t, t**-1.7, (10, 100)) == pytest.approx(-1.7, abs=1e-12)
-    assert math.isnan(loglog_slope(t, 1 / t, (10, 300)))  # the run ends before t_b
+    assert window_slope(t, 3.0 / t, (10, 100)) == pytest.approx(-1.0, abs=1e-12)
+    assert window_slope(t, t**-1.7, (10, 100)) == pytest.approx(-1.7, abs=1e-12)
+    assert math.isnan(window_slope(t, 1 / t, (10, 300)))  # the run ends before t_b
+    assert math.isnan(window_slope(t, 1 / t, (10, 10.6)))  # under 3 records in the window
 
 
 def test_energy_ratio_is_one_when_the_identity_holds():

@@ -1,10 +1,9 @@
-"""`chaos`: the layout of the stacked coupling run, exact W2 of equal clouds, the quick
+"""`chaos`: the layout of the stacked coupling run, the W2 sampling floor, the quick
 checks, checks that fail when they should (reference too small, doctored slopes, the
 linear phase only), resume, and bad parameters refused with the field named."""
 
 import copy
 import doctest
-import itertools
 import json
 import math
 
@@ -13,14 +12,8 @@ import pytest
 
 import mfnn.experiments.chaos as chaos_module
 from mfnn import ConfigError, config
-from mfnn.experiments.chaos import (
-    CHAOS,
-    build_checks,
-    layout,
-    loglog_slope,
-    replicas,
-    w2_equal,
-)
+from mfnn.diagnostics import w2_exact
+from mfnn.experiments.chaos import CHAOS, build_checks, layout, replicas
 
 
 def run(tmp_path, *overrides, resume=False):
@@ -54,23 +47,6 @@ def test_layout_covers_the_state_once():
     assert lay["sizes"][1] == 64 + reps[32] * 32
 
 
-def test_w2_equal_against_brute_force_and_one_dimension():
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) + 0.5
-    best = min(
-        np.mean(np.sum((x - y[list(s)]) ** 2, axis=1)) for s in itertools.permutations(range(6))
-    )
-    assert w2_equal(x, y) == pytest.approx(math.sqrt(best), rel=1e-12)
-    # 1-D: the sorted (quantile) coupling is optimal
-    u, v = rng.normal(size=(50, 1)), rng.exponential(size=(50, 1))
-    want = math.sqrt(np.mean((np.sort(u[:, 0]) - np.sort(v[:, 0])) ** 2))
-    assert w2_equal(u, v) == pytest.approx(want, rel=1e-12)
-    # a translation by c moves every point by c
-    assert w2_equal(x, x + np.array([3.0, 0.0, 4.0])) == pytest.approx(5.0, rel=1e-12)
-    with pytest.raises(ConfigError, match="two \\(m, D\\) clouds"):
-        w2_equal(x, y[:5])
-
-
 def test_independent_clouds_decay_like_m_to_the_minus_1_over_D(slope):
     """The sampling floor the experiment shows, on its own: W2 between two independent
     m-samples of N(0, I_D) decays like m^(-1/D) for D = 6, much slower than m^(-1/2);
@@ -82,7 +58,7 @@ def test_independent_clouds_decay_like_m_to_the_minus_1_over_D(slope):
             math.sqrt(
                 np.mean(
                     [
-                        w2_equal(rng.normal(size=(m, dim)), rng.normal(size=(m, dim))) ** 2
+                        w2_exact(rng.normal(size=(m, dim)), rng.normal(size=(m, dim))) ** 2
                         for _ in range(8)
                     ]
                 )
@@ -90,11 +66,6 @@ def test_independent_clouds_decay_like_m_to_the_minus_1_over_D(slope):
             for m in ms
         ]
         assert lo <= slope(ms, w) <= hi, (dim, slope(ms, w))
-
-
-def test_loglog_slope():
-    assert loglog_slope([1, 10, 100], [2.0, 0.2, 0.02]) == pytest.approx(-1.0)
-    assert math.isnan(loglog_slope([1, 2], [0.0, 1.0]))
 
 
 def _fake(p, coupling=-1.0, function=-0.5, w2=-0.2, share=0.05, loss_ratio=0.05):

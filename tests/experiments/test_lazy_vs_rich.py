@@ -11,12 +11,7 @@ import pytest
 
 import mfnn.experiments.lazy_vs_rich as module
 from mfnn import ConfigError, TwoLayer, config
-from mfnn.experiments.lazy_vs_rich import (
-    LAZY_VS_RICH,
-    initial_particles,
-    loglog_slope,
-    predicted_slopes,
-)
+from mfnn.experiments.lazy_vs_rich import LAZY_VS_RICH, initial_particles, predicted_slopes
 
 E = LAZY_VS_RICH
 
@@ -31,8 +26,6 @@ def test_predicted_slopes():
     assert predicted_slopes(0.5) == (-0.5, -1.0)
     assert predicted_slopes(0.75) == (-0.25, -0.5)
     assert predicted_slopes(1.0) == (0.0, 0.0)
-    assert loglog_slope([10, 100, 1000], [3.0, 3.0 / 10**0.5, 3.0 / 10]) == pytest.approx(-0.5)
-    assert np.isnan(loglog_slope([10, 100], [1.0, 0.0]))
 
 
 def test_docstring_examples():

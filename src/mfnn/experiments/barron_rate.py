@@ -27,6 +27,7 @@ from ..diagnostics.norms import path_norm  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import atomic_savez  # noqa: E402
 from ..models import TwoLayer  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -35,7 +36,16 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    integer_param,
+    is_integer,
+    is_number,
+    loglog_slope,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 001, Theorem 2.1 (Theorem 4 of E, Ma, Wu 2019, "Barron spaces ..."): for a Barron
@@ -271,14 +281,6 @@ def sampled_error(x, fx, a, w, b) -> float:
 # --------------------------------------------------------------------------- params
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _measure(spec, d: int) -> GaussianMixtureMeasure:
     field = "experiment.params.measure"
     if not isinstance(spec, list) or not spec:
@@ -293,16 +295,16 @@ def _measure(spec, d: int) -> GaussianMixtureMeasure:
                 f"`{field}[{i}]` must be a mapping with keys weight, a, mean, std; got {c!r}."
             )
         mean = c["mean"]
-        if not (isinstance(mean, list) and len(mean) == d + 1 and all(map(_is_number, mean))):
+        if not (isinstance(mean, list) and len(mean) == d + 1 and all(map(is_number, mean))):
             raise ConfigError(
                 f"`{field}[{i}].mean` must be a list of d + 1 = {d + 1} numbers (w then b; "
                 f"d = `data.inputs.dim`); got {mean!r}."
             )
-        if not (_is_number(c["weight"]) and c["weight"] > 0):
+        if not (is_number(c["weight"]) and c["weight"] > 0):
             raise ConfigError(f"`{field}[{i}].weight` must be > 0; got {c['weight']!r}.")
-        if not (_is_number(c["std"]) and c["std"] > 0):
+        if not (is_number(c["std"]) and c["std"] > 0):
             raise ConfigError(f"`{field}[{i}].std` must be > 0; got {c['std']!r}.")
-        if not _is_number(c["a"]):
+        if not is_number(c["a"]):
             raise ConfigError(f"`{field}[{i}].a` must be a finite number; got {c['a']!r}.")
         rows.append(c)
     weights = np.array([c["weight"] for c in rows], float)
@@ -332,7 +334,7 @@ def _params(cfg: Config) -> dict[str, Any]:
     if not (
         isinstance(widths, list)
         and len(widths) >= 3
-        and all(_is_int(n) and n >= 1 for n in widths)
+        and all(is_integer(n) and n >= 1 for n in widths)
         and len(set(widths)) == len(widths)
         and max(widths) >= 100 * min(widths)
     ):
@@ -341,19 +343,15 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"least two decades (max >= 100 min), for the slope; got {widths!r}."
         )
     p["widths"] = sorted(widths)
-    if not (_is_int(p["seeds"]) and p["seeds"] >= 2):
+    if not (is_integer(p["seeds"]) and p["seeds"] >= 2):
         raise ConfigError(
             f"`experiment.params.seeds` must be an integer >= 2 (the standard error needs two "
             f"draws); got {p['seeds']!r}."
         )
-    if not (_is_int(p["eval_points"]) and p["eval_points"] >= 16):
-        raise ConfigError(
-            f"`experiment.params.eval_points` must be an integer >= 16; got {p['eval_points']!r}."
-        )
+    integer_param(p, "eval_points", at_least=16)
     for key in ("bound_factor", "slope_tolerance", "sample_std_factor"):
-        if not (_is_number(p[key]) and p[key] > 0):
-            raise ConfigError(f"`experiment.params.{key}` must be a number > 0; got {p[key]!r}.")
-    if not (_is_int(p["early_steps"]) and p["early_steps"] >= 0):
+        number_param(p, key, above=0)
+    if not (is_integer(p["early_steps"]) and p["early_steps"] >= 0):
         raise ConfigError(
             "`experiment.params.early_steps` must be an integer >= 0 (0: no early run); got "
             f"{p['early_steps']!r}."
@@ -408,10 +406,6 @@ def sampling_study(pi: GaussianMixtureMeasure, x: np.ndarray, p: dict, seed: int
             # (`path_norm`'s formula; numpy here: one eager jax call per shape is slow)
             pnorm[s, i] = float(np.mean(np.abs(a) * (np.abs(w).sum(axis=1) + np.abs(b))))
     return {"err": err, "path_norm": pnorm, "V": v, "f_norm2": float(np.mean(fx**2))}
-
-
-def _slope(ns, ys) -> float:
-    return float(np.polyfit(np.log(np.asarray(ns, float)), np.log(np.asarray(ys)), 1)[0])
 
 
 def _digest(*arrays: np.ndarray) -> str:
@@ -503,10 +497,7 @@ def _figures(out: Path, study: dict, p: dict, norms: dict, train: dict | None) -
         title=f"Barron approximation rate: slope {norms['slope']:.3f}",
     )
     ax.legend(fontsize=8)
-    path = fig_dir / "error_vs_n.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(path)
+    paths.append(save_figure(fig, fig_dir / "error_vs_n.png"))
 
     if train is not None:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -526,10 +517,7 @@ def _figures(out: Path, study: dict, p: dict, norms: dict, train: dict | None) -
         ax2.set(xlabel="t", ylabel=r"$\|f_m - f\|^2$", title="L2 error of the trained network")
         ax2.legend(fontsize=8)
         fig.tight_layout()
-        path = fig_dir / "path_norm_training.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, fig_dir / "path_norm_training.png"))
     return paths
 
 
@@ -556,7 +544,7 @@ def run_barron_rate(
     se = err.std(axis=0, ddof=1) / math.sqrt(err.shape[0])
     big_p, b2 = pi.path_norm(), pi.b2_squared()
     bound = p["bound_factor"] * big_p**2 / ns
-    slope = _slope(ns, mean)
+    slope = loglog_slope(ns, mean)
     norms = {"P": big_p, "B2_sq": b2, "slope": slope}
     checks, statuses = {}, {"sampling": "completed"}
     worst = float(np.max(mean / bound))

@@ -19,6 +19,7 @@ from ..build import build  # noqa: E402
 from ..config import BirthDeathSpec, Config, ExperimentSpec, LangevinSpec, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import load_particles  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -27,7 +28,14 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    is_number,
+    loglog_slope,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 001, eq. (11) and Theorem 3.6 (Rotskoff-Jelassi-Bruna-Vanden-Eijnden): adding the
@@ -106,27 +114,20 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _params(cfg: Config) -> dict[str, Any]:
     """experiment.params merged over DEFAULTS and validated (ConfigError names the key)."""
     p = experiment_params(cfg, "birth_death_speedup", DEFAULTS)
-    if not (_number(p["target"]) and 0 < p["target"] < 1):
+    if not (is_number(p["target"]) and 0 < p["target"] < 1):
         raise ConfigError(
             "`experiment.params.target` (L_target / L(0)) must be a number in (0, 1); got "
             f"{p['target']!r}."
         )
-    if not (_number(p["min_speedup"]) and p["min_speedup"] > 0):
-        raise ConfigError(
-            f"`experiment.params.min_speedup` must be a number > 0; got {p['min_speedup']!r}."
-        )
+    number_param(p, "min_speedup", above=0)
     win = p["fit_window"]
     if not (
         isinstance(win, list | tuple)
         and len(win) == 2
-        and all(_number(v) for v in win)
+        and all(is_number(v) for v in win)
         and 0 < win[0] < win[1]
     ):
         raise ConfigError(
@@ -134,10 +135,9 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"window of the log-log slope fit); got {win!r}."
         )
     for key in ("slope_margin", "energy_tolerance"):
-        if not (_number(p[key]) and p[key] >= 0):
-            raise ConfigError(f"`experiment.params.{key}` must be a number >= 0; got {p[key]!r}.")
+        number_param(p, key, at_least=0)
     beta = p["langevin_beta"]
-    if beta is not None and not (_number(beta) and beta > 0):
+    if beta is not None and not (is_number(beta) and beta > 0):
         raise ConfigError(
             "`experiment.params.langevin_beta` must be null (no Langevin run) or a number > 0; "
             f"got {beta!r}."
@@ -184,16 +184,16 @@ def hitting_time(t: np.ndarray, loss: np.ndarray, level: float) -> float:
     return float(t[i - 1] + frac * (t[i] - t[i - 1]))
 
 
-def loglog_slope(t: np.ndarray, loss: np.ndarray, window) -> float:
-    """Least-squares slope of log loss against log t over t in window; nan if the run ends
-    before the window does or fewer than 3 positive records fall in it."""
+def window_slope(t: np.ndarray, loss: np.ndarray, window) -> float:
+    """`loglog_slope` of loss against t over the records with t in ``window``; nan if the
+    run ends before the window does or fewer than 3 positive records fall in it."""
     a, b = window
     if t.size == 0 or t[-1] < b * (1 - 1e-12):
         return float("nan")
     sel = (t >= a) & (t <= b) & (loss > 0)
     if sel.sum() < 3:
         return float("nan")
-    return float(np.polyfit(np.log(t[sel]), np.log(loss[sel]), 1)[0])
+    return loglog_slope(t[sel], loss[sel])
 
 
 def energy_ratio(metrics: dict[str, np.ndarray], t_end: float) -> dict[str, float]:
@@ -298,9 +298,7 @@ def _figures(out: Path, res: dict, p: dict, level: float) -> list[Path]:
     ax.set(xlabel="t", ylabel="population risk L(t)", title="loss: transport vs birth-death")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(fig_dir / "loss_loglog.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, fig_dir / "loss_loglog.png"))
 
     bd = res["birth_death"]
     m = bd["metrics"]
@@ -337,9 +335,7 @@ def _figures(out: Path, res: dict, p: dict, level: float) -> list[Path]:
         title="finite-m jump noise (1/(2m) mean|g|D / mean g^2)",
     )
     fig.tight_layout()
-    paths.append(fig_dir / "energy_identity.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, fig_dir / "energy_identity.png"))
     return paths
 
 
@@ -379,9 +375,9 @@ def run_birth_death_speedup(
         t, loss = metrics["t"], metrics["loss"]
         level = p["target"] * float(loss[0])
         T = hitting_time(t, loss, level)
-        slope = loglog_slope(t, loss, p["fit_window"])
+        slope = window_slope(t, loss, p["fit_window"])
         late = (p["fit_window"][1], float(t[-1]))
-        late_slope = loglog_slope(t, loss, late) if late[1] > 2 * late[0] else math.nan
+        late_slope = window_slope(t, loss, late) if late[1] > 2 * late[0] else math.nan
         res[name] = {
             "alpha": rate,
             "beta": beta,

@@ -16,14 +16,15 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..build import build  # noqa: E402
 from ..config import Config, ExperimentSpec, LawSpec, dump  # noqa: E402
+from ..diagnostics.transport import w2_exact  # noqa: E402
 from ..dynamics.tracers import Replicas, Stack, Tracers  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import Constant, Gaussian, Uniform, load_particles, sample_particles  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     RunWriter,
     atomic_write_text,
@@ -38,7 +39,16 @@ from ..runs import (  # noqa: E402
     write_json,
 )
 from ..simulate import simulate  # noqa: E402
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    integer_param,
+    is_integer,
+    is_number,
+    loglog_slope,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Propagation of chaos (seed 000, mean-field limit theorem; seed 001, Theorem 2.3 after
@@ -77,7 +87,7 @@ W2):
 - W(m, t) = sqrt(mean over w2_replicas (8) replicas of W2^2(mu_m(t), nu_m(t))), nu_m(t)
   the uniform measure on m reference particles drawn without replacement (independent
   of the m-system); exact W2 of equal-size uniform clouds by assignment
-  (scipy.optimize.linear_sum_assignment); W2(mu_m(t), tracer cloud) is reported too;
+  (mfnn.diagnostics.w2_exact); W2(mu_m(t), tracer cloud) is reported too;
 - slopes: least-squares slopes of log C, log F, log W against log m;
 - reference error e_M(t) = mean over the tracers of the widest m of
   |theta~^{M/2}_j(t) - theta~^M_j(t)|^2. With the nested half, the field errors give
@@ -140,14 +150,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _integer(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _params(cfg: Config) -> dict[str, Any]:
     """experiment.params merged over DEFAULTS and validated (ConfigError names the key)."""
     p = experiment_params(cfg, "chaos", DEFAULTS)
@@ -155,7 +157,7 @@ def _params(cfg: Config) -> dict[str, Any]:
     if not (
         isinstance(widths, list)
         and len(widths) >= 3
-        and all(_integer(m) and m >= 2 for m in widths)
+        and all(is_integer(m) and m >= 2 for m in widths)
         and all(a < b for a, b in zip(widths, widths[1:], strict=False))
     ):
         raise ConfigError(
@@ -174,16 +176,13 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"largest width ({widths[-1]}), and should be >> it; got {M}."
         )
     for key, low in (("particles_per_width", 1), ("min_replicas", 2), ("w2_replicas", 1)):
-        if not (_integer(p[key]) and p[key] >= low):
-            raise ConfigError(
-                f"`experiment.params.{key}` must be an integer >= {low}; got {p[key]!r}."
-            )
+        integer_param(p, key, at_least=low)
     times = p["times"]
     dt, steps, every = cfg.dynamics.dt, cfg.dynamics.steps, cfg.record.every
     if not (
         isinstance(times, list)
         and times
-        and all(_number(t) and t > 0 for t in times)
+        and all(is_number(t) and t > 0 for t in times)
         and all(a < b for a, b in zip(times, times[1:], strict=False))
     ):
         raise ConfigError(
@@ -197,20 +196,10 @@ def _params(cfg: Config) -> dict[str, Any]:
                 f"`dynamics.dt` * `record.every` = {dt * every:g} and at most "
                 f"`dynamics.steps` * `dynamics.dt` = {steps * dt:g}; got {t!r}."
             )
-    tol = p["slope_tolerance"]
-    if not (_number(tol) and 0 < tol < 1):
-        raise ConfigError(
-            f"`experiment.params.slope_tolerance` must be a number in (0, 1); got {tol!r}."
-        )
+    number_param(p, "slope_tolerance", above=0, below=1)
     for key in ("reference_share", "loss_drop"):
-        if not (_number(p[key]) and 0 < p[key] <= 1):
-            raise ConfigError(
-                f"`experiment.params.{key}` must be a number in (0, 1]; got {p[key]!r}."
-            )
-    if not (_number(p["w2_margin"]) and 0 <= p["w2_margin"] < 0.5):
-        raise ConfigError(
-            f"`experiment.params.w2_margin` must be a number in [0, 0.5); got {p['w2_margin']!r}."
-        )
+        number_param(p, key, above=0, at_most=1)
+    number_param(p, "w2_margin", at_least=0, below=0.5)
     if cfg.model.scaling != "mean_field":
         raise ConfigError(
             "chaos is the mean-field limit: `model.scaling` must be mean_field; got "
@@ -331,39 +320,6 @@ def coupling_dynamics(flow, p: dict[str, Any], lay: dict[str, Any]) -> Stack:
 # ----------------------------------------------------------------- statistics
 
 
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of log y against log x; nan unless every y is > 0 and finite.
-
-    Example:
-        >>> round(loglog_slope([1, 2, 4], [1.0, 0.5, 0.25]), 12)
-        -1.0
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.size < 2 or not np.all(np.isfinite(y) & (y > 0)):
-        return float("nan")
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
-def w2_equal(x: np.ndarray, y: np.ndarray) -> float:
-    """Exact W2 between the uniform measures on the rows of x (m, D) and y (m, D).
-
-        W2^2 = min over permutations s of (1/m) sum_j |x_j - y_s(j)|^2
-
-    (seed 001, Remark 1: the quotient metric under permutations), solved as an
-    assignment problem, O(m^3).
-
-    Example:
-        >>> w2_equal(np.array([[0.0], [1.0]]), np.array([[1.0], [0.0]]))
-        0.0
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape or x.ndim != 2:
-        raise ConfigError(f"w2_equal needs two (m, D) clouds; got {x.shape} and {y.shape}.")
-    cost = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-    i, j = linear_sum_assignment(cost)
-    return float(np.sqrt(max(cost[i, j].mean(), 0.0)))
-
-
 def _predict(model, theta: np.ndarray, x) -> np.ndarray:
     """f_m on x for each replica: theta (R, m, D) -> (R, n)."""
     fn = jax.vmap(lambda t: model.predict(t, x))
@@ -410,9 +366,9 @@ def time_statistics(
         w_ind, w_tr = [], []
         for k in range(min(r, p["w2_replicas"])):
             sample = ref[rng.choice(ref.shape[0], m, replace=False)]
-            w_ind.append(w2_equal(sys_[k], sample) ** 2)
+            w_ind.append(w2_exact(sys_[k], sample, squared=True))
             if with_coupling:
-                w_tr.append(w2_equal(sys_[k], tr[k]) ** 2)
+                w_tr.append(w2_exact(sys_[k], tr[k], squared=True))
         out["w2_independent"].append(float(np.sqrt(np.mean(w_ind))))
         out["w2_tracers"].append(float(np.sqrt(np.mean(w_tr))) if w_tr else 0.0)
         # the coupling of the same replicas: W2 to the tracer cloud is at most its root
@@ -618,7 +574,7 @@ def _figures(out: Path, res: dict[str, Any], p: dict[str, Any], dim: int) -> lis
     ax.set(xlabel="t", ylabel="training risk L_M(t)", title="the flow (statistic times dotted)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(_save(fig, fig_dir / "coupling.png"))
+    paths.append(save_figure(fig, fig_dir / "coupling.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, t in zip(axes, (0.0, times[-1]), strict=True):
@@ -663,14 +619,8 @@ def _figures(out: Path, res: dict[str, Any], p: dict[str, Any], dim: int) -> lis
         ax.legend(fontsize=7)
     fig.suptitle("W2 between independent clouds measures the sampling floor, not the dynamics")
     fig.tight_layout()
-    paths.append(_save(fig, fig_dir / "w2_independent.png"))
+    paths.append(save_figure(fig, fig_dir / "w2_independent.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def run_chaos(

@@ -26,6 +26,7 @@ from ..diagnostics.entropy import (  # noqa: E402
     w2_to_gaussian_sampled,
 )
 from ..errors import ConfigError  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -35,7 +36,16 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    integer_param,
+    is_integer,
+    is_number,
+    loglog_slope,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 003 (Tzen-Raginsky; THEORY.md section 3). Unhalved risk R~ = 2R, gamma_tau =
@@ -181,14 +191,6 @@ BOUNDED = ("erf", "tanh", "sigmoid", "arctan", "gaussian")
 # ------------------------------------------------------------------ parameters
 
 
-def _is_num(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _multiple(total: float, step: float) -> int | None:
     """total / step when it is an integer (to 1e-9), else None."""
     n = total / step
@@ -199,19 +201,6 @@ def _params(cfg: Config) -> dict[str, Any]:
     """`experiment.params` with defaults, validated (a `ConfigError` naming the field), plus
     tau = eps^2 / d and the sorted betas; also checks the model and data the claim needs."""
     p = experiment_params(cfg, "entropic_regime", DEFAULTS)
-
-    def positive(key, *, upper=None):
-        v = p[key]
-        if not (_is_num(v) and v > 0 and (upper is None or v <= upper)):
-            rule = "> 0" if upper is None else f"in (0, {upper:g}]"
-            raise ConfigError(f"`experiment.params.{key}` must be a number {rule}; got {v!r}.")
-
-    def count(key, least):
-        v = p[key]
-        if not (_is_int(v) and v >= least):
-            raise ConfigError(
-                f"`experiment.params.{key}` must be an integer >= {least}; got {v!r}."
-            )
 
     parts = p["parts"]
     if not (
@@ -224,12 +213,12 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"`experiment.params.parts` must be a non-empty list from {list(PARTS)} without "
             f"repeats; got {parts!r}."
         )
-    positive("eps", upper=10.0)
+    number_param(p, "eps", above=0, at_most=10)
     fr = p["beta_over_eps"]
     if not (
         isinstance(fr, list)
         and len(fr) >= 3
-        and all(_is_num(x) and 0 < x <= 1 for x in fr)
+        and all(is_number(x) and 0 < x <= 1 for x in fr)
         and len(set(fr)) == len(fr)
     ):
         raise ConfigError(
@@ -237,13 +226,13 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"(0, 1] (a slope needs 3 points; the claim is for small beta); got {fr!r}."
         )
     for key in ("langevin_dt", "t_end", "sample_every", "resolution"):
-        positive(key)
-    if not (_is_num(p["burn_in"]) and p["burn_in"] >= 0):
+        number_param(p, key, above=0)
+    if not (is_number(p["burn_in"]) and p["burn_in"] >= 0):
         raise ConfigError(f"`experiment.params.burn_in` must be a time >= 0; got {p['burn_in']!r}.")
-    positive("stationarity_tol", upper=1.0)
-    count("knn_k", 1)
-    positive("slope_margin", upper=2.0)
-    positive("track_tol", upper=1.0)
+    number_param(p, "stationarity_tol", above=0, at_most=1)
+    integer_param(p, "knn_k")
+    number_param(p, "slope_margin", above=0, at_most=2)
+    number_param(p, "track_tol", above=0, at_most=1)
     if p["langevin_dt"] > 0.1:
         raise ConfigError(
             f"`experiment.params.langevin_dt` must be <= 0.1 (the Euler-Maruyama step against "
@@ -277,19 +266,19 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"got {p['knn_k']!r}."
         )
     for key in ("sgd_width", "mv_width"):
-        count(key, 2)
+        integer_param(p, key, at_least=2)
     for key in ("sgd_seeds", "mv_seeds"):
-        count(key, 1)
-    count("grid", 2)
+        integer_param(p, key)
+    integer_param(p, "grid", at_least=2)
     for key in ("sgd_steps", "mv_steps"):
-        count(key, p["grid"])
+        integer_param(p, key, at_least=p["grid"])
         if p[key] % p["grid"]:
             raise ConfigError(
                 f"`experiment.params.{key}` must be a multiple of `grid` ({p['grid']}); "
                 f"got {p[key]!r}."
             )
     ce = p["contrast_eps"]
-    if ce is not None and not (_is_num(ce) and p["eps"] < ce <= 10):
+    if ce is not None and not (is_number(ce) and p["eps"] < ce <= 10):
         raise ConfigError(
             f"`experiment.params.contrast_eps` must be null or a number in (eps, 10] "
             f"(eps = {p['eps']}): a setting outside the small-eps regime; got {ce!r}."
@@ -312,7 +301,7 @@ def _params(cfg: Config) -> dict[str, Any]:
             "entropic_regime sets the initial particles itself (gamma_tau, or 0 for the "
             "McKean-Vlasov runs): `model.init.path` must be unset."
         )
-    if "stationary" in parts and not (_is_int(ms.width) and ms.width >= 16):
+    if "stationary" in parts and not (is_integer(ms.width) and ms.width >= 16):
         raise ConfigError(
             f"`model.width` (the particles of the Langevin runs) must be >= 16; got {ms.width!r}."
         )
@@ -381,52 +370,49 @@ def tracking_configs(cfg: Config, p: dict, eps: float) -> dict[str, Config]:
     """SGD runs (seed + s) and McKean-Vlasov runs (seed + s) at this eps."""
     d = cfg.data.population.dim
     tau, beta = eps**2 / d, eps
-    out = {}
-    for s in range(p["sgd_seeds"]):
-        n = p["sgd_steps"]
-        model = cfg.model.model_dump(mode="json")
-        model["width"] = p["sgd_width"]
-        model["init"] = model["init"] | {"w": {"law": "gaussian", "std": math.sqrt(tau)}}
-        name = f"sgd_eps{eps:g}_s{s}"
-        out[name] = _sub(
-            cfg,
-            name,
-            seed=cfg.seed + s,
-            model=model,
-            objective={"l2": 0.0},
+    n_sgd, n_mv = p["sgd_steps"], p["mv_steps"]
+    kinds = {  # the law of w at t = 0 and the dynamics of each kind of run
+        "sgd": (
+            {"law": "gaussian", "std": math.sqrt(tau)},
             # theta_j -= dt * m dR/dtheta_j on one fresh sample = the seed's update with
             # dt = eta * beta
-            dynamics={
+            {
                 "kind": "sgd",
                 "sampling": "online",
                 "batch_size": 1,
-                "dt": beta / n,
-                "steps": n,
+                "dt": beta / n_sgd,
+                "steps": n_sgd,
             },
-            record={"every": n // p["grid"], "snapshot_every": n, "entropy_k": 0},
-        )
-    for s in range(p["mv_seeds"]):
-        n = p["mv_steps"]
-        model = cfg.model.model_dump(mode="json")
-        model["width"] = p["mv_width"]
-        model["init"] = model["init"] | {"w": {"law": "constant", "value": 0.0}}
-        name = f"mv_eps{eps:g}_s{s}"
-        out[name] = _sub(
-            cfg,
-            name,
-            seed=cfg.seed + s,
-            model=model,
-            objective={"l2": 0.0},
+        ),
+        "mv": (
+            {"law": "constant", "value": 0.0},
             # mckean_vlasov(flow, beta, tau): dW = -beta grad Psi dt + sqrt(tau) dB
-            dynamics={
+            {
                 "kind": "gradient_flow",
                 "integrator": "euler_maruyama",
                 "langevin": {"beta": 2.0 / tau, "drift_scale": beta},
-                "dt": 1.0 / n,
-                "steps": n,
+                "dt": 1.0 / n_mv,
+                "steps": n_mv,
             },
-            record={"every": n // p["grid"], "snapshot_every": n, "entropy_k": 0},
-        )
+        ),
+    }
+    out = {}
+    for kind, (w_law, dynamics) in kinds.items():
+        n = dynamics["steps"]
+        for s in range(p[f"{kind}_seeds"]):
+            model = cfg.model.model_dump(mode="json")
+            model["width"] = p[f"{kind}_width"]
+            model["init"] = model["init"] | {"w": w_law}
+            name = f"{kind}_eps{eps:g}_s{s}"
+            out[name] = _sub(
+                cfg,
+                name,
+                seed=cfg.seed + s,
+                model=model,
+                objective={"l2": 0.0},
+                dynamics=dynamics,
+                record={"every": n // p["grid"], "snapshot_every": n, "entropy_k": 0},
+            )
     return out
 
 
@@ -488,14 +474,6 @@ def drift_statistic(series) -> float:
     if late == 0:
         return 0.0 if np.all(x == 0) else math.inf
     return float(abs(x[:q].mean() - late) / abs(late))
-
-
-def log_slope(x, y) -> float:
-    """Least-squares slope of log y against log x (NaN if some y <= 0)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if np.any(~np.isfinite(y)) or np.any(y <= 0):
-        return float("nan")
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def _snapshots(run_dir: Path) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -632,16 +610,8 @@ def tracking_stats(out: Path, names: list[str], p: dict) -> dict[str, Any]:
 # ------------------------------------------------------------------ figures
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def _figures(out: Path, p: dict, stat: dict | None, track: dict) -> list[Path]:
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     tau = p["tau"]
     if stat is not None:
@@ -732,7 +702,8 @@ def _figures(out: Path, p: dict, stat: dict | None, track: dict) -> list[Path]:
             title=f"slope {stat['kl_slope']:.2f} (claim: >= 2 - margin)",
         )
         ax[1].legend(fontsize=7)
-        paths.append(_save(fig, fig_dir / "w2_kl_vs_beta.png"))
+        fig.tight_layout()
+        paths.append(save_figure(fig, fig_dir / "w2_kl_vs_beta.png"))
 
         # relaxation of every Langevin run to its mu*
         fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -764,7 +735,8 @@ def _figures(out: Path, p: dict, stat: dict | None, track: dict) -> list[Path]:
             title="solid: Gaussian (cv moments), dotted: kNN (cv)",
         )
         ax[0].legend(fontsize=7)
-        paths.append(_save(fig, fig_dir / "relaxation.png"))
+        fig.tight_layout()
+        paths.append(save_figure(fig, fig_dir / "relaxation.png"))
 
     if track:
         fig, ax = plt.subplots(2, len(track), figsize=(6 * len(track), 7), squeeze=False)
@@ -811,7 +783,8 @@ def _figures(out: Path, p: dict, stat: dict | None, track: dict) -> list[Path]:
                 title=f"D = {tr['D']:.3f}, noise level {tr['D_noise']:.3f}",
             )
             ax[1, j].legend(fontsize=7)
-        paths.append(_save(fig, fig_dir / "tracking.png"))
+        fig.tight_layout()
+        paths.append(save_figure(fig, fig_dir / "tracking.png"))
     return paths
 
 
@@ -846,11 +819,11 @@ def _stationary(cfg: Config, out: Path, p: dict, resume: bool, progress: bool, s
         "betas": p["betas"],
         "g": g.tolist(),
         "g2": g2,
-        "w2_slope": log_slope(betas, w2),
-        "kl_slope": log_slope(betas, klg),
+        "w2_slope": loglog_slope(betas, w2),
+        "kl_slope": loglog_slope(betas, klg),
         "w2_local_slopes": np.diff(np.log(w2)) / np.diff(np.log(betas)),
-        "kl_knn_slope": log_slope(betas, kl),
-        "w2_plain_slope": log_slope(betas, [r["w2_raw"] for r in rows]),
+        "kl_knn_slope": loglog_slope(betas, kl),
+        "w2_plain_slope": loglog_slope(betas, [r["w2_raw"] for r in rows]),
         "w2_floor": rows[0]["w2_floor"],
         "kl_floor": rows[0]["kl_floor"],
         "kappa_w2": float(np.max(w2 / betas**2)),

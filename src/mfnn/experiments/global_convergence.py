@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from ..config import Config, dump  # noqa: E402
 from ..diagnostics import wasserstein2  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -24,7 +25,11 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 001, Theorems 3.4-3.5: if the mean-field gradient flow of a two-layer network
@@ -116,7 +121,6 @@ def sphere_w2(theta: np.ndarray, c: np.ndarray, alpha: np.ndarray) -> tuple[floa
 
 def _figure(out: Path, res: dict, tol: float) -> list[Path]:
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     for name, r in res.items():
         t, loss = r["metrics"]["t"], r["metrics"]["loss"]
@@ -131,10 +135,7 @@ def _figure(out: Path, res: dict, tol: float) -> list[Path]:
     ax[1].legend()
     ax[2].set(xlabel="width m", ylabel="W2 on the sphere", title="student vs teacher (mass)")
     fig.tight_layout()
-    path = fig_dir / "global_convergence.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, fig_dir / "global_convergence.png")]
 
 
 def run_global_convergence(

@@ -23,6 +23,7 @@ from ..build import build  # noqa: E402
 from ..config import Config, dump, validate  # noqa: E402
 from ..diagnostics.entropy import knn_entropy  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -31,7 +32,15 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    check_plain_langevin,
+    experiment_params,
+    integer_param,
+    is_integer,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Mean-field Langevin dynamics (THEORY.md section 3; seed 001 section 3.3, Theorem 3.7 =
@@ -254,26 +263,6 @@ def potential_consistency(flow, theta, grid: np.ndarray) -> tuple[float, float]:
 # ------------------------------------------------------------------ params
 
 
-def _number(p: dict, key: str, prefix: str = "experiment.params", *, low=0.0, high=math.inf):
-    v = p[key]
-    if (
-        not (
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and low < v
-        )
-        or not v <= high
-    ):
-        rng = f"in ({low:g}, {high:g}]" if math.isfinite(high) else f"> {low:g}"
-        raise ConfigError(f"`{prefix}.{key}` must be a number {rng}; got {v!r}.")
-    return float(v)
-
-
-def _integer(p: dict, key: str, prefix: str = "experiment.params", *, low: int = 1) -> int:
-    v = p[key]
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
-        raise ConfigError(f"`{prefix}.{key}` must be an integer >= {low}; got {v!r}.")
-    return v
-
-
 def _params(cfg: Config) -> dict[str, Any]:
     p = experiment_params(cfg, "langevin_gibbs", DEFAULTS)
     g_given = dict(cfg.experiment.params).get("gaussian", {})
@@ -294,7 +283,7 @@ def _params(cfg: Config) -> dict[str, Any]:
     if not (
         isinstance(widths, list)
         and widths
-        and all(isinstance(m, int) and not isinstance(m, bool) and m >= 8 for m in widths)
+        and all(is_integer(m) and m >= 8 for m in widths)
         and len(set(widths)) == len(widths)
     ):
         raise ConfigError(
@@ -302,24 +291,23 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"(show two: the KS tolerance shrinks like m^(-1/2)); got {widths!r}."
         )
     for key in ("ks_c", "z", "em_bias_se", "flatness"):
-        _number(p, key)
-    _number(p, "plateau", high=1.0)
-    if _integer(p, "grid", low=101) % 2 == 0:
+        number_param(p, key, above=0)
+    number_param(p, "plateau", above=0, at_most=1)
+    if integer_param(p, "grid", at_least=101) % 2 == 0:
         raise ConfigError(f"`experiment.params.grid` must be odd (a midpoint); got {p['grid']}.")
-    _integer(p, "calibration_draws", low=2)
+    integer_param(p, "calibration_draws", at_least=2)
     gp = "experiment.params.gaussian"
-    if not 1 <= _integer(g, "dim", gp) <= 6:
+    if not 1 <= integer_param(g, "dim", gp) <= 6:
         raise ConfigError(
             f"`{gp}.dim` must be in [1, 6] (the kNN entropy's bias grows with D); got {g['dim']}."
         )
-    _integer(g, "width", gp, low=16)
+    integer_param(g, "width", gp, at_least=16)
     for key in ("beta", "l2", "dt"):
-        _number(g, key, gp)
-    _integer(g, "steps", gp)
-    _integer(g, "every", gp)
+        number_param(g, key, gp, above=0)
+    integer_param(g, "steps", gp)
+    integer_param(g, "every", gp)
     for key in ("low", "high"):
-        if not (isinstance(g[key], int | float) and not isinstance(g[key], bool)):
-            raise ConfigError(f"`{gp}.{key}` must be a number; got {g[key]!r}.")
+        number_param(g, key, gp)
     if not g["high"] > g["low"]:
         raise ConfigError(
             f"`{gp}.low` must be < `{gp}.high` (the uniform start); got {g['low']}, {g['high']}."
@@ -346,32 +334,13 @@ def _params(cfg: Config) -> dict[str, Any]:
         )
     if cfg.model.init.path is not None:
         raise ConfigError("langevin_gibbs draws the start from `model.init.w`; unset `path`.")
-    dyn = cfg.dynamics
-    if dyn.langevin is None or dyn.integrator != "euler_maruyama":
-        raise ConfigError(
-            "langevin_gibbs needs the Langevin noise: `dynamics.integrator: euler_maruyama` "
-            "and `dynamics.langevin: {beta: ...}`."
-        )
-    if dyn.langevin.schedule != "constant":
-        raise ConfigError(
-            "`dynamics.langevin.schedule` must be constant for langevin_gibbs (the Gibbs "
-            f"law of one temperature); got {dyn.langevin.schedule!r}."
-        )
-    if dyn.kind != "gradient_flow" or dyn.birth_death is not None or dyn.domain is not None:
-        raise ConfigError(
-            "langevin_gibbs runs the plain mean-field Langevin dynamics: `dynamics.kind: "
-            "gradient_flow`, no `dynamics.birth_death`, no `dynamics.domain`."
-        )
-    if not cfg.objective.l2 > 0:
-        raise ConfigError(
-            "`objective.l2` must be > 0 for langevin_gibbs: with a bounded unit the "
-            f"first variation is bounded and exp(-beta Phi) is not normalizable without "
-            f"lambda |w|^2 / 2; got {cfg.objective.l2!r}."
-        )
-    if cfg.record.entropy_k == 0:
-        raise ConfigError(
-            "`record.entropy_k` must not be 0: langevin_gibbs reports the free energy."
-        )
+    check_plain_langevin(
+        cfg,
+        "langevin_gibbs",
+        schedule_reason="the Gibbs law of one temperature",
+        l2_reason="with a bounded unit the first variation is bounded and exp(-beta Phi) is "
+        "not normalizable without lambda |w|^2 / 2",
+    )
     return p
 
 
@@ -613,12 +582,6 @@ def _teacher_part(cfg: Config, out: Path, p: dict, resume: bool, progress: bool)
 # ------------------------------------------------------------------ figures
 
 
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def _figures(out: Path, gres: dict, tres: dict, p: dict) -> list[Path]:
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -656,7 +619,7 @@ def _figures(out: Path, gres: dict, tres: dict, p: dict) -> list[Path]:
     ax[1].set_ylim(lo - 0.1 * abs(lo), lo + 4 * (gres["f_star"] - lo) + 0.5)
     ax[1].legend(fontsize=8)
     fig.tight_layout()
-    paths.append(_save(fig, fig_dir / "gaussian.png"))
+    paths.append(save_figure(fig, fig_dir / "gaussian.png"))
 
     # (b) teacher-student: histogram against the Gibbs density, one panel per width
     widths = sorted(tres)
@@ -682,7 +645,7 @@ def _figures(out: Path, gres: dict, tres: dict, p: dict) -> list[Path]:
     ax_f.set(xlabel="t", ylabel="F", title=f"free energy (beta = {tres[widths[0]]['beta']:g})")
     ax_f.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(_save(fig, fig_dir / "teacher.png"))
+    paths.append(save_figure(fig, fig_dir / "teacher.png"))
     return paths
 
 

@@ -4,7 +4,6 @@ inverse temperature beta grows (seed 001 section 3.3, the weak-regularization li
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from ..config import Config, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -24,7 +24,15 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    check_plain_langevin,
+    experiment_params,
+    is_number,
+    loglog_fit,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 001 section 3.3 (Mei-Montanari-Nguyen): the mean-field Langevin dynamics
@@ -83,14 +91,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _positive(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-
 def _params(cfg: Config) -> dict[str, Any]:
     p = experiment_params(cfg, "langevin_temperature", DEFAULTS)
     betas = p["betas"]
-    if not (isinstance(betas, list) and len(betas) >= 4 and all(_positive(b) for b in betas)):
+    if not (
+        isinstance(betas, list) and len(betas) >= 4 and all(is_number(b) and b > 0 for b in betas)
+    ):
         raise ConfigError(
             f"`experiment.params.betas` must be a list of at least 4 inverse temperatures "
             f"> 0; got {betas!r}."
@@ -107,19 +113,15 @@ def _params(cfg: Config) -> dict[str, Any]:
         )
     p["betas"] = [float(b) for b in betas]
     e = p["l2_exponent"]
-    if not (isinstance(e, int | float) and not isinstance(e, bool) and 0 <= e <= 1):
+    if not (is_number(e) and 0 <= e <= 1):
         raise ConfigError(
             f"`experiment.params.l2_exponent` must be a number in [0, 1] (lambda_i = "
             f"objective.l2 (beta_i / beta_1)^(-p); 0 holds lambda fixed); got {e!r}."
         )
-    if not _positive(p["slope_margin"]):
-        raise ConfigError(
-            f"`experiment.params.slope_margin` must be a number > 0; got {p['slope_margin']!r}."
-        )
-    if not (_positive(p["ratio"]) and p["ratio"] >= 1):
-        raise ConfigError(f"`experiment.params.ratio` must be a number >= 1; got {p['ratio']!r}.")
+    number_param(p, "slope_margin", above=0)
+    number_param(p, "ratio", at_least=1)
     a = p["average"]
-    if not (_positive(a) and a <= 1):
+    if not (is_number(a) and 0 < a <= 1):
         raise ConfigError(
             f"`experiment.params.average` must be a fraction in (0, 1] (the last part of "
             f"each run the risk is averaged over); got {a!r}."
@@ -132,33 +134,14 @@ def _params(cfg: Config) -> dict[str, Any]:
         )
     if cfg.model.scaling != "mean_field":
         raise ConfigError("langevin_temperature needs `model.scaling: mean_field`.")
-    dyn = cfg.dynamics
-    if dyn.langevin is None or dyn.integrator != "euler_maruyama":
-        raise ConfigError(
-            "langevin_temperature needs the Langevin noise: `dynamics.integrator: "
-            "euler_maruyama` and `dynamics.langevin: {beta: ...}` (beta is replaced by "
-            "each `experiment.params.betas`)."
-        )
-    if dyn.langevin.schedule != "constant":
-        raise ConfigError(
-            "`dynamics.langevin.schedule` must be constant for langevin_temperature (each "
-            f"run has one temperature); got {dyn.langevin.schedule!r}."
-        )
-    if dyn.kind != "gradient_flow" or dyn.birth_death is not None or dyn.domain is not None:
-        raise ConfigError(
-            "langevin_temperature runs the plain mean-field Langevin dynamics: "
-            "`dynamics.kind: gradient_flow`, no `dynamics.birth_death`, no `dynamics.domain`."
-        )
-    if not cfg.objective.l2 > 0:
-        raise ConfigError(
-            "`objective.l2` (lambda at the smallest beta) must be > 0: without the "
-            "confinement the Gibbs law of a bounded unit is not normalizable; got "
-            f"{cfg.objective.l2!r}."
-        )
-    if cfg.record.entropy_k == 0:
-        raise ConfigError(
-            "`record.entropy_k` must not be 0: langevin_temperature reports the free energy."
-        )
+    check_plain_langevin(
+        cfg,
+        "langevin_temperature",
+        beta_note=" (beta is replaced by each `experiment.params.betas`)",
+        schedule_reason="each run has one temperature",
+        l2_reason="it is lambda at the smallest beta, and without the confinement the Gibbs "
+        "law of a bounded unit is not normalizable",
+    )
     return p
 
 
@@ -203,7 +186,6 @@ def window_stats(metrics: dict[str, np.ndarray], average: float) -> dict[str, fl
 
 def _figures(out: Path, res: dict, p: dict, fit: tuple[float, float]) -> list[Path]:
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     betas = np.asarray(p["betas"])
     risk = np.array([res[b]["stats"]["risk"] for b in p["betas"]])
     energy = np.array([res[b]["stats"]["energy"] for b in p["betas"]])
@@ -245,10 +227,7 @@ def _figures(out: Path, res: dict, p: dict, fit: tuple[float, float]) -> list[Pa
     ax[2].set(xlabel="t", ylabel="population risk", title="risk over time")
     ax[2].legend(fontsize=7)
     fig.tight_layout()
-    path = fig_dir / "temperature.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, fig_dir / "temperature.png")]
 
 
 def run_langevin_temperature(
@@ -288,7 +267,7 @@ def run_langevin_temperature(
             "quadrature_error": qerr,
         }
     risk = np.array([res[b]["stats"]["risk"] for b in betas])
-    slope, icpt = (float(c) for c in np.polyfit(np.log(betas), np.log(risk), 1))
+    slope, icpt = loglog_fit(betas, risk)
     checks["slope"] = check(
         slope,
         f"slope of log R_bar against log beta <= -{p['slope_margin']:g}",

@@ -21,6 +21,7 @@ from ..diagnostics import relative_movement  # noqa: E402
 from ..diagnostics.kernel import kernel_change  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import atomic_savez, load_particles  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -29,7 +30,15 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    is_integer,
+    is_number,
+    loglog_slope,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 000's table and THEORY.md section 7 (lazy vs rich), with the time scaling of THEORY.md
@@ -133,16 +142,12 @@ GROUP = {"paired": 2, "skewed": 3}  # particles sharing one draw of (w, b)
 SKEWED_A = np.array([-1.0, -1.0, 2.0]) / np.sqrt(2.0)
 
 
-def _number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _int_list(p: dict, key: str, minimum: int, at_least: int) -> list[int]:
     v = p[key]
     ok = (
         isinstance(v, list | tuple)
         and len(v) >= at_least
-        and all(isinstance(x, int) and not isinstance(x, bool) and x >= minimum for x in v)
+        and all(is_integer(x) and x >= minimum for x in v)
         and len(set(v)) == len(v)
     )
     if not ok:
@@ -170,7 +175,7 @@ def _params(cfg: Config) -> dict[str, Any]:
         )
     p["seeds"] = _int_list(p, "seeds", 0, 1)
     g = p["gamma"]
-    if not (_number(g) and 0.5 < g < 1):
+    if not (is_number(g) and 0.5 < g < 1):
         raise ConfigError(
             "`experiment.params.gamma` (the general curve, between ntk's 1/2 and mean_field's "
             f"1) must be a number in (0.5, 1); got {g!r}."
@@ -184,15 +189,8 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"{list(SCALINGS)}; got {sc!r}."
         )
     p["scalings"] = [s for s in SCALINGS if s in sc]
-    if not (_number(p["slope_tolerance"]) and p["slope_tolerance"] > 0):
-        raise ConfigError(
-            "`experiment.params.slope_tolerance` must be a number > 0; got "
-            f"{p['slope_tolerance']!r}."
-        )
-    if not (_number(p["loss_ratio"]) and 0 < p["loss_ratio"] <= 1):
-        raise ConfigError(
-            f"`experiment.params.loss_ratio` must be a number in (0, 1]; got {p['loss_ratio']!r}."
-        )
+    number_param(p, "slope_tolerance", above=0)
+    number_param(p, "loss_ratio", above=0, at_most=1)
     dyn = cfg.dynamics
     if dyn.kind != "gradient_flow" or dyn.langevin is not None or dyn.birth_death is not None:
         raise ConfigError(
@@ -245,14 +243,6 @@ def predicted_slopes(g: float) -> tuple[float, float]:
         [(-0.5, -1.0), (-0.25, -0.5), (0.0, 0.0)]
     """
     return g - 1.0, 2.0 * (g - 1.0)
-
-
-def loglog_slope(ms, values) -> float:
-    """Least-squares slope of log(values) against log(ms); nan if a value is not > 0."""
-    v = np.asarray(values, float)
-    if v.size < 2 or not np.all(np.isfinite(v) & (v > 0)):
-        return float("nan")
-    return float(np.polyfit(np.log(np.asarray(ms, float)), np.log(v), 1)[0])
 
 
 # ----------------------------------------------------------------- initial particles
@@ -440,9 +430,7 @@ def _figures(out: Path, stats: dict, runs: dict, widths: list[int], seeds: list[
         ax.set(xlabel="width m", ylabel=title, title=f"{key.replace('_', ' ')} at T")
         ax.legend(fontsize=7, ncol=1)
     fig.tight_layout()
-    paths.append(fig_dir / "scaling_laws.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, fig_dir / "scaling_laws.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     seed = seeds[0]
@@ -465,9 +453,7 @@ def _figures(out: Path, stats: dict, runs: dict, widths: list[int], seeds: list[
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(fig_dir / "training.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, fig_dir / "training.png"))
     return paths
 
 

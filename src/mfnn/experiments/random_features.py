@@ -22,6 +22,7 @@ from ..build import build  # noqa: E402
 from ..config import Config, ExperimentSpec, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import atomic_savez  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -30,7 +31,12 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 001, section 3.3 (THEORY.md section 8): in the random feature model the first layer
@@ -112,24 +118,11 @@ DEFAULTS: dict[str, Any] = {
 FLOAT_TOL = 1e-9  # on the ratio: round-off of R(t) - R* in float64
 
 
-def _number(p: dict, key: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    v = p[key]
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    if ok and positive:
-        ok = v > 0
-    if ok and nonneg:
-        ok = v >= 0
-    if not ok:
-        rule = "a number > 0" if positive else "a number >= 0" if nonneg else "a finite number"
-        raise ConfigError(f"`experiment.params.{key}` must be {rule}; got {v!r}.")
-    return float(v)
-
-
 def _params(cfg: Config) -> dict[str, Any]:
     p = experiment_params(cfg, "random_features", DEFAULTS)
-    _number(p, "teacher_scale")
-    _number(p, "noise", nonneg=True)
-    _number(p, "bound_constant", positive=True)
+    number_param(p, "teacher_scale")
+    number_param(p, "noise", at_least=0)
+    number_param(p, "bound_constant", above=0)
     if not isinstance(p["compare"], bool):
         raise ConfigError(
             f"`experiment.params.compare` must be true or false; got {p['compare']!r}."
@@ -325,7 +318,6 @@ def _frozen_change(model, run_dir: Path, theta0: np.ndarray) -> float:
 
 def _figures(out: Path, res: dict, ls: dict, p: dict) -> list[Path]:
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     r_star, dist2 = ls["r_star"], ls["dist2"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
     rf = res["random_features"]
@@ -368,10 +360,7 @@ def _figures(out: Path, res: dict, ls: dict, p: dict) -> list[Path]:
     )
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    path = fig_dir / "risk_bound.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, fig_dir / "risk_bound.png")]
 
 
 # --------------------------------------------------------------------------- runner

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from ..build import build  # noqa: E402
 from ..config import Config, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -24,7 +25,10 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    write_summary,
+)
 
 CLAIM = """\
 THEORY.md section 5 (seed 002, section 2.1): on a bounded parameter domain, particles that
@@ -74,7 +78,6 @@ def _params(cfg: Config) -> dict[str, float]:
 
 def _figures(out: Path, res: dict, radius: float) -> list[Path]:
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, axes = plt.subplots(1, len(res), figsize=(5.2 * len(res), 5))
     axes = np.atleast_1d(axes)
@@ -99,9 +102,7 @@ def _figures(out: Path, res: dict, radius: float) -> list[Path]:
         )
         ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
-    paths.append(fig_dir / "particles.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, fig_dir / "particles.png"))
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
     for name, r in res.items():
         m = r["metrics"]
@@ -113,9 +114,7 @@ def _figures(out: Path, res: dict, radius: float) -> list[Path]:
     for a in ax:
         a.legend()
     fig.tight_layout()
-    paths.append(fig_dir / "loss_radius.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, fig_dir / "loss_radius.png"))
     return paths
 
 

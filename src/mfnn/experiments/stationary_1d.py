@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from ..config import Config, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..models.activations import ACTIVATIONS  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -26,7 +27,11 @@ from ..runs import (  # noqa: E402
     read_metrics,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 002, Theorem 2: with inputs of positive density, a stationary distribution rho of the
@@ -291,7 +296,7 @@ def _figures(out: Path, res: dict, p: dict, c: np.ndarray, alpha: np.ndarray) ->
         ax.axis("off")
     fig.suptitle(f"student measure rho_m(T), m = {wide}", y=1.0)
     fig.tight_layout()
-    paths.append(_save(fig, fig_dir / "particles.png"))
+    paths.append(save_figure(fig, fig_dir / "particles.png"))
 
     # z-scores of the moment differences: predicted-zero orders against free ones
     fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 3.4 * nrow), squeeze=False)
@@ -325,7 +330,7 @@ def _figures(out: Path, res: dict, p: dict, c: np.ndarray, alpha: np.ndarray) ->
     ]
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    paths.append(_save(fig, fig_dir / "moments.png"))
+    paths.append(save_figure(fig, fig_dir / "moments.png"))
 
     # loss curves
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -339,14 +344,8 @@ def _figures(out: Path, res: dict, p: dict, c: np.ndarray, alpha: np.ndarray) ->
     ax.axhline(p["loss_ratio"], color="k", lw=0.8, ls=":")
     ax.set(xlabel="t", ylabel="L(t) / L(0)", title="population risk")
     ax.legend(fontsize=6, ncol=2)
-    paths.append(_save(fig, fig_dir / "loss.png"))
+    paths.append(save_figure(fig, fig_dir / "loss.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def run_stationary_1d(

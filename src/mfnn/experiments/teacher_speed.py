@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from ..config import Config, ExperimentSpec, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import atomic_savez  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 from ..runs import (  # noqa: E402
     atomic_write_text,
     check,
@@ -25,7 +26,13 @@ from ..runs import (  # noqa: E402
     list_snapshots,
     run_dir_status,
 )
-from .base import Experiment, experiment_params, write_summary  # noqa: E402
+from .base import (  # noqa: E402
+    Experiment,
+    experiment_params,
+    is_number,
+    number_param,
+    write_summary,
+)
 
 CLAIM = """\
 Seed 002, section 2.2: for a teacher rho* = alpha_1 delta_{c_1} + alpha_2 delta_{c_2} with
@@ -94,10 +101,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _params(cfg: Config) -> dict[str, Any]:
     """experiment.params merged over DEFAULTS and validated (ConfigError names the key)."""
     p = experiment_params(cfg, "teacher_speed", DEFAULTS)
@@ -108,7 +111,7 @@ def _params(cfg: Config) -> dict[str, Any]:
             f"positive integer; got {n2!r}."
         )
     ratios = p["ratios"]
-    if not (isinstance(ratios, list) and ratios and all(_number(r) and r > 1 for r in ratios)):
+    if not (isinstance(ratios, list) and ratios and all(is_number(r) and r > 1 for r in ratios)):
         raise ConfigError(
             "`experiment.params.ratios` (alpha_1/alpha_2) must be a non-empty list of numbers "
             f"> 1; got {ratios!r}."
@@ -122,18 +125,16 @@ def _params(cfg: Config) -> dict[str, Any]:
                 f"whole number of students (n_1 = r n_2); got r = {r!r}."
             )
     for key in ("spread", "teacher_norm"):
-        if not (_number(p[key]) and p[key] > 0):
-            raise ConfigError(f"`experiment.params.{key}` must be a number > 0; got {p[key]!r}.")
+        number_param(p, key, above=0)
     tol = p["tolerance"]
-    if not (_number(tol) and 0 < tol < p["spread"]):
+    if not (is_number(tol) and 0 < tol < p["spread"]):
         raise ConfigError(
             f"`experiment.params.tolerance` must be in (0, spread = {p['spread']!r}) (the "
             f"initial mean distance is the spread); got {tol!r}."
         )
-    if not (_number(p["factor"]) and p["factor"] > 1):
-        raise ConfigError(f"`experiment.params.factor` must be a number > 1; got {p['factor']!r}.")
+    number_param(p, "factor", above=1)
     a = p["angle_deg"]
-    if not (_number(a) and 0 < a < 180):
+    if not (is_number(a) and 0 < a < 180):
         raise ConfigError(
             f"`experiment.params.angle_deg` (angle between c_1 and c_2) must be in (0, 180); "
             f"got {a!r}."
@@ -292,7 +293,7 @@ def _figures(out: Path, res: dict, ref: dict | None, p: dict) -> list[Path]:
         title=f"time to mean distance < {tol:g}",
     )
     ax.legend(fontsize=8)
-    paths.append(_save(fig, fig_dir / "speed_ratio.png"))
+    paths.append(save_figure(fig, fig_dir / "speed_ratio.png"))
 
     # cluster mean distance against t and against alpha_i t (the decoupled collapse)
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.4))
@@ -331,14 +332,8 @@ def _figures(out: Path, res: dict, ref: dict | None, p: dict) -> list[Path]:
     ax[0].legend(fontsize=7, ncol=2)
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    paths.append(_save(fig, fig_dir / "mean_distance.png"))
+    paths.append(save_figure(fig, fig_dir / "mean_distance.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def run_teacher_speed(
