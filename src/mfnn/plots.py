@@ -33,6 +33,17 @@ def save_figure(fig, path) -> Path:
     return path
 
 
+def width_axis(ax, widths) -> None:
+    """Log x axis with a labelled tick at each width (2^k widths otherwise get crowded
+    minor-tick labels such as 2x10^1 3x10^1 4x10^1 next to each other)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks([float(w) for w in widths], [f"{w:g}" for w in widths])
+
+
 def _positive(v):
     v = np.asarray(v, float)
     return np.where(v > 0, v, np.nan)

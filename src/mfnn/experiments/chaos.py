@@ -24,7 +24,7 @@ from ..diagnostics.transport import w2_exact  # noqa: E402
 from ..dynamics.tracers import Replicas, Stack, Tracers  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import Constant, Gaussian, Uniform, load_particles, sample_particles  # noqa: E402
-from ..plots import save_figure  # noqa: E402
+from ..plots import save_figure, width_axis  # noqa: E402
 from ..runs import (  # noqa: E402
     RunWriter,
     atomic_write_text,
@@ -546,6 +546,7 @@ def _figures(out: Path, res: dict[str, Any], p: dict[str, Any], dim: int) -> lis
         ylabel=r"$(1/m)\sum_j |\theta_j(t) - \tilde\theta_j(t)|^2$",
         title="synchronous coupling (grey: slope -1)",
     )
+    width_axis(ax, p["widths"])
     ax.legend(fontsize=7)
     ax = axes[1]
     allt = [0.0, *times]
@@ -562,6 +563,7 @@ def _figures(out: Path, res: dict[str, Any], p: dict[str, Any], dim: int) -> lis
         ylabel=r"$\|f_m(t) - f_M(t)\|_{L^2(P)}$",
         title="function distance (grey: slope -1/2)",
     )
+    width_axis(ax, p["widths"])
     ax.legend(fontsize=7)
     ax = axes[2]
     mt = res["metrics"]
@@ -616,6 +618,7 @@ def _figures(out: Path, res: dict[str, Any], p: dict[str, Any], dim: int) -> lis
             widths, w[0] * (widths / widths[0]) ** -0.5, "k--", lw=0.8, alpha=0.6, label="m^(-1/2)"
         )
         ax.set(xlabel="m", ylabel="distance", title=f"t = {t:g}")
+        width_axis(ax, p["widths"])
         ax.legend(fontsize=7)
     fig.suptitle("W2 between independent clouds measures the sampling floor, not the dynamics")
     fig.tight_layout()
