@@ -139,6 +139,7 @@ def test_w2_reference_same_run_is_zero_and_other_dt_matches_by_time(tmp_path):
         a = np.asarray(load_particles(snaps_cmp[step], built.model))
         b = np.asarray(load_particles(snaps_fine[2 * step], built.model))
         assert m["w2_reference"][i] == pytest.approx(w2_exact(a, b), rel=1e-10, abs=1e-14)
+    assert (tmp_path / "cmp" / "figures" / "w2.png").stat().st_size > 1000
     # Euler with dt and dt / 2: the two flows differ by O(dt) and agree at t = 0
     assert m["w2_reference"][0] == 0.0 and 0 < m["w2_reference"][-1] < 0.05
 

@@ -50,7 +50,8 @@ def _positive(v):
 
 
 def run_figures(run_dir, metrics: dict, built) -> list[Path]:
-    """Loss curves, relative movement and the energy identity of one run."""
+    """Loss curves, relative movement and the energy identity of one run (run.png), and the
+    W2 metrics when ``record.w2`` recorded them (w2.png)."""
     fig_dir = Path(run_dir) / "figures"
     t = metrics["t"]
     out = []
@@ -70,6 +71,24 @@ def run_figures(run_dir, metrics: dict, built) -> list[Path]:
     ax[2].legend(fontsize=8)
     fig.suptitle(f"{built.model.scaling} (m = {built.theta0.shape[0]})")
     out.append(save_figure(fig, fig_dir / "run.png"))
+    w2 = {
+        "w2_initial": r"$W_2(\mu_t, \mu_0)$",
+        "w2_teacher": r"$W_2(\mu_t, \rho^*)$",
+        "w2_reference": r"$W_2(\mu_t, \nu_t)$ (reference run)",
+    }
+    w2 = {k: v for k, v in w2.items() if k in metrics}
+    if w2:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for key, label in w2.items():
+            keep = np.isfinite(metrics[key])  # w2_reference: NaN between reference snapshots
+            ax.plot(
+                t[keep], metrics[key][keep], "o-" if keep.sum() < 30 else "-", ms=3, label=label
+            )
+        method = built.recorder.w2.method
+        ax.set(xlabel="t", ylabel="W2" + (" (sliced: a lower bound)" if method == "sliced" else ""))
+        ax.set_title("how far the measure is (record.w2)")
+        ax.legend(fontsize=8)
+        out.append(save_figure(fig, fig_dir / "w2.png"))
     return out
 
 
