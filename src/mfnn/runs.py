@@ -213,15 +213,20 @@ def execute(
     label: str = "run",
     base: str | os.PathLike | None = None,
     make_figures: bool = True,
+    built: Built | None = None,
 ) -> tuple[Trajectory | None, Built, dict]:
     """Run (or resume) one simulation into ``run_dir`` and write its summary.
 
     Returns (trajectory, built objects, summary). The summary's generic check
     ``energy_identity`` is the median over recorded steps of |energy_rel_residual|, which
     the discrete energy dissipation identity says is O(dt); it must be <= 0.1.
+
+    ``built`` replaces ``build(cfg, base)``: an experiment that runs its own dynamics or
+    initial state (e.g. `mfnn.experiments.chaos`, a stacked coupling system) passes the
+    built objects with those swapped in and keeps the run directory contract.
     """
     run_dir = Path(run_dir)
-    built = build(cfg, base)
+    built = build(cfg, base) if built is None else built
     t0 = time.perf_counter()
     state = None
     # a checkpoint of another config is not this run's: start over

@@ -3,6 +3,7 @@ limit theorem, seed 001 Theorem 2.3; THEORY.md section 7)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -17,7 +18,6 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .. import __version__  # noqa: E402
 from ..build import build  # noqa: E402
 from ..config import Config, ExperimentSpec, LawSpec, dump  # noqa: E402
 from ..diagnostics.transport import w2_exact  # noqa: E402
@@ -26,19 +26,14 @@ from ..errors import ConfigError  # noqa: E402
 from ..measure import Constant, Gaussian, Uniform, load_particles, sample_particles  # noqa: E402
 from ..plots import save_figure, width_axis  # noqa: E402
 from ..runs import (  # noqa: E402
-    RunWriter,
     atomic_write_text,
     check,
+    execute,
     list_snapshots,
-    load_checkpoint,
-    progress_printer,
     read_metrics,
     run_dir_status,
-    same_config,
-    single_summary,
     write_json,
 )
-from ..simulate import simulate  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
     experiment_params,
@@ -469,46 +464,26 @@ def _sub_config(cfg: Config, p: dict[str, Any], lay: dict[str, Any]) -> Config:
 
 
 def _run_coupling(cfg, sub, p, lay, run_dir: Path, resume: bool, progress: bool):
-    """Run (or resume, or reuse) the stacked coupling run in ``run_dir``, mirroring
+    """Run (or resume, or reuse) the stacked coupling run in ``run_dir`` with
     `mfnn.runs.execute` (the run directory contract: config.yaml, metrics.csv of the
     reference part, snapshots of the whole state, checkpoint.npz, summary.json)."""
     built = build(sub)
     if resume and run_dir_status(run_dir, sub) == "completed":
         return built, json.loads((run_dir / "summary.json").read_text())
-    dyn = coupling_dynamics(built.dynamics, p, lay)
-    theta0 = initial_state(cfg, built, p, lay)
-    state = None
-    if resume and (run_dir / "checkpoint.npz").is_file() and same_config(run_dir, sub):
-        state = load_checkpoint(run_dir)
-    writer = RunWriter(run_dir, built, list(built.recorder.names()))
-    writer.start(None if state is None else state.step)
-    stamped = sub.model_copy(deep=True)
-    stamped.mfnn_version = __version__
-    atomic_write_text(run_dir / "config.yaml", dump(stamped))
-    write_json(run_dir / "summary.json", {"status": "running", "checks": {}})
-    t0 = time.perf_counter()
-    try:
-        traj = simulate(
-            dyn,
-            built.integrator,
-            theta0,
-            dt=built.dt,
-            steps=built.steps,
-            key=built.key,
-            recorder=built.recorder,
-            snapshot_every=built.snapshot_every,
-            chunk=built.chunk,
-            state=state,
-            observer=writer,
-            progress=progress_printer("coupling") if progress else None,
-            keep_snapshots=False,
-        )
-    except Exception as exc:  # a failed run keeps its files and says why
-        summary = {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "checks": {}}
-        write_json(run_dir / "summary.json", summary)
-        raise
-    metrics = read_metrics(run_dir)
-    summary = single_summary(traj, metrics, built, time.perf_counter() - t0)
+    stacked = dataclasses.replace(
+        built,
+        dynamics=coupling_dynamics(built.dynamics, p, lay),
+        theta0=initial_state(cfg, built, p, lay),
+    )
+    _, _, summary = execute(
+        sub,
+        run_dir,
+        resume=resume,
+        progress=progress,
+        label="coupling",
+        make_figures=False,
+        built=stacked,
+    )
     summary["rows"] = lay["rows"]
     write_json(run_dir / "summary.json", summary)
     return built, summary
