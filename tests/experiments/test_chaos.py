@@ -249,11 +249,3 @@ def test_default_config_is_the_documented_one():
     p = raw["experiment"]["params"]
     assert p["widths"] == [16, 32, 64, 128, 256, 512] and raw["model"]["width"] == 16384
     assert p["slope_tolerance"] == 0.15
-
-
-@pytest.mark.slow
-def test_full_experiment_checks_hold(tmp_path):
-    cfg = config.load(CHAOS.default_config())
-    s = CHAOS.run(cfg, tmp_path, progress=False)
-    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
-    assert s["status"] == "completed" and not failed, failed

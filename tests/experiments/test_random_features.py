@@ -200,11 +200,3 @@ def test_bad_params_are_refused(tmp_path, override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         run(tmp_path, override)
     assert not (tmp_path / "runs").exists()  # refused before any compute
-
-
-@pytest.mark.slow
-def test_full_experiment_checks_hold(tmp_path):
-    cfg = config.load(RF.default_config())
-    s = RF.run(cfg, tmp_path, progress=False)
-    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
-    assert s["status"] == "completed" and not failed, failed

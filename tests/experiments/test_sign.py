@@ -55,11 +55,3 @@ def test_checks_can_fail(tmp_path):
     s = run(tmp_path, "dynamics.steps=20", "record.every=10", "record.snapshot_every=10")
     assert s["checks"]["mean_field_concentrates"]["passed"] is False
     assert s["passed"] is False
-
-
-@pytest.mark.slow
-def test_full_experiment_checks_hold(tmp_path):
-    cfg = config.load(SIGN.default_config())
-    s = SIGN.run(cfg, tmp_path, progress=False)
-    failed = {k: v for k, v in s["checks"].items() if not v["passed"]}
-    assert s["status"] == "completed" and not failed, failed
