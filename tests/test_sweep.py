@@ -5,12 +5,13 @@ LocalCluster on loopback, bad input refused before any compute."""
 import json
 import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from mfnn.cli import app
 from mfnn.errors import ConfigError
-from mfnn.sweep import expand, parse_grid, read_table, run_sweep
+from mfnn.sweep import expand, parse_grid, read_table, run_sweep, seed_batches
 
 RAW = {
     "model": {"width": 8, "activation": "tanh", "bias": False},
@@ -138,3 +139,258 @@ def test_cli_sweep(tmp_path):
     assert "2/2 points completed" in res.output
     res = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "e")])
     assert res.exit_code == 2 and "--grid" in res.output
+
+
+# ---- seed batches: points that differ only in `seed`, integrated together (vmap) ----
+
+BATCH_RAW = {**RAW, "data": {"target": "sign", "n_train": 16, "n_test": 8}}
+DYNAMICS = {
+    "gradient_flow": {},
+    "sgd_epochs": {"dynamics": {"kind": "sgd", "sampling": "epochs", "batch_size": 4}},
+    "langevin": {
+        "dynamics": {"integrator": "euler_maruyama", "langevin": {"beta": 50.0}},
+        "objective": {"l2": 0.1},
+    },
+}
+# (E(theta_{k+1}) - E(theta_k)) / dt + dissipation cancels O(1) terms down to O(dt): an
+# absolute round-off of 1e-16 in E is a relative 1e-10 there, so these get an absolute
+# tolerance on the scale of E / dt instead of rtol
+RESIDUALS = ("energy_residual", "energy_rel_residual")
+
+
+def _raw(kind: str) -> dict:
+    raw = json.loads(json.dumps(BATCH_RAW))
+    for section, values in DYNAMICS[kind].items():
+        raw[section] = raw.get(section, {}) | values
+    return raw
+
+
+def _assert_same_run(a, b, rtol=1e-10):
+    """Two run directories hold the same run: files, metrics columns, summary keys, and
+    metrics equal to float64 round-off (rtol 1e-10)."""
+    from mfnn.runs import read_metrics
+
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert sorted(p.name for p in (a / "snapshots").iterdir()) == sorted(
+        p.name for p in (b / "snapshots").iterdir()
+    )
+    assert (a / "metrics.csv").read_text().splitlines()[0] == (
+        b / "metrics.csv"
+    ).read_text().splitlines()[0]
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert sa.keys() == sb.keys() and sa["status"] == sb["status"] == "completed"
+    ma, mb = read_metrics(a), read_metrics(b)
+    np.testing.assert_array_equal(ma["step"], mb["step"])
+    scale = np.max(np.abs(mb["energy"])) / float(yaml_dt(a))
+    for k in ma:
+        if k in RESIDUALS:
+            np.testing.assert_allclose(ma[k], mb[k], rtol=0, atol=1e-10 * scale, err_msg=k)
+        else:
+            np.testing.assert_allclose(ma[k], mb[k], rtol=rtol, atol=0, err_msg=k)
+    ca, cb = np.load(a / "checkpoint.npz"), np.load(b / "checkpoint.npz")
+    np.testing.assert_allclose(ca["theta"], cb["theta"], rtol=rtol, atol=1e-14)
+
+
+def yaml_dt(run_dir) -> float:
+    from mfnn.runs import load_run_config
+
+    return load_run_config(run_dir).dynamics.dt
+
+
+@pytest.mark.parametrize("kind", list(DYNAMICS))
+def test_batched_points_match_unbatched_runs(kind, tmp_path):
+    raw, grid = _raw(kind), {"seed": [0, 1, 2]}
+    batched = run_sweep(raw, grid, tmp_path / "b", workers=1, progress=False, batch_seeds=True)
+    plain = run_sweep(raw, grid, tmp_path / "u", workers=1, progress=False, batch_seeds=False)
+    assert [r["batched"] for r in batched] == [True] * 3
+    assert [r["batched"] for r in plain] == [False] * 3
+    for r in batched:
+        _assert_same_run(
+            tmp_path / "b" / "points" / r["point"], tmp_path / "u" / "points" / r["point"]
+        )
+    # the seeds really differ (data, particles and keys all come from the seed)
+    assert len({r["final_loss"] for r in batched}) == 3
+
+
+@pytest.fixture(scope="module")
+def seed_sweeps(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds")
+    grid = {"seed": [0, 1, 2, 3]}
+    kw = {"workers": 1, "progress": False}
+    return (
+        out,
+        grid,
+        run_sweep(BATCH_RAW, grid, out / "b", batch_seeds=True, **kw),
+        run_sweep(BATCH_RAW, grid, out / "u", batch_seeds=False, **kw),
+    )
+
+
+def test_seed_sweep_table_is_the_same_with_and_without_batching(seed_sweeps):
+    out, _, _, _ = seed_sweeps
+    tb, tu = read_table(out / "b"), read_table(out / "u")
+    assert [r["batched"] for r in tb] == ["True"] * 4 and [r["batched"] for r in tu] == [
+        "False"
+    ] * 4
+    assert set(tb[0]) == set(tu[0])
+    for rb, ru in zip(tb, tu, strict=True):
+        assert rb["point"] == ru["point"] and rb["status"] == ru["status"] == "completed"
+        for k in rb:
+            if k.startswith("final_") and k.removeprefix("final_") not in RESIDUALS:
+                assert float(rb[k]) == pytest.approx(float(ru[k]), rel=1e-10, abs=0), k
+
+
+def test_batched_sweep_resumes_without_recomputing(seed_sweeps):
+    out, grid, _, _ = seed_sweeps
+    d = out / "b"
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in d.glob("points/*/metrics.csv")}
+    table = run_sweep(BATCH_RAW, grid, d, workers=1, progress=False, batch_seeds=True)
+    assert all(r.get("reused") for r in table)
+    assert [r["batched"] for r in table] == [True] * 4  # as the earlier table said
+    # two points were interrupted: only they run again, together, from their checkpoints
+    victims = sorted(mtimes)[:2]
+    for v in victims:
+        path = d / "points" / v / "summary.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"status": "interrupted"}))
+    table = run_sweep(BATCH_RAW, grid, d, workers=1, progress=False, batch_seeds=True)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in d.glob("points/*/metrics.csv")}
+    for name, t in mtimes.items():
+        assert (after[name] == t) == (name not in victims), name
+    assert sum(bool(r.get("reused")) for r in table) == 2
+    assert all(r["status"] == "completed" for r in table)
+    for v in victims:  # still the same run as the unbatched one
+        _assert_same_run(d / "points" / v, out / "u" / "points" / v)
+
+
+def test_a_batched_point_resumes_as_an_ordinary_run(seed_sweeps, tmp_path):
+    import shutil
+
+    from mfnn.config import load
+    from mfnn.runs import execute
+
+    out, _, rows, _ = seed_sweeps
+    src = out / "b" / "points" / rows[0]["point"]
+    shutil.copytree(src, tmp_path / "r")
+    (tmp_path / "r" / "summary.json").write_text(json.dumps({"status": "interrupted"}))
+    _, _, summary = execute(
+        load(BATCH_RAW, ["seed=0"]), tmp_path / "r", resume=True, progress=False, make_figures=False
+    )
+    assert summary["status"] == "completed"
+    assert json.loads((src / "summary.json").read_text()).keys() == summary.keys()
+    _assert_same_run(tmp_path / "r", out / "u" / "points" / rows[0]["point"])
+
+
+def test_width_grid_is_not_batched_but_runs(tmp_path):
+    table = run_sweep(
+        BATCH_RAW,
+        {"model.width": [4, 16]},
+        tmp_path / "w",
+        workers=1,
+        progress=False,
+        batch_seeds=True,
+    )
+    assert [r["status"] for r in table] == ["completed"] * 2
+    assert [r["batched"] for r in table] == [False, False]
+    # width x seed: the seeds of each width form a batch, each matching its unbatched run
+    grid = {"model.width": [4, 16], "seed": [0, 1]}
+    kw = {"workers": 1, "progress": False}
+    both = run_sweep(BATCH_RAW, grid, tmp_path / "b", batch_seeds=True, **kw)
+    run_sweep(BATCH_RAW, grid, tmp_path / "u", batch_seeds=False, **kw)
+    assert [r["batched"] for r in both] == [True] * 4
+    for r in both:
+        _assert_same_run(
+            tmp_path / "b" / "points" / r["point"], tmp_path / "u" / "points" / r["point"]
+        )
+
+
+def test_seed_batches_group_and_split():
+    points = expand({"model.width": [4, 8], "seed": [0, 1, 2, 3]})
+    plain = {n: True for n, _ in points}
+    assert [len(b) for b in seed_batches(points, plain)] == [4, 4]
+    assert [len(b) for b in seed_batches(points, plain, parts=2)] == [2, 2, 2, 2]
+    assert seed_batches(points, dict.fromkeys(plain, False)) == []  # named experiments
+    assert (
+        seed_batches(
+            expand({"model.width": [4, 8]}), {"model.width=4": True, "model.width=8": True}
+        )
+        == []
+    )
+    assert seed_batches(expand({"seed": [0]}), {"seed=0": True}) == []  # a batch of one is none
+
+
+def test_a_failing_batch_falls_back_to_single_points(tmp_path):
+    # quadratic activation, dt = 2: seed 1 becomes NaN at step 5, seeds 0 and 2 complete
+    raw = json.loads(json.dumps(RAW))
+    raw["model"]["activation"] = "quadratic"
+    raw["dynamics"] = {"dt": 2.0, "steps": 60}
+    grid = {"seed": [0, 1, 2]}
+    kw = {"workers": 1, "progress": False}
+    table = run_sweep(raw, grid, tmp_path / "b", batch_seeds=True, **kw)
+    plain = run_sweep(raw, grid, tmp_path / "u", batch_seeds=False, **kw)
+    assert [r["status"] for r in table] == [r["status"] for r in plain]
+    assert [r["status"] for r in table] == ["completed", "diverged", "completed"]
+    assert table[1]["message"] == plain[1]["message"] and "NaN/inf at step" in table[1]["message"]
+    assert [r["batched"] for r in table] == [False] * 3
+    assert all("BatchDiverged" in r["batch_error"] for r in table)
+    assert [r["final_loss"] for r in table] == [r["final_loss"] for r in plain]
+
+
+def test_a_batch_that_raises_falls_back(tmp_path, monkeypatch):
+    import importlib
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no batch today")
+
+    # (the module, not the function `mfnn.simulate` the package re-exports)
+    monkeypatch.setattr(importlib.import_module("mfnn.simulate"), "simulate_batch", broken)
+    table = run_sweep(
+        BATCH_RAW, {"seed": [0, 1]}, tmp_path / "s", workers=1, progress=False, batch_seeds=True
+    )
+    assert [r["status"] for r in table] == ["completed"] * 2
+    assert [r["batched"] for r in table] == [False] * 2
+    assert all("no batch today" in r["batch_error"] for r in table)
+
+
+def test_bad_batch_input_names_the_field(tmp_path):
+    import jax.numpy as jnp
+
+    from mfnn.simulate import stack
+
+    with pytest.raises(ConfigError, match="`--batch-seeds` must be true or false; got 'yes'"):
+        run_sweep(RAW, {"seed": [0, 1]}, tmp_path / "s", batch_seeds="yes", progress=False)
+    with pytest.raises(ConfigError, match="`--workers` must be a positive integer; got 0"):
+        run_sweep(RAW, {"seed": [0, 1]}, tmp_path / "s", workers=0, progress=False)
+    with pytest.raises(ConfigError, match="`seed`"):
+        run_sweep(RAW, {"seed": ["a", "b"]}, tmp_path / "s", batch_seeds=True, progress=False)
+    assert not (tmp_path / "s" / "points").exists()
+    with pytest.raises(ConfigError, match="must share shapes"):
+        stack([jnp.zeros(3), jnp.zeros(4)])
+
+
+def test_simulate_batch_refuses_members_at_different_steps(key):
+    import jax
+    import jax.numpy as jnp
+
+    from mfnn import DataSet, EmpiricalRisk, Euler, FullBatch, GradientFlow, State, TwoLayer
+    from mfnn.simulate import simulate_batch
+
+    x = jnp.linspace(-1.0, 1.0, 8)[:, None]
+    data = DataSet(x, jnp.sign(x[:, 0]))
+    flow = GradientFlow(
+        TwoLayer(d=1, activation="tanh", bias=False), EmpiricalRisk(data), FullBatch(data)
+    )
+    theta = jax.random.normal(key, (4, 2))
+    states = [State(theta, theta, 0, key), State(theta, theta, 10, key)]
+    with pytest.raises(ConfigError, match="different steps"):
+        simulate_batch(
+            [flow, flow], Euler(), [theta, theta], dt=0.1, steps=20, key=[key, key], state=states
+        )
+
+
+def test_cli_sweep_batch_seeds(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(RAW))
+    out = tmp_path / "s"
+    args = ["sweep", str(path), "--grid", "seed=0..1", "--out", str(out), "--workers", "1"]
+    res = CliRunner().invoke(app, [*args, "--batch-seeds", "--no-progress"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert [r["batched"] for r in read_table(out)] == ["True", "True"]
