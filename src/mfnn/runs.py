@@ -204,6 +204,29 @@ def run_dir_status(run_dir, cfg: Config | None = None) -> str | None:
     return json.loads(path.read_text()).get("status")
 
 
+def resume_state(run_dir, cfg: Config) -> State | None:
+    """The checkpoint a run of ``cfg`` continues from, or None (no checkpoint, or one
+    written by another config: that is not this run's, it starts over)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "checkpoint.npz").is_file() and same_config(run_dir, cfg):
+        return load_checkpoint(run_dir)
+    return None
+
+
+def open_run(run_dir, cfg: Config, built: Built, state: State | None) -> RunWriter:
+    """Prepare ``run_dir`` for a run that starts fresh (``state`` None) or continues from
+    ``state``: the metrics file (cut back to the checkpoint), the stamped config.yaml and a
+    ``running`` summary.json. Returns the run's `RunWriter`."""
+    run_dir = Path(run_dir)
+    writer = RunWriter(run_dir, built, list(built.recorder.names()))
+    writer.start(None if state is None else state.step)
+    stamped = cfg.model_copy(deep=True)
+    stamped.mfnn_version = __version__
+    atomic_write_text(run_dir / "config.yaml", dump(stamped))
+    write_json(run_dir / "summary.json", {"status": "running", "checks": {}})
+    return writer
+
+
 def execute(
     cfg: Config,
     run_dir: str | os.PathLike,
@@ -228,17 +251,8 @@ def execute(
     run_dir = Path(run_dir)
     built = build(cfg, base) if built is None else built
     t0 = time.perf_counter()
-    state = None
-    # a checkpoint of another config is not this run's: start over
-    if resume and (run_dir / "checkpoint.npz").is_file() and same_config(run_dir, cfg):
-        state = load_checkpoint(run_dir)
-    writer = RunWriter(run_dir, built, list(built.recorder.names()))
-    writer.start(None if state is None else state.step)
-    stamped = cfg.model_copy(deep=True)
-    stamped.mfnn_version = __version__
-    atomic_write_text(run_dir / "config.yaml", dump(stamped))
-    summary: dict[str, Any] = {"status": "running", "checks": {}}
-    write_json(run_dir / "summary.json", summary)
+    state = resume_state(run_dir, cfg) if resume else None
+    writer = open_run(run_dir, cfg, built, state)
     try:
         traj = simulate(
             built.dynamics,

@@ -224,17 +224,8 @@ def run_batch(raw: dict, overrides: list[list[str]], run_dirs: list[str], base=N
 
 def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
     """Build, stack, integrate once, and write each member's run directory."""
-    from . import __version__
     from .build import build
-    from .runs import (
-        RunWriter,
-        atomic_write_text,
-        load_checkpoint,
-        read_metrics,
-        same_config,
-        single_summary,
-        write_json,
-    )
+    from .runs import open_run, read_metrics, resume_state, single_summary, write_json
     from .simulate import simulate_batch
 
     t0 = time.perf_counter()
@@ -250,21 +241,12 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
             first.integrator,
         ):
             raise ConfigError("the points of a seed batch differ in more than their seed.")
-    states = [
-        load_checkpoint(d) if (d / "checkpoint.npz").is_file() and same_config(d, c) else None
-        for d, c in zip(dirs, cfgs, strict=True)
-    ]
+    states = [resume_state(d, c) for d, c in zip(dirs, cfgs, strict=True)]
     if len({0 if s is None else s.step for s in states}) > 1:
         raise ConfigError("the points continue from checkpoints at different steps.")
-    writers = []
-    for d, cfg, b, s in zip(dirs, cfgs, built, states, strict=True):
-        writer = RunWriter(d, b, list(b.recorder.names()))
-        writer.start(None if s is None else s.step)
-        stamped = cfg.model_copy(deep=True)
-        stamped.mfnn_version = __version__
-        atomic_write_text(d / "config.yaml", dump(stamped))
-        write_json(d / "summary.json", {"status": "running", "checks": {}})
-        writers.append(writer)
+    writers = [
+        open_run(d, cfg, b, s) for d, cfg, b, s in zip(dirs, cfgs, built, states, strict=True)
+    ]
     trajs = simulate_batch(
         [b.dynamics for b in built],
         first.integrator,
