@@ -11,6 +11,23 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module.
+
+    Every executable XLA compiles for the CPU holds memory mappings of its own, and one
+    pytest process compiles thousands of them: the suite measured ~100 new mappings per
+    test, so a whole run passed the kernel's vm.max_map_count (65530) near the end and
+    XLA segfaulted in a compile. Clearing the caches per module keeps the count bounded
+    (a module's own functions stay compiled while it runs).
+    """
+    yield
+    jax.clear_caches()
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture
 def key():
     """The root PRNG key of a test; derive others with `jax.random.fold_in`."""
