@@ -394,3 +394,21 @@ def test_cli_sweep_batch_seeds(tmp_path):
     res = CliRunner().invoke(app, [*args, "--batch-seeds", "--no-progress"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert [r["batched"] for r in read_table(out)] == ["True", "True"]
+
+
+def test_release_if_crowded_drops_compiled_code():
+    """Past the mapping limit the compiled code is dropped (a function compiles again);
+    below it nothing happens."""
+    import jax
+    import jax.numpy as jnp
+
+    from mfnn.sweep import release_if_crowded
+
+    f = jax.jit(lambda x: x + 1)
+    f(jnp.ones(3))
+    assert f._cache_size() == 1
+    assert release_if_crowded(limit=10**9) is False and f._cache_size() == 1
+    with open("/proc/self/maps", "rb") as fh:
+        count = sum(1 for _ in fh)
+    assert release_if_crowded(limit=count // 2) is True
+    assert f._cache_size() == 0

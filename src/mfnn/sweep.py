@@ -438,6 +438,7 @@ def run_sweep(
     elif workers == 1 or len(tasks) == 1:
         for names, fn, a in tasks:
             done(names, fn(*a))
+            release_if_crowded()
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
@@ -447,6 +448,38 @@ def run_sweep(
     table = [rows[n] for n, _ in points]
     _plot(out, grid, table)
     return table
+
+
+# Every executable XLA compiles for the CPU keeps memory mappings of its own; past the
+# kernel's vm.max_map_count (65530 by default) the next compile segfaults. A serial sweep
+# compiles in this process for every new shape, so it releases the compiled code when
+# the count nears the limit (same-shape points keep reusing it until then).
+MAX_MAPPINGS = 40_000
+
+
+def release_if_crowded(limit: int = MAX_MAPPINGS) -> bool:
+    """Drop JAX's compiled code when this process holds more than ``limit`` memory
+    mappings (Linux: the lines of /proc/self/maps; elsewhere never). Returns whether it
+    did.
+
+    Example:
+        >>> release_if_crowded(limit=10**9)
+        False
+    """
+    try:
+        with open("/proc/self/maps", "rb") as fh:
+            count = sum(1 for _ in fh)
+    except OSError:
+        return False
+    if count <= limit:
+        return False
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+    return True
 
 
 def _write_table(out: Path, rows: list[dict]) -> None:
