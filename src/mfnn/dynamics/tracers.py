@@ -17,7 +17,37 @@ from ..errors import ConfigError
 from ..objectives.risk import freeze
 
 
-class ReferencePart(eqx.Module):
+class _ObjectiveView(eqx.Module):
+    """An objective seen through part of a stacked state: the data set and L2 weight are
+    the wrapped objective's; subclasses say which rows count (`_rows`)."""
+
+    objective: eqx.Module
+
+    @property
+    def data(self):
+        """The objective's data set (None for a population risk)."""
+        return getattr(self.objective, "data", None)
+
+    @property
+    def l2(self) -> float:
+        return getattr(self.objective, "l2", 0.0)
+
+    def _rows(self, theta: Particles) -> Particles:
+        raise NotImplementedError
+
+    def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
+        """R of the measure on the rows that count, on the given batch if any."""
+        return self.objective.risk(model, self._rows(theta), x, y)
+
+    def penalty(self, theta: Particles) -> Scalar:
+        """(lambda/2) times the mean of |theta_i|^2 over the rows that count."""
+        return self.objective.penalty(self._rows(theta))
+
+    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
+        return self.objective.energy(model, self._rows(theta), x, y)
+
+
+class ReferencePart(_ObjectiveView):
     r"""An objective seen through the reference rows of a `Tracers` state.
 
     The state is (M reference rows, then k tracer rows); the risk, the L2 penalty and
@@ -30,32 +60,13 @@ class ReferencePart(eqx.Module):
         n_tracers: k, the number of trailing tracer rows.
     """
 
-    objective: eqx.Module
     n_tracers: int = eqx.field(static=True)
-
-    @property
-    def data(self):
-        """The objective's data set (None for a population risk)."""
-        return getattr(self.objective, "data", None)
-
-    @property
-    def l2(self) -> float:
-        return getattr(self.objective, "l2", 0.0)
 
     def reference(self, theta: Particles) -> Particles:
         """The first M = N - k rows of an (N, D) state."""
         return theta[: theta.shape[0] - self.n_tracers]
 
-    def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        """R(mu^M), on the given batch if any."""
-        return self.objective.risk(model, self.reference(theta), x, y)
-
-    def penalty(self, theta: Particles) -> Scalar:
-        """(lambda/2) (1/M) sum_{i <= M} |theta_i|^2."""
-        return self.objective.penalty(self.reference(theta))
-
-    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        return self.objective.energy(model, self.reference(theta), x, y)
+    _rows = reference
 
     def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:
         """Phi[mu^M](theta') at each row of ``points``."""
@@ -243,7 +254,7 @@ class Tracers(eqx.Module):
         return self.flow.dissipation(v[: v.shape[0] - self.n_tracers])
 
 
-class ReplicaMean(eqx.Module):
+class ReplicaMean(_ObjectiveView):
     r"""An objective averaged over the replicas of a `Replicas` state.
 
     The state stacks R independent m-particle systems; the risk, penalty and energy are
@@ -255,17 +266,7 @@ class ReplicaMean(eqx.Module):
         n_replicas: R.
     """
 
-    objective: eqx.Module
     n_replicas: int = eqx.field(static=True)
-
-    @property
-    def data(self):
-        """The objective's data set (None for a population risk)."""
-        return getattr(self.objective, "data", None)
-
-    @property
-    def l2(self) -> float:
-        return getattr(self.objective, "l2", 0.0)
 
     def _each(self, theta: Particles) -> Float[Array, "R m D"]:
         return theta.reshape(self.n_replicas, -1, theta.shape[-1])
@@ -402,30 +403,14 @@ class Replicas(eqx.Module):
         return jnp.mean(jax.vmap(self.flow.dissipation)(self.each(v)))
 
 
-class Leading(eqx.Module):
+class Leading(_ObjectiveView):
     """An objective seen through the first ``rows`` rows of a `Stack` state (its first
     part), e.g. ``Leading(Tracers(...).objective, M + k)``."""
 
-    objective: eqx.Module
     rows: int = eqx.field(static=True)
 
-    @property
-    def data(self):
-        """The objective's data set (None for a population risk)."""
-        return getattr(self.objective, "data", None)
-
-    @property
-    def l2(self) -> float:
-        return getattr(self.objective, "l2", 0.0)
-
-    def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        return self.objective.risk(model, theta[: self.rows], x, y)
-
-    def penalty(self, theta: Particles) -> Scalar:
-        return self.objective.penalty(theta[: self.rows])
-
-    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        return self.objective.energy(model, theta[: self.rows], x, y)
+    def _rows(self, theta: Particles) -> Particles:
+        return theta[: self.rows]
 
 
 class Stack(eqx.Module):
