@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mfnn import config, runs
+from mfnn import config, rundir, runs
 from mfnn.build import build
 from mfnn.cli import app
 
@@ -46,11 +46,11 @@ def test_population_run_records_the_population_risk(tmp_path, method):
     cfg = cfg_for(method)
     traj, built, summary = runs.execute(cfg, tmp_path, progress=False)
     assert summary["status"] == "completed"
-    m = runs.read_metrics(tmp_path)
+    m = rundir.read_metrics(tmp_path)
     assert m["loss"][-1] < 0.5 * m["loss"][0]  # it learns
     # the recorded loss is the exact population risk of the snapshot (closed form)
     exact = build(cfg_for("closed_form")).dynamics.objective
-    last = runs.list_snapshots(tmp_path)[60]
+    last = rundir.list_snapshots(tmp_path)[60]
     theta = jnp.asarray(np.load(last)["w"])
     r = float(exact.risk(built.model, theta))
     if method == "closed_form":
@@ -74,11 +74,11 @@ def test_reflecting_ball_keeps_particles_inside(tmp_path):
     )
     traj, built, summary = runs.execute(cfg, tmp_path, progress=False)
     assert summary["status"] == "completed"
-    for path in runs.list_snapshots(tmp_path).values():
+    for path in rundir.list_snapshots(tmp_path).values():
         w = np.load(path)["w"]
         assert w.shape == (16, 2)  # mass conserved
         assert np.all(np.linalg.norm(w, axis=1) <= 1.2 + 1e-12)
-    m = runs.read_metrics(tmp_path)
+    m = rundir.read_metrics(tmp_path)
     assert m["loss"][-1] < 0.5 * m["loss"][0]
 
 

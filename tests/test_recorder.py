@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mfnn import config, runs
+from mfnn import config, rundir, runs
 from mfnn.build import build
 from mfnn.diagnostics.transport import w2_exact, w2_sliced
 from mfnn.errors import ConfigError
@@ -64,8 +64,8 @@ def test_w2_metrics_equal_w2_exact_on_the_snapshots(tmp_path):
     and W2(mu_t, mu_0) <= the synchronous coupling sqrt(mean_j |theta_j(t) - theta_j(0)|^2)."""
     cfg = teacher_cfg(w2={"initial": True, "teacher": True})
     _, built, _ = runs.execute(cfg, tmp_path, progress=False, make_figures=False)
-    m = runs.read_metrics(tmp_path)
-    snaps = runs.list_snapshots(tmp_path)
+    m = rundir.read_metrics(tmp_path)
+    snaps = rundir.list_snapshots(tmp_path)
     assert sorted(snaps) == m["step"].tolist() == [0, 10, 20, 30, 40]
     theta0 = np.asarray(load_particles(snaps[0], built.model))
     atoms, alpha = built.recorder.w2.teacher
@@ -94,7 +94,7 @@ def test_w2_teacher_zero_at_rho_star_and_translation(tmp_path):
         w2={"teacher": True},
     )
     runs.execute(cfg, tmp_path / "run", progress=False, make_figures=False)
-    m = runs.read_metrics(tmp_path / "run")
+    m = rundir.read_metrics(tmp_path / "run")
     assert np.max(m["loss"]) < 1e-28
     np.testing.assert_allclose(m["w2_teacher"], 0.0, atol=1e-12)
     # the monitor itself: a translation of rho* by v is at W2 distance |v|
@@ -116,7 +116,7 @@ def test_w2_reference_same_run_is_zero_and_other_dt_matches_by_time(tmp_path):
     runs.execute(teacher_cfg("record.snapshot_every=20"), ref, progress=False, make_figures=False)
     cfg = teacher_cfg(w2={"reference": str(ref)})
     runs.execute(cfg, tmp_path / "twin", progress=False, make_figures=False)
-    m = runs.read_metrics(tmp_path / "twin")
+    m = rundir.read_metrics(tmp_path / "twin")
     at = {int(s): float(v) for s, v in zip(m["step"], m["w2_reference"], strict=True)}
     assert at[0] == at[20] == at[40] == 0.0
     assert np.isnan(at[10]) and np.isnan(at[30])
@@ -131,9 +131,9 @@ def test_w2_reference_same_run_is_zero_and_other_dt_matches_by_time(tmp_path):
         make_figures=False,
     )
     runs.execute(teacher_cfg(w2={"reference": str(fine)}), tmp_path / "cmp", progress=False)
-    m = runs.read_metrics(tmp_path / "cmp")
+    m = rundir.read_metrics(tmp_path / "cmp")
     built = build(cfg)
-    snaps_fine, snaps_cmp = runs.list_snapshots(fine), runs.list_snapshots(tmp_path / "cmp")
+    snaps_fine, snaps_cmp = rundir.list_snapshots(fine), rundir.list_snapshots(tmp_path / "cmp")
     assert np.all(np.isfinite(m["w2_reference"]))
     for i, step in enumerate(m["step"]):
         a = np.asarray(load_particles(snaps_cmp[step], built.model))
@@ -150,7 +150,7 @@ def test_sliced_is_a_lower_bound_and_exact_in_one_dimension(tmp_path):
     runs.execute(cfg, tmp_path / "s", progress=False, make_figures=False)
     cfg = teacher_cfg(w2={"initial": True, "teacher": True})
     runs.execute(cfg, tmp_path / "e", progress=False, make_figures=False)
-    s, e = runs.read_metrics(tmp_path / "s"), runs.read_metrics(tmp_path / "e")
+    s, e = rundir.read_metrics(tmp_path / "s"), rundir.read_metrics(tmp_path / "e")
     for name in ("w2_initial", "w2_teacher"):
         assert np.all(s[name] <= e[name] + 1e-12)
         assert np.all(s[name][1:] > 0.2 * e[name][1:])  # not degenerate
@@ -169,10 +169,10 @@ def test_w2_float32_path(tmp_path):
     _, built, _ = runs.execute(
         teacher_cfg("dtype=float32", w2=w2), tmp_path, progress=False, make_figures=False
     )
-    m = runs.read_metrics(tmp_path)
+    m = rundir.read_metrics(tmp_path)
     atoms, alpha = (np.asarray(a, np.float64) for a in built.recorder.w2.teacher)
     q = alpha / alpha.sum()  # float32 weights sum to 1 +- 3e-8
-    snaps = runs.list_snapshots(tmp_path)
+    snaps = rundir.list_snapshots(tmp_path)
     for i, step in enumerate(m["step"]):
         theta = np.asarray(load_particles(snaps[step], built.model), np.float64)
         assert m["w2_teacher"][i] == pytest.approx(w2_exact(theta, atoms, q=q), rel=1e-5)
@@ -209,7 +209,7 @@ def test_w2_bad_input_names_the_field(overrides, w2, match):
 def test_w2_reference_without_snapshots_or_other_width(tmp_path):
     ref = tmp_path / "ref"
     runs.execute(teacher_cfg(), ref, progress=False, make_figures=False)
-    for p in runs.list_snapshots(ref).values():
+    for p in rundir.list_snapshots(ref).values():
         p.unlink()
     with pytest.raises(ConfigError, match=r"record\.w2\.reference.*no snapshots"):
         build(teacher_cfg(w2={"reference": str(ref)}))

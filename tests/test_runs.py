@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mfnn import config, runs
+from mfnn import config, rundir, runs
 from mfnn.measure import load_particles
 
 SMALL = [
@@ -37,11 +37,11 @@ def test_run_directory_contract(tmp_path):
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["step", "t", "loss"]
     assert {"test_loss", "dissipation", "energy_residual", "movement"} <= set(header)
-    m = runs.read_metrics(tmp_path)
+    m = rundir.read_metrics(tmp_path)
     # rows at 0, every, 2 every, ... and the last step (95 is not a multiple of 10)
     assert m["step"].tolist() == list(range(0, 91, 10)) + [95]
     np.testing.assert_allclose(m["t"], m["step"] * 0.05)
-    snaps = runs.list_snapshots(tmp_path)
+    snaps = rundir.list_snapshots(tmp_path)
     assert min(snaps) == 0 and max(snaps) == 95
     # a snapshot is a particle file: it can start a new run
     theta = load_particles(snaps[95], built.model)
@@ -60,12 +60,12 @@ def test_run_directory_contract(tmp_path):
 
 def test_snapshot_starts_a_new_run(tmp_path):
     runs.execute(small(), tmp_path / "a", progress=False)
-    snap = runs.list_snapshots(tmp_path / "a")[95]
+    snap = rundir.list_snapshots(tmp_path / "a")[95]
     cfg = small(f"model.init.path={snap}", "dynamics.steps=10")
     _, built, _ = runs.execute(cfg, tmp_path / "b", progress=False)
     assert built.theta0.shape == (24, 3)
-    m = runs.read_metrics(tmp_path / "b")
-    assert m["loss"][0] == pytest.approx(runs.read_metrics(tmp_path / "a")["loss"][-1], rel=1e-12)
+    m = rundir.read_metrics(tmp_path / "b")
+    assert m["loss"][0] == pytest.approx(rundir.read_metrics(tmp_path / "a")["loss"][-1], rel=1e-12)
 
 
 class Stop(Exception):
@@ -85,23 +85,23 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, extra):
     cfg = small(*extra, "record.snapshot_every=30")
     runs.execute(cfg, tmp_path / "full", progress=False)
 
-    original = runs.RunWriter.on_checkpoint
+    original = rundir.RunWriter.on_checkpoint
 
     def interrupt_after_60(self, state):
         original(self, state)
         if state.step == 60:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs.RunWriter, "on_checkpoint", interrupt_after_60)
+    monkeypatch.setattr(rundir.RunWriter, "on_checkpoint", interrupt_after_60)
     _, _, s = runs.execute(cfg, tmp_path / "cut", progress=False)
     assert s["status"] == "interrupted" and s["final_step"] == 60
-    assert max(runs.list_snapshots(tmp_path / "cut")) == 60
-    monkeypatch.setattr(runs.RunWriter, "on_checkpoint", original)
+    assert max(rundir.list_snapshots(tmp_path / "cut")) == 60
+    monkeypatch.setattr(rundir.RunWriter, "on_checkpoint", original)
     _, _, s = runs.execute(cfg, tmp_path / "cut", resume=True, progress=False)
     assert s["status"] == "completed"
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert (full / "metrics.csv").read_bytes() == (cut / "metrics.csv").read_bytes()
-    fs, cs = runs.list_snapshots(full), runs.list_snapshots(cut)
+    fs, cs = rundir.list_snapshots(full), rundir.list_snapshots(cut)
     assert list(fs) == list(cs) == [0, 30, 60, 90, 95]
     for step in fs:
         a, b = np.load(fs[step]), np.load(cs[step])
@@ -114,11 +114,11 @@ def test_divergence_keeps_what_was_written(tmp_path):
     traj, _, s = runs.execute(cfg, tmp_path, progress=False)
     assert s["status"] == "diverged"
     assert "NaN/inf at step" in s["message"] and "smaller `dynamics.dt`" in s["message"]
-    m = runs.read_metrics(tmp_path)
+    m = rundir.read_metrics(tmp_path)
     assert np.all(np.isfinite(m["loss"]))
     bad_step = s["final_step"]
     assert m["step"][-1] <= bad_step < 300
-    snaps = runs.list_snapshots(tmp_path)
+    snaps = rundir.list_snapshots(tmp_path)
     assert bad_step in snaps  # the last finite state is saved
     last = np.load(snaps[bad_step])
     assert all(np.all(np.isfinite(last[k])) for k in last)
@@ -137,7 +137,7 @@ def test_resume_drops_a_row_cut_mid_write(tmp_path, monkeypatch):
     """A kill while a row is half written leaves e.g. '2' of '20,...'; resume drops it."""
     cfg = small()
     runs.execute(cfg, tmp_path / "full", progress=False)
-    original = runs.RunWriter.on_checkpoint
+    original = rundir.RunWriter.on_checkpoint
 
     def cut_after_30(self, state):
         original(self, state)
@@ -146,9 +146,9 @@ def test_resume_drops_a_row_cut_mid_write(tmp_path, monkeypatch):
                 fh.write("6")  # the start of the row of step 60, cut
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs.RunWriter, "on_checkpoint", cut_after_30)
+    monkeypatch.setattr(rundir.RunWriter, "on_checkpoint", cut_after_30)
     runs.execute(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(runs.RunWriter, "on_checkpoint", original)
+    monkeypatch.setattr(rundir.RunWriter, "on_checkpoint", original)
     runs.execute(cfg, tmp_path / "cut", resume=True, progress=False)
     assert (tmp_path / "cut" / "metrics.csv").read_bytes() == (
         tmp_path / "full" / "metrics.csv"
@@ -156,7 +156,7 @@ def test_resume_drops_a_row_cut_mid_write(tmp_path, monkeypatch):
 
 
 def test_resume_does_not_reuse_a_run_of_another_config(tmp_path):
-    from mfnn.runs import run_dir_status, same_config
+    from mfnn.rundir import run_dir_status, same_config
 
     raw = {
         "model": {"width": 8, "activation": "tanh", "bias": False},
@@ -172,7 +172,7 @@ def test_resume_does_not_reuse_a_run_of_another_config(tmp_path):
     # resuming with the other config starts over instead of continuing the checkpoint
     traj, _, summary = runs.execute(other, tmp_path, resume=True, progress=False)
     assert summary["status"] == "completed" and traj.steps[0] == 0
-    assert runs.read_metrics(tmp_path)["step"].tolist() == [0, 10, 20, 30, 40]
+    assert rundir.read_metrics(tmp_path)["step"].tolist() == [0, 10, 20, 30, 40]
     # a fresh shorter run in the same directory leaves none of the longer run's files
     runs.execute(cfg, tmp_path, progress=False)
-    assert max(runs.list_snapshots(tmp_path)) == 20
+    assert max(rundir.list_snapshots(tmp_path)) == 20

@@ -168,7 +168,7 @@ def _raw(kind: str) -> dict:
 def _assert_same_run(a, b, rtol=1e-10):
     """Two run directories hold the same run: files, metrics columns, summary keys, and
     metrics equal to float64 round-off (rtol 1e-10)."""
-    from mfnn.runs import read_metrics
+    from mfnn.rundir import read_metrics
 
     assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
     assert sorted(p.name for p in (a / "snapshots").iterdir()) == sorted(
@@ -192,7 +192,7 @@ def _assert_same_run(a, b, rtol=1e-10):
 
 
 def yaml_dt(run_dir) -> float:
-    from mfnn.runs import load_run_config
+    from mfnn.rundir import load_run_config
 
     return load_run_config(run_dir).dynamics.dt
 

@@ -115,7 +115,7 @@ _EXACT_W2_MAX_ENTRIES = 25_000_000
 def _reference_clouds(path: Path, model: TwoLayer, dtype) -> tuple[jax.Array, jax.Array]:
     """(times (S,), particles (S, M, D)) of the snapshots of the run directory ``path``."""
     from .config import read_yaml
-    from .runs import list_snapshots
+    from .rundir import list_snapshots
 
     field = "record.w2.reference"
     if not (path / "config.yaml").is_file():

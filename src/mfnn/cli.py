@@ -4,7 +4,7 @@ mfnn run [NAME | CONFIG.yaml] [--quick] [--set key=value ...] [--out DIR]
 mfnn resume DIR
 mfnn sweep [NAME | CONFIG.yaml] --grid key=v1,v2 [--grid seed=0..4] [--out DIR] [--workers N]
            [--dask ADDRESS] [--batch-seeds]
-mfnn experiments
+mfnn experiments [NAME]
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ def _report(summary: dict, out: Path) -> int:
     status = summary.get("status", "failed")
     checks = summary.get("checks", {})
     for name, c in checks.items():
-        mark = "PASS" if c["passed"] else "FAIL"
-        color = typer.colors.GREEN if c["passed"] else typer.colors.RED
+        if c.get("informational"):
+            mark, color = "INFO", typer.colors.BLUE
+        else:
+            mark = "PASS" if c["passed"] else "FAIL"
+            color = typer.colors.GREEN if c["passed"] else typer.colors.RED
         value = c["value"]
         shown = f"{value:.4g}" if isinstance(value, float) else value
         typer.secho(f"  [{mark}] {name}: {shown}  ({c['expected']})", fg=color)
@@ -85,7 +88,15 @@ def _report(summary: dict, out: Path) -> int:
     for sub in (summary.get("runs") or {}).values():
         if sub.get("status") not in (None, "completed") and sub.get("message"):
             typer.secho(sub["message"], fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"{status}: final_loss={summary.get('final_loss')}  ->  {out}")
+    if "experiment" in summary:
+        counted = [c for c in checks.values() if not c.get("informational")]
+        held = sum(bool(c["passed"]) for c in counted)
+        verdict = "claim held" if summary.get("passed") else "claim NOT held"
+        typer.echo(f"{status}: {verdict} ({held}/{len(counted)} checks)  ->  {out}")
+        if status == "completed" and not summary.get("passed"):
+            return 1
+    else:
+        typer.echo(f"{status}: final_loss={summary.get('final_loss')}  ->  {out}")
     return EXIT.get(status, 1)
 
 
@@ -181,7 +192,7 @@ def resume(
 ) -> None:
     """Continue an interrupted run from its last checkpoint (bit-identical to no interruption)."""
     from .experiments import EXPERIMENTS
-    from .runs import load_run_config
+    from .rundir import load_run_config
 
     try:
         cfg = load_run_config(run_dir)
@@ -266,13 +277,23 @@ def sweep(
 
 
 @app.command()
-def experiments() -> None:
-    """List the named experiments, one line each."""
+def experiments(
+    name: Annotated[
+        str | None, typer.Argument(help="an experiment: print its claim, params and checks")
+    ] = None,
+) -> None:
+    """List the named experiments, or describe one (claim, params with types and defaults,
+    checks with their thresholds)."""
     from .experiments import EXPERIMENTS
 
+    if name is not None:
+        if name not in EXPERIMENTS:
+            _fail(f"no experiment named {name!r}. {did_you_mean(name, EXPERIMENTS)}")
+        typer.echo(EXPERIMENTS[name].describe())
+        return
     width = max(len(n) for n in EXPERIMENTS)
-    for name, exp in EXPERIMENTS.items():
-        typer.echo(f"{name:<{width}}  {exp.summary}")
+    for key, exp in EXPERIMENTS.items():
+        typer.echo(f"{key:<{width}}  {exp.summary}")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -250,14 +251,14 @@ class RecordSpec(_Strict):
 
 
 class ExperimentSpec(_Strict):
-    """Which named experiment analyses the run(s), and its parameters."""
+    """Which named experiment runs (``mfnn experiments`` lists them) and its parameters.
+
+    ``params`` is validated by the experiment's own typed model (`mfnn.study.Params`);
+    errors name `experiment.params.<key>`. ``mfnn experiments NAME`` lists the keys, their
+    types and defaults.
+    """
 
     name: str | None = None
-    scalings: list[Literal["mean_field", "ntk"]] = ["mean_field", "ntk"]
-    radius: float = Field(0.25, gt=0)
-    significance: float = Field(0.1, ge=0)
-    # experiment-specific parameters (each experiment validates its own, naming
-    # `experiment.params.<key>` in its errors)
     params: dict[str, Any] = {}
 
 
@@ -282,15 +283,15 @@ def _schema_keys(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
     for name, field in model.model_fields.items():
         ann = field.annotation
         sub = None
-        for cand in getattr(ann, "__args__", (ann,)):
+        for cand in typing.get_args(ann) or (ann,):
             if isinstance(cand, type) and issubclass(cand, BaseModel):
                 sub = cand
         out[name] = sub
     return out
 
 
-def _valid_keys_at(loc: tuple) -> list[str]:
-    model: type[BaseModel] | None = Config
+def _valid_keys_at(loc: tuple, schema: type[BaseModel]) -> list[str]:
+    model: type[BaseModel] | None = schema
     for part in loc:
         if model is None or isinstance(part, int):
             return []
@@ -298,20 +299,31 @@ def _valid_keys_at(loc: tuple) -> list[str]:
     return list(_schema_keys(model)) if model is not None else []
 
 
-def format_validation_error(err: pydantic.ValidationError) -> str:
-    """One paragraph per problem: field, rule, value received, fix."""
+def format_validation_error(
+    err: pydantic.ValidationError, prefix: tuple[str, ...] = (), schema: type[BaseModel] = None
+) -> str:
+    """One paragraph per problem: field, rule, value received, fix.
+
+    Args:
+        err: the pydantic error.
+        prefix: the dotted path of the validated section in the config (e.g.
+            ``("experiment", "params")`` for an experiment's params).
+        schema: the model that was validated (default: `Config`).
+    """
+    schema = Config if schema is None else schema
     parts = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if p not in ("function-after",))
-        path = ".".join(str(p) for p in loc)
+        path = ".".join(str(p) for p in (*prefix, *loc))
         value = e.get("input")
         kind = e["type"]
         if kind == "extra_forbidden":
             parent, key = loc[:-1], str(loc[-1])
-            valid = _valid_keys_at(parent)
+            valid = _valid_keys_at(parent, schema)
             guess = closest(key, valid)
-            where = ".".join(map(str, parent)) or "the top level"
-            hint = f" Did you mean `{'.'.join(map(str, (*parent, guess)))}`?" if guess else ""
+            shown_parent = (*prefix, *parent)
+            where = ".".join(map(str, shown_parent)) or "the top level"
+            hint = f" Did you mean `{'.'.join(map(str, (*shown_parent, guess)))}`?" if guess else ""
             parts.append(f"Unknown key `{path}`.{hint} Valid keys at {where}: {', '.join(valid)}.")
             continue
         msg = e["msg"]
@@ -358,6 +370,26 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+def set_path(raw: dict, key: str, value: Any) -> dict:
+    """Set the dotted ``key`` (e.g. ``model.width``) of a raw config dict to ``value`` in
+    place, creating the sections on the way; returns ``raw``.
+
+    Example:
+        >>> set_path({"model": {"width": 8}}, "model.init.w.std", 0.5)
+        {'model': {'width': 8, 'init': {'w': {'std': 0.5}}}}
+    """
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{key!r} is not a dotted key like `model.width`.")
+    node = raw
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+    return raw
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
     out = copy.deepcopy(raw)
@@ -367,19 +399,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 f"`--set` takes key=value (e.g. `--set model.width=1024`); got {item!r}."
             )
         key, _, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not all(parts):
+        if not all(key.strip().split(".")):
             raise ConfigError(f"`--set`: {key!r} is not a dotted key like `model.width`.")
         try:
             value = parse_yaml(text)
         except yaml.YAMLError:
             value = text
-        node = out
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                node[p] = {}
-            node = node[p]
-        node[parts[-1]] = value
+        set_path(out, key, value)
     return out
 
 
@@ -420,4 +446,13 @@ def dump(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-__all__ = ["Config", "load", "validate", "dump", "merge", "apply_overrides", "ACTIVATIONS"]
+__all__ = [
+    "ACTIVATIONS",
+    "Config",
+    "apply_overrides",
+    "dump",
+    "load",
+    "merge",
+    "set_path",
+    "validate",
+]

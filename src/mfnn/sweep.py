@@ -10,7 +10,7 @@ Layout (a contract, like a run directory)::
     DIR/figures/sweep.png           final loss against the first numeric grid key
 
 A sweep is resumable: running the same command again skips the points whose directory
-completed with the same config (`mfnn.runs.run_dir_status`) and runs the rest, continuing
+completed with the same config (`mfnn.rundir.run_dir_status`) and runs the rest, continuing
 interrupted points from their checkpoints. A point that fails is reported in the table
 (status ``failed`` and its message), never fatal to the others.
 
@@ -121,7 +121,7 @@ def _final_row(run_dir: Path) -> dict[str, float]:
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return {}
-    from .runs import read_metrics
+    from .rundir import read_metrics
 
     m = read_metrics(run_dir)
     return {f"final_{k}": float(v[-1]) for k, v in m.items() if k not in ("step",) and len(v)}
@@ -138,7 +138,8 @@ def run_point(raw: dict, overrides: list[str], run_dir: str, base: str | None = 
     row: dict[str, Any] = {}
     try:
         from .experiments import EXPERIMENTS
-        from .runs import execute, run_dir_status
+        from .rundir import run_dir_status
+        from .runs import execute
 
         cfg = load(raw, overrides)
         exp = EXPERIMENTS.get(cfg.experiment.name) if cfg.experiment.name else None
@@ -196,7 +197,7 @@ def run_batch(raw: dict, overrides: list[list[str]], run_dirs: list[str], base=N
     todo: list[int] = []
     note = None
     try:
-        from .runs import run_dir_status
+        from .rundir import run_dir_status
 
         cfgs = [load(raw, ov) for ov in overrides]
         for i, cfg in enumerate(cfgs):
@@ -225,7 +226,8 @@ def run_batch(raw: dict, overrides: list[list[str]], run_dirs: list[str], base=N
 def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
     """Build, stack, integrate once, and write each member's run directory."""
     from .build import build
-    from .runs import open_run, read_metrics, resume_state, single_summary, write_json
+    from .rundir import read_metrics, write_json
+    from .runs import open_run, resume_state, single_summary
     from .simulate import simulate_batch
 
     t0 = time.perf_counter()
@@ -383,7 +385,7 @@ def run_sweep(
             raise ConfigError(f"sweep point {name}: {exc}") from None
         plain[name] = _batchable(cfg) is None
     out.mkdir(parents=True, exist_ok=True)
-    from .runs import write_json
+    from .rundir import write_json
 
     previous = {r["point"]: r for r in read_table(out)} if (out / "table.csv").is_file() else {}
     manifest = {
@@ -483,7 +485,7 @@ def release_if_crowded(limit: int = MAX_MAPPINGS) -> bool:
 
 
 def _write_table(out: Path, rows: list[dict]) -> None:
-    from .runs import atomic_write_text
+    from .rundir import atomic_write_text
 
     keys: list[str] = []
     for r in rows:

@@ -24,7 +24,7 @@ from mfnn.experiments.entropic_regime import (
     tracking_configs,
 )
 from mfnn.objectives import ZeroRisk
-from mfnn.runs import same_config
+from mfnn.rundir import same_config
 
 E = ENTROPIC_REGIME
 

@@ -171,7 +171,8 @@ def _raw(**dynamics):
 
 
 def test_birth_death_config(tmp_path):
-    from mfnn.runs import execute, read_metrics
+    from mfnn.rundir import read_metrics
+    from mfnn.runs import execute
 
     with pytest.raises(ConfigError, match=r"dynamics\.birth_death\.rate"):
         build(config.load(_raw(birth_death={"rate": -0.5})))

@@ -230,8 +230,14 @@ class Langevin(eqx.Module):
         return self.flow.energy(theta)
 
     def dissipation(self, v: Particles) -> Scalar:
-        """int |drift|^2 dmu = mean_j |s v_j|^2 (the drift part of -dE/dt)."""
-        return self.flow.dissipation(v)
+        """The drift part of -dE/dt for the drift ``v`` = s v_flow (what `velocity` returns).
+
+        Along the drift, dE/dt = <grad E, s v_flow> = -s int |grad dE/dmu|^2 dmu, which is
+        (1/s) int |drift|^2 dmu = the flow's dissipation of ``v`` divided by s (not
+        multiplied by it: the drift is s times the flow's velocity, and only one factor s
+        moves the energy).
+        """
+        return self.flow.dissipation(v) / self.drift_scale
 
 
 def mckean_vlasov(flow: GradientFlow, beta_e: float, tau: float) -> Langevin:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import Config, parse_yaml
 from ..errors import ConfigError
-from ..runs import write_json
+from ..rundir import write_json
 
 # the status of an experiment is the worst of its runs'
 STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}

@@ -20,14 +20,14 @@ from ..config import BirthDeathSpec, Config, ExperimentSpec, LangevinSpec, dump 
 from ..errors import ConfigError  # noqa: E402
 from ..measure import load_particles  # noqa: E402
 from ..plots import save_figure  # noqa: E402
-from ..runs import (  # noqa: E402
+from ..rundir import (  # noqa: E402
     atomic_write_text,
     check,
-    execute,
     list_snapshots,
     read_metrics,
     run_dir_status,
 )
+from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
     experiment_params,

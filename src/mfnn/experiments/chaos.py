@@ -25,15 +25,15 @@ from ..dynamics.tracers import Replicas, Stack, Tracers  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import Constant, Gaussian, Uniform, load_particles, sample_particles  # noqa: E402
 from ..plots import save_figure, width_axis  # noqa: E402
-from ..runs import (  # noqa: E402
+from ..rundir import (  # noqa: E402
     atomic_write_text,
     check,
-    execute,
     list_snapshots,
     read_metrics,
     run_dir_status,
     write_json,
 )
+from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
     experiment_params,

@@ -17,13 +17,13 @@ import numpy as np  # noqa: E402
 from ..config import Config, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..plots import save_figure  # noqa: E402
-from ..runs import (  # noqa: E402
+from ..rundir import (  # noqa: E402
     atomic_write_text,
     check,
-    execute,
     read_metrics,
     run_dir_status,
 )
+from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
     check_plain_langevin,

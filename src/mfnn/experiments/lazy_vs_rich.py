@@ -22,14 +22,14 @@ from ..diagnostics.kernel import kernel_change  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import atomic_savez, load_particles  # noqa: E402
 from ..plots import save_figure  # noqa: E402
-from ..runs import (  # noqa: E402
+from ..rundir import (  # noqa: E402
     atomic_write_text,
     check,
-    execute,
     list_snapshots,
     read_metrics,
     run_dir_status,
 )
+from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
     experiment_params,

@@ -1,143 +1,107 @@
-"""`sign`: mean-field training moves features to the jump of sign(x); ntk does not (seed 000)."""
+"""`sign`: mean-field training moves features to the jump of sign(x); ntk does not."""
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
 
-from ..build import build
-from ..config import Config, dump
 from ..diagnostics import breakpoint_concentration, breakpoints, relative_movement
-from ..measure import load_particles
 from ..plots import sign_figures
-from ..runs import (
-    atomic_write_text,
-    check,
-    execute,
-    list_snapshots,
-    read_metrics,
-    run_dir_status,
-)
-from .base import Experiment, write_summary
+from ..study import CheckSpec, Experiment, Params, Run, Study, check
 
 CLAIM = """\
-Seed 000 (THEORY.md section 8): fitting sign(x) on [-1, 1], mean_field training moves the
-ReLU breakpoints -b/w of the neurons that matter towards the jump at 0 (feature learning);
-ntk keeps them where they started (lazy), and its particles move much less.
+Fitting sign(x) on [-1, 1] with a two-layer ReLU network, mean-field training moves the
+ReLU breakpoints -b/w of the neurons that matter towards the jump at 0 (feature
+learning), while the neural tangent (ntk) scaling keeps them where they started (lazy
+training) and its particles move much less (Chizat, Oyallon and Bach 2019, "On lazy
+training in differentiable programming"; Mei, Montanari and Nguyen 2018).
 
-Statistic: C_r(mu) = fraction of significant neurons (|a_j w_j| >= s * mean_k |a_k w_k|,
-s = experiment.significance = 0.1) whose breakpoint satisfies |b_j / w_j| < r
-(r = experiment.radius = 0.25). Movement: |theta(T) - theta(0)|_F / |theta(0)|_F.
+Setup: the same width, data and initial particles in both scalings; gradient descent
+(Euler) on the empirical risk.
 
-Checks (summary.json):
-- mean_field_concentrates: C_r(mean_field, T) >= max(2 C_r(0), 0.5)
-- ntk_does_not_concentrate: C_r(ntk, T) <= 1.5 C_r(0)
-- ntk_moves_less: movement(ntk) / movement(mean_field) <= 0.2
-- energy_identity_<scaling>: median |energy_rel_residual| <= 0.1 in each run
+Statistic: C_r(mu) = the fraction of significant neurons (|a_j w_j| >= s mean_k |a_k w_k|,
+s = significance) whose breakpoint satisfies |b_j / w_j| < r (r = radius); the relative
+movement |theta(T) - theta(0)|_F / |theta(0)|_F.
 """
 
 
-def _final_particles(run_dir: Path, model, dtype):
-    snaps = list_snapshots(run_dir)
-    first, last = min(snaps), max(snaps)
-    return (
-        load_particles(snaps[first], model, dtype, field="snapshot"),
-        load_particles(snaps[last], model, dtype, field="snapshot"),
-        last,
+class SignParams(Params):
+    scalings: tuple[Literal["mean_field", "ntk"], ...] = Field(
+        ("mean_field", "ntk"), min_length=1, description="the scalings to train, one run each"
+    )
+    radius: float = Field(0.25, gt=0, description="r: C_r counts breakpoints with |-b/w| < r")
+    significance: float = Field(
+        0.1, ge=0, description="s: a neuron is significant when |a w| >= s mean |a w|"
     )
 
 
-def run_sign(
-    cfg: Config, out: Path, *, resume: bool = False, progress: bool = True
-) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump(cfg))
-    ex = cfg.experiment
-    res: dict[str, dict[str, Any]] = {}
-    statuses = {}
-    runs_summary = {}
-    for sc in ex.scalings:
-        sub = cfg.model_copy(deep=True)
-        sub.model.scaling = sc
-        sub.name = f"{cfg.name or 'sign'}-{sc}"
-        run_dir = out / "runs" / sc
-        if resume and run_dir_status(run_dir, sub) == "completed":
-            built = build(sub)
-            summary = json.loads((run_dir / "summary.json").read_text())
-        else:
-            _, built, summary = execute(sub, run_dir, resume=resume, progress=progress, label=sc)
-        statuses[sc] = summary["status"]
-        runs_summary[sc] = {
-            k: summary.get(k) for k in ("status", "final_loss", "final_t", "message")
-        }
-        model = built.model
-        theta0, theta, last = _final_particles(run_dir, model, built.theta0.dtype)
-        metrics = read_metrics(run_dir)
-        xs = jnp.linspace(-1, 1, 801, dtype=theta.dtype)[:, None]
-        bp0, mass0 = breakpoints(model, theta0)
-        bp, mass = breakpoints(model, theta)
-        res[sc] = {
-            "t": last * built.dt,
-            "f0": np.asarray(model.predict(theta0, xs)),
-            "f": np.asarray(model.predict(theta, xs)),
-            "bp0": bp0[mass0 >= ex.significance * mass0.mean()],
-            "bp": bp[mass >= ex.significance * mass.mean()],
-            "C0": breakpoint_concentration(model, theta0, ex.radius, ex.significance),
-            "C": breakpoint_concentration(model, theta, ex.radius, ex.significance),
-            "movement": relative_movement(theta, theta0),
-            "metrics": metrics,
-            "checks": summary.get("checks", {}),
-        }
-        runs_summary[sc].update(
-            C_initial=res[sc]["C0"], C_final=res[sc]["C"], movement=res[sc]["movement"]
-        )
+def plan(s: Study[SignParams]) -> dict[str, Run]:
+    return {sc: Run(s.sub_config(sc, {"model.scaling": sc})) for sc in s.params.scalings}
 
-    checks = {}
-    if "mean_field" in res:
-        r = res["mean_field"]
-        need = max(2 * r["C0"], 0.5)
+
+def analyze(s: Study[SignParams], runs) -> dict:
+    p = s.params
+    xs = np.linspace(-1, 1, 801)
+    curves, per_run = {}, {}
+    for sc, r in runs.items():
+        theta0, theta = r.particles("first"), r.particles("last")
+        bp0, mass0 = breakpoints(r.model, theta0)
+        bp, mass = breakpoints(r.model, theta)
+        x = jnp.asarray(xs[:, None], theta.dtype)
+        c0 = breakpoint_concentration(r.model, theta0, p.radius, p.significance)
+        c = breakpoint_concentration(r.model, theta, p.radius, p.significance)
+        curves[sc] = {
+            "t": r.snapshot_steps()[-1] * r.dt,
+            "f0": np.asarray(r.model.predict(jnp.asarray(theta0), x)),
+            "f": np.asarray(r.model.predict(jnp.asarray(theta), x)),
+            "bp0": bp0[mass0 >= p.significance * mass0.mean()],
+            "bp": bp[mass >= p.significance * mass.mean()],
+            "C0": c0,
+            "C": c,
+            "metrics": r.metrics,
+        }
+        per_run[sc] = {"C_initial": c0, "C_final": c, "movement": relative_movement(theta, theta0)}
+    first = runs.get("mean_field", next(iter(runs.values())))
+    return {"final_loss": first.summary.get("final_loss"), "runs": per_run, "_curves": curves}
+
+
+def evaluate(s: Study[SignParams], stats: dict) -> dict:
+    runs, checks = stats["runs"], {}
+    if "mean_field" in runs:
+        r = runs["mean_field"]
+        need = max(2 * r["C_initial"], 0.5)
         checks["mean_field_concentrates"] = check(
-            r["C"], f"C_r(mean_field, T) >= max(2 C_r(0), 0.5) = {need:.3g}", r["C"] >= need
+            r["C_final"],
+            f"C_r(mean_field, T) >= max(2 C_r(0), 0.5) = {need:.3g}",
+            r["C_final"] >= need,
         )
-    if "ntk" in res:
-        r = res["ntk"]
+    if "ntk" in runs:
+        r = runs["ntk"]
+        bound = 1.5 * r["C_initial"]
         checks["ntk_does_not_concentrate"] = check(
-            r["C"], f"C_r(ntk, T) <= 1.5 C_r(0) = {1.5 * r['C0']:.3g}", r["C"] <= 1.5 * r["C0"]
+            r["C_final"], f"C_r(ntk, T) <= 1.5 C_r(0) = {bound:.3g}", r["C_final"] <= bound
         )
-    if "ntk" in res and "mean_field" in res:
-        ratio = res["ntk"]["movement"] / max(res["mean_field"]["movement"], 1e-300)
+    if {"ntk", "mean_field"} <= set(runs):
+        ratio = runs["ntk"]["movement"] / max(runs["mean_field"]["movement"], 1e-300)
         checks["ntk_moves_less"] = check(
             ratio, "movement(ntk) / movement(mean_field) <= 0.2", ratio <= 0.2
         )
-    for sc, r in res.items():
-        if "energy_identity" in r["checks"]:
-            checks[f"energy_identity_{sc}"] = r["checks"]["energy_identity"]
+    return checks
 
+
+def figures(s: Study[SignParams], stats: dict, runs) -> list:
     xs = np.linspace(-1, 1, 801)
-    figures = sign_figures(out / "figures", res, xs, np.sign(xs), ex.radius)
-    return write_summary(
-        out,
-        "sign",
-        statuses,
-        checks,
-        figures,
-        CLAIM,
-        t0,
-        final_loss=runs_summary.get("mean_field", next(iter(runs_summary.values())))["final_loss"],
-        runs=runs_summary,
-    )
+    return sign_figures(s.out / "figures", stats["_curves"], xs, np.sign(xs), s.params.radius)
 
 
 SIGN = Experiment(
     name="sign",
-    summary="fit sign(x): mean_field moves ReLU breakpoints to the jump, ntk stays lazy (seed 000)",
+    summary="fit sign(x): mean_field moves ReLU breakpoints to the jump, ntk stays lazy",
     claim=CLAIM,
+    params=SignParams,
     quick=(
         "model.width=512",
         "data.n_train=256",
@@ -145,5 +109,13 @@ SIGN = Experiment(
         "dynamics.steps=3000",
         "record.snapshot_every=500",
     ),
-    runner=run_sign,
+    checks=(
+        CheckSpec("mean_field_concentrates", "C_r(mean_field, T) >= max(2 C_r(0), 0.5)"),
+        CheckSpec("ntk_does_not_concentrate", "C_r(ntk, T) <= 1.5 C_r(0)"),
+        CheckSpec("ntk_moves_less", "movement(ntk) / movement(mean_field) <= 0.2"),
+    ),
+    plan=plan,
+    analyze=analyze,
+    evaluate=evaluate,
+    figures=figures,
 )

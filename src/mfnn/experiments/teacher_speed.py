@@ -19,13 +19,13 @@ from ..config import Config, ExperimentSpec, dump  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..measure import atomic_savez  # noqa: E402
 from ..plots import save_figure  # noqa: E402
-from ..runs import (  # noqa: E402
+from ..rundir import (  # noqa: E402
     atomic_write_text,
     check,
-    execute,
     list_snapshots,
     run_dir_status,
 )
+from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
     experiment_params,
