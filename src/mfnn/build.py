@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Config, LawSpec
+from .config import Config, InitSpec, LawSpec
 from .domains import Ball, Box
 from .dynamics import BirthDeath, GradientFlow, Langevin, Temperature
 from .errors import ConfigError
@@ -64,12 +64,18 @@ def enable_dtype(dtype: str):
     return jnp.dtype(dtype)
 
 
-def _law(spec: LawSpec):
+def init_law(spec: LawSpec) -> Gaussian | Uniform | Constant:
+    """The law of one block's initial coordinates (`LawSpec`: gaussian, uniform, constant)."""
     if spec.law == "gaussian":
         return Gaussian(spec.mean, spec.std)
     if spec.law == "uniform":
         return Uniform(spec.low, spec.high)
     return Constant(spec.value)
+
+
+def init_laws(init: InitSpec) -> dict[str, Gaussian | Uniform | Constant]:
+    """The initial law of each block (a, w, b) of ``model.init`` (`sample_particles`' input)."""
+    return {"a": init_law(init.a), "w": init_law(init.w), "b": init_law(init.b)}
 
 
 def _resolve(path: str, base: Path | None) -> Path:
@@ -263,8 +269,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     else:
         if ms.width is None:
             raise ConfigError("`model.width` is needed when `model.init.path` is not given.")
-        laws = {blk: _law(getattr(ms.init, blk)) for blk in ("a", "w", "b")}
-        theta0 = sample_particles(model, ms.width, laws, k_init, dtype)
+        theta0 = sample_particles(model, ms.width, init_laws(ms.init), k_init, dtype)
 
     # dynamics
     dyn = cfg.dynamics

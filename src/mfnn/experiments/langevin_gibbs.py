@@ -34,13 +34,13 @@ from ..rundir import (  # noqa: E402
 from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
-    check_plain_langevin,
     experiment_params,
     integer_param,
     is_integer,
     number_param,
     write_summary,
 )
+from .common import check_plain_langevin  # noqa: E402
 
 CLAIM = """\
 Mean-field Langevin dynamics (THEORY.md section 3; seed 001 section 3.3, Theorem 3.7 =

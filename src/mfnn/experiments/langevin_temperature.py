@@ -26,13 +26,13 @@ from ..rundir import (  # noqa: E402
 from ..runs import execute  # noqa: E402
 from .base import (  # noqa: E402
     Experiment,
-    check_plain_langevin,
     experiment_params,
     is_number,
     loglog_fit,
     number_param,
     write_summary,
 )
+from .common import check_plain_langevin  # noqa: E402
 
 CLAIM = """\
 Seed 001 section 3.3 (Mei-Montanari-Nguyen): the mean-field Langevin dynamics
