@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from pydantic import Field, field_validator, model_validator  # noqa: E402
 
-from ..build import build  # noqa: E402
+from ..build import build, enable_dtype  # noqa: E402
 from ..config import Config  # noqa: E402
 from ..diagnostics.entropy import (  # noqa: E402
     kl_to_gaussian,
@@ -551,13 +551,14 @@ def _tracking(s: Study[EntropicParams], runs, eps: float) -> dict:
     }
     tr = {"tau": tau, "beta": eps} | tracking_stats(loss["sgd"], loss["mv"])
     for kind in ("sgd", "mv"):
-        last = runs[sgd_mv_name(kind, eps, 0)].particles("last")
+        last = _clouds(runs[sgd_mv_name(kind, eps, 0)])[1][-1]
         tr[f"w2_bures_final_{kind}"] = float(w2_to_gaussian_bures(last, tau))
     return tr
 
 
 def analyze(s: Study[EntropicParams], runs) -> dict:
     p = s.params
+    enable_dtype(s.config.dtype)  # the kNN and W2 estimators run in JAX: in the runs' dtype
     stat = _stationary(s, runs) if "stationary" in p.parts else None
     series = [r.pop("_series") for r in stat["rows"]] if stat else []
     eps_list = p.all_eps if "tracking" in p.parts else []
