@@ -181,3 +181,42 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
     ax[2].legend(fontsize=8)
     out.append(save_figure(fig, fig_dir / "overview.png"))
     return out
+
+
+def loglog_fits(ax, x, series, *, guide: tuple[float, str] | None = None) -> None:
+    """Series against ``x`` on log-log axes, each with its least-squares power law.
+
+    Each series is drawn as points and its fit exp(c) x^s (`mfnn.stats.loglog_fit`) as a
+    dashed line, the fitted slope s in the legend. ``guide`` = (slope, label) adds a grey
+    power law through the first series' first point (the predicted rate). The x axis gets
+    a labelled tick at each x (`width_axis`).
+
+    Args:
+        ax: matplotlib axes.
+        x: (n,) positive abscissae (widths).
+        series: [(label, y (n,), color)]; a series with a non-positive y is drawn, not fitted.
+        guide: optional (slope, label).
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> loglog_fits(ax, [1, 2, 4], [("C", [1.0, 0.5, 0.25], "k")], guide=(-1.0, "1/m"))
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['C: slope -1.00', '1/m']
+        >>> plt.close(fig)
+    """
+    from .stats import loglog_fit
+
+    xs = np.asarray(x, float)
+    for label, y, color in series:
+        y = np.asarray(y, float)
+        fit = loglog_fit(xs, y)
+        ax.loglog(xs, _positive(y), "o", color=color, ms=4)
+        if np.isfinite(fit.slope):
+            ax.loglog(xs, fit(xs), "--", color=color, lw=1, label=f"{label}: slope {fit.slope:.2f}")
+        else:
+            ax.plot([], [], "o", color=color, label=label)
+    if guide is not None and series:
+        y0 = float(np.asarray(series[0][1], float)[0])
+        ax.loglog(xs, y0 * (xs / xs[0]) ** guide[0], color="k", lw=0.8, alpha=0.5, label=guide[1])
+    width_axis(ax, [int(v) if float(v).is_integer() else v for v in xs])
+    ax.legend(fontsize=7)
