@@ -72,12 +72,12 @@ def test_rings_have_the_same_normalized_law():
 
 def test_random_placement_is_seeded_per_draw():
     c = np.array([[1.0, 0.0], [0.0, 1.0]])
-    a, b = (initial_particles(c, 20, 10, 0.3, seed=0, draw=d) for d in (0, 1))
+    a, b = (initial_particles(c, 20, 10, 0.3, seed=[0, d]) for d in (0, 1))
     np.testing.assert_allclose(np.linalg.norm(a[:20] - c[0], axis=1), 0.3)
+    np.testing.assert_allclose(np.linalg.norm(a[20:] - c[1], axis=1), 0.3)
     assert not np.allclose(a, b)
-    np.testing.assert_array_equal(a, initial_particles(c, 20, 10, 0.3, seed=0, draw=0))
-    # the checked runs' random placement (no draw) keeps its own stream
-    assert not np.allclose(a, initial_particles(c, 20, 10, 0.3, seed=0))
+    np.testing.assert_array_equal(a, initial_particles(c, 20, 10, 0.3, seed=[0, 0]))
+    assert np.linalg.norm(a[20:].mean(0) - c[1]) > 1e-3  # the sampled rings are off-center
 
 
 def test_cluster_distances_assign_by_the_final_positions():
@@ -148,7 +148,6 @@ def test_energy_identity_of_the_sweep_runs_counts(tmp_path):
         ("experiment.params.factor=1", "experiment.params.factor"),
         ("experiment.params.angle_deg=180", "experiment.params.angle_deg"),
         ("experiment.params.spread=-1", "experiment.params.spread"),
-        ("experiment.params.placement=grid", "experiment.params.placement"),
         ("experiment.params.reference=maybe", "experiment.params.reference"),
         ("experiment.params.random_draws=-1", "experiment.params.random_draws"),
         ("experiment.params.ratio=[2]", "experiment.params.ratio"),

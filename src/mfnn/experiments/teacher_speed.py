@@ -4,7 +4,7 @@ times faster than one of weight alpha_2 (teacher-student paper, section 2.2)."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,9 +64,6 @@ class TeacherSpeedParams(Params):
     factor: float = Field(1.5, gt=1, description="check: S within this factor of r")
     teacher_norm: float = Field(1.0, gt=0, description="|c_1| = |c_2|")
     angle_deg: float = Field(90.0, gt=0, lt=180, description="angle between c_1 and c_2")
-    placement: Literal["ring", "random"] = Field(
-        "ring", description="students of the checked runs: ring (equal angles) or random"
-    )
     reference: bool = Field(True, description="run one ring against one atom (T_ref)")
     sweep_ratios: tuple[Ratio, ...] = Field(
         (16, 32), description="larger r, ring, informational (where the band stops holding)"
@@ -132,17 +129,16 @@ def ring(center: np.ndarray, n: int, radius: float, angles: np.ndarray | None = 
     return center + radius * (np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v)
 
 
-def initial_particles(c, n1: int, n2: int, spread: float, seed=None, draw=None) -> np.ndarray:
-    """The n1 students of c_1 then the n2 of c_2 on rings (`ring`); with a ``seed``, at
-    uniformly random angles, from ``default_rng([seed, i, n1, n2(, draw)])`` for atom i."""
-    out = []
-    for i, n in enumerate((n1, n2)):
-        angles = None
-        if seed is not None:
-            key = [seed, i, n1, n2] + ([] if draw is None else [draw])
-            angles = np.random.default_rng(key).uniform(0, 2 * np.pi, n)
-        out.append(ring(c[i], n, spread, angles))
-    return np.concatenate(out)
+def initial_particles(c, n1: int, n2: int, spread: float, seed=None) -> np.ndarray:
+    """The n1 students of c_1 then the n2 of c_2 on rings (`ring`); with a ``seed`` (a
+    list of ints for `numpy.random.default_rng`), at uniformly random angles instead."""
+    rng = None if seed is None else np.random.default_rng(seed)
+    return np.concatenate(
+        [
+            ring(c[i], n, spread, None if rng is None else rng.uniform(0, 2 * np.pi, n))
+            for i, n in enumerate((n1, n2))
+        ]
+    )
 
 
 def cluster_distances(t: np.ndarray, w: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
@@ -182,12 +178,12 @@ def plan(s: Study[TeacherSpeedParams]) -> dict[str, Run]:
     c, n2 = teacher_atoms(p.teacher_norm, p.angle_deg), p.cluster_size
     every, snap = cfg.record.every, cfg.record.snapshot_every or cfg.record.every
 
-    def sub(name, r=None, seed=None, draw=None, horizon=1):
+    def sub(name, r=None, seed=None, horizon=1):
         if r is None:  # the reference: one ring, one atom of weight 1
             theta0, atoms, alpha = ring(c[0], n2, p.spread), c[:1], [1.0]
         else:
             n1 = round(r * n2)
-            theta0 = initial_particles(c, n1, n2, p.spread, seed, draw)
+            theta0 = initial_particles(c, n1, n2, p.spread, seed)
             atoms, alpha = c, [n1 / (n1 + n2), n2 / (n1 + n2)]
         changes = {
             "model.width": theta0.shape[0],
@@ -199,12 +195,11 @@ def plan(s: Study[TeacherSpeedParams]) -> dict[str, Run]:
         }
         return name, Run(s.sub_config(name, changes))
 
-    seed = cfg.seed if p.placement == "random" else None
     items = [sub("reference")] if p.reference else []
-    items += [sub(f"ratio_{r:g}", r, seed) for r in p.ratios]
+    items += [sub(f"ratio_{r:g}", r) for r in p.ratios]
     items += [sub(f"sweep_{r:g}", r, horizon=p.sweep_horizon) for r in p.sweep_ratios]
     rr = p.random_ratio
-    items += [sub(f"random_{rr:g}_d{i}", rr, cfg.seed, i) for i in range(p.random_draws)]
+    items += [sub(f"random_{rr:g}_d{i}", rr, [cfg.seed, i]) for i in range(p.random_draws)]
     return dict(items)
 
 
