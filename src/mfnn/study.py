@@ -107,10 +107,13 @@ class Run:
         customize: optional ``Built -> Built``, for a sub-run that needs objects a config
             cannot state (a stacked coupling system, a custom start); applied whenever
             the sub-run is built, for the run and for the analysis alike.
+        figures: write the sub-run's own figures (`mfnn.plots.run_figures`); an
+            experiment with many sub-runs turns them off.
     """
 
     config: Config
     customize: Callable[[Any], Any] | None = None
+    figures: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,14 +300,7 @@ class Experiment(Generic[P]):
     def describe(self) -> str:
         """The claim, the params (type, default, description) and the checks, as text."""
         lines = [f"{self.name}: {self.summary}", "", self.claim.rstrip(), "", "Params:"]
-        for key, field in self.params.model_fields.items():
-            default = field.get_default(call_default_factory=True)
-            lines.append(f"  {key}: {_type_name(field.annotation)} = {default!r}")
-            if field.description:
-                lines.append(f"      {field.description}")
-            bounds = [_bound(m) for m in field.metadata]
-            if bounds:
-                lines.append(f"      ({', '.join(b for b in bounds if b)})")
+        lines += _describe_params(self.params, "  ")
         lines += ["", "Checks:"]
         for spec in (*self.checks, ENERGY_IDENTITY):
             lines.append(f"  {spec.name}: {spec.rule}")
@@ -312,6 +308,25 @@ class Experiment(Generic[P]):
                 lines.append(f"      informational (not in the verdict): {spec.informational}")
         lines += ["", f"Quick (--quick): {' '.join(self.quick) or '(none)'}"]
         return "\n".join(lines)
+
+
+def _describe_params(model: type[BaseModel], indent: str) -> list[str]:
+    """One entry a field (type, default, description, bounds); nested models expanded."""
+    lines = []
+    for key, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        ann = field.annotation
+        nested = isinstance(ann, type) and issubclass(ann, BaseModel)
+        shown = "" if nested else f" = {default!r}"
+        lines.append(f"{indent}{key}: {_type_name(ann)}{shown}")
+        if field.description:
+            lines.append(f"{indent}    {field.description}")
+        bounds = [b for b in (_bound(m) for m in field.metadata) if b]
+        if bounds:
+            lines.append(f"{indent}    ({', '.join(bounds)})")
+        if nested:
+            lines += _describe_params(ann, indent + "    ")
+    return lines
 
 
 def _type_name(ann) -> str:
@@ -377,19 +392,19 @@ class Study(Generic[P]):
         return validate(raw)
 
     def input_file(self, name: str, **arrays: np.ndarray) -> Path:
-        """Write ``inputs/<name>.npz`` (atomically; untouched when its arrays are already
-        there unchanged, so that sub-runs reading it keep their reuse) and return its path."""
+        """Write ``inputs/<name>-<digest>.npz`` (atomically; the digest is of the arrays'
+        content, so a sub-run whose config names the file is reused only with the same
+        inputs) and return its path (absolute)."""
         from .measure import atomic_savez
 
-        path = self.out / "inputs" / f"{name}.npz"
-        if path.is_file():
-            with np.load(path) as old:
-                same = set(old.files) == set(arrays) and all(
-                    np.array_equal(old[k], np.asarray(v)) for k, v in arrays.items()
-                )
-            if same:
-                return path
-        atomic_savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+        arrays = {k: np.asarray(v) for k, v in sorted(arrays.items())}
+        h = hashlib.sha256()
+        for k, v in arrays.items():
+            h.update(f"{k}:{v.dtype.str}:{v.shape}".encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+        path = (self.out / "inputs" / f"{name}-{h.hexdigest()[:12]}.npz").resolve()
+        if not path.is_file():
+            atomic_savez(path, **arrays)
         return path
 
     def figure_path(self, filename: str) -> Path:
@@ -428,6 +443,7 @@ class Study(Generic[P]):
             progress=self.progress,
             label=name,
             built=result.built,
+            make_figures=item.figures,
         )
         result.summary = summary
         return result
@@ -564,6 +580,10 @@ def run_study(
         }
         write_json(out / "summary.json", summary)
         return summary
+    from .build import enable_dtype
+
+    enable_dtype(cfg.dtype)  # the analysis runs at the config's precision even when no
+    # sub-run was built in this process (all reused)
     stats = experiment.analyze(study, results)
     own = experiment.evaluate(study, stats)
     t_analysis = time.perf_counter()
