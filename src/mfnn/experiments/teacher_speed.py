@@ -213,15 +213,12 @@ def _distances(r, atoms) -> dict[str, np.ndarray]:
 def analyze(s: Study[TeacherSpeedParams], runs) -> dict:
     p = s.params
     c, tol = teacher_atoms(p.teacher_norm, p.angle_deg), p.tolerance
-    dists, per_run = {}, {}
+    dists, per_run, t_ref = {}, {}, None
     if "reference" in runs:
         d = dists["reference"] = _distances(runs["reference"], c[:1])
-        per_run["reference"] = {
-            "width": p.cluster_size,
-            "T_ref": hitting_time(d["t"], d["D1"], tol),
-        }
+        t_ref = hitting_time(d["t"], d["D1"], tol)
+        per_run["reference"] = {"width": p.cluster_size, "T_ref": t_ref}
         per_run["reference"]["final_mean_distance"] = float(d["D1"][-1])
-    t_ref = per_run.get("reference", {}).get("T_ref")
     for name, r in runs.items():
         if name == "reference":
             continue
