@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
+from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..config import Config
@@ -78,7 +79,7 @@ class Stationary1DParams(Params):
     activations: tuple[Activation, ...] = Field(
         tuple(FORCED), min_length=1, description="one run per activation and width"
     )
-    widths: tuple[Annotated[int, Field(ge=2)], ...] = Field(
+    widths: tuple[Annotated[int, Ge(2)], ...] = Field(
         (256, 2048), min_length=1, description="student widths m (the z tolerance ~ m^(-1/2))"
     )
     schedule: dict[Activation, Schedule] = Field(
