@@ -38,11 +38,13 @@ import functools
 import hashlib
 import json
 import time
+import typing
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import annotated_types
 import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -331,24 +333,26 @@ def _describe_params(model: type[BaseModel], indent: str) -> list[str]:
 
 def _type_name(ann) -> str:
     """A readable annotation: ``float``, ``tuple[Literal['a', 'b'], ...]``."""
-    if isinstance(ann, type) and not getattr(ann, "__args__", None):
+    if isinstance(ann, type) and not typing.get_args(ann):
         return ann.__name__
     return str(ann).replace("typing.", "")
 
 
+_BOUNDS = (
+    (annotated_types.Gt, lambda m: f"> {m.gt}"),
+    (annotated_types.Ge, lambda m: f">= {m.ge}"),
+    (annotated_types.Lt, lambda m: f"< {m.lt}"),
+    (annotated_types.Le, lambda m: f"<= {m.le}"),
+    (annotated_types.MinLen, lambda m: f"length >= {m.min_length}"),
+    (annotated_types.MaxLen, lambda m: f"length <= {m.max_length}"),
+)
+
+
 def _bound(meta) -> str:
     """Words for a pydantic constraint (``Gt(gt=0)`` -> ``> 0``)."""
-    for attr, word in (
-        ("gt", ">"),
-        ("ge", ">="),
-        ("lt", "<"),
-        ("le", "<="),
-        ("min_length", "length >="),
-        ("max_length", "length <="),
-    ):
-        value = getattr(meta, attr, None)
-        if value is not None:
-            return f"{word} {value}"
+    for kind, words in _BOUNDS:
+        if isinstance(meta, kind):
+            return words(meta)
     return str(meta)
 
 
