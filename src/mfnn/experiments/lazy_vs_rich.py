@@ -41,8 +41,8 @@ O(m^(gamma - 1)) (the general bound of Chizat-Oyallon-Bach), which `init: skewed
 Setup: d = 1, n = 64 inputs x ~ U[-1, 1], a smooth teacher (three tanh units), softplus
 units with bias, Euler to T = steps * dt for every width m in `widths`, seed in `seeds` and
 scaling in `scalings`. The initial particles are drawn from the laws of `model.init`
-(`mfnn.build.init_laws`, a JAX key per (seed, m)) into inputs/m<m>_s<seed>.npz, shared by
-the scalings. `init`: paired (m/2 draws and their mirrors (-a, w, b): f_0 = 0, the
+(`mfnn.build.init_laws`, a JAX key per (seed, m)) into inputs/m<m>_s<seed>-<digest>.npz,
+shared by the scalings. `init`: paired (m/2 draws and their mirrors (-a, w, b): f_0 = 0, the
 symmetrized start of Chizat-Oyallon-Bach), iid (m draws: an O(1) random f_0 under ntk), or
 skewed (m/3 draws of (w, b), each carried by a = (-1, -1, 2)/sqrt(2): f_0 = 0, E a^3 != 0).
 
@@ -179,10 +179,11 @@ def plan(s: Study[LazyParams]) -> dict[str, Run]:
                     "model.width": m,
                     "model.scaling": sc,
                     "model.gamma": p.gamma if sc == "general" else None,
-                    "model.init.path": str(path.resolve()),
+                    "model.init.path": str(path),
                     "record.snapshot_every": steps,  # theta(0) and theta(T)
                 }
-                runs[f"{sc}_m{m}_s{seed}"] = Run(s.sub_config(f"{sc}_m{m}_s{seed}", change))
+                name = f"{sc}_m{m}_s{seed}"  # many sub-runs: no per-run figures
+                runs[name] = Run(s.sub_config(name, change), figures=False)
     return runs
 
 
