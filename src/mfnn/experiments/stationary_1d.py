@@ -191,18 +191,19 @@ def plan(s: Study[Stationary1DParams]) -> dict[str, Run]:
         }
         for m in s.params.widths:
             cfg = s.sub_config(f"{a}_m{m}", {"model.activation": a, "model.width": m} | changes)
-            out[f"{a}_m{m}"] = Run(cfg)
+            out[f"{a}_m{m}"] = Run(cfg, figures=False)  # loss.png shows every run
     return out
 
 
 def analyze(s: Study[Stationary1DParams], runs) -> dict:
     p, (c, alpha) = s.params, _teacher(s)
-    per_run, clouds = {}, {}
+    per_run, clouds, curves = {}, {}, {}
     for name, r in runs.items():
         a = r.config.model.activation
         loss0, loss = float(r.metrics["loss"][0]), float(r.metrics["loss"][-1])
         qerr = (r.summary.get("quadrature_error") or {}).get("final", math.nan)
         clouds[name] = (r.particles("first")[:, 0], r.particles("last")[:, 0])
+        curves[name] = (r.metrics["t"], r.metrics["loss"] / loss0)
         forced = vanishing_orders(a, p.max_order)
         per_run[name] = {
             "activation": a,
@@ -217,7 +218,8 @@ def analyze(s: Study[Stationary1DParams], runs) -> dict:
             "moments": moment_stats(clouds[name][1], c, alpha, p.max_order),
         }
     return {"teacher": {"c": c.tolist(), "alpha": alpha.tolist()}, "runs": per_run} | {
-        "_clouds": clouds
+        "_clouds": clouds,
+        "_curves": curves,
     }
 
 
@@ -282,9 +284,16 @@ def figures(s: Study[Stationary1DParams], stats: dict, runs) -> list:
         bars.set(xlabel="moment order k", ylabel="|D_k| / SE_k")
     for ax in [*list(ax1.flat)[len(acts) :], *list(ax2.flat)[len(acts) :]]:
         ax.axis("off")
+    f3, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, (t, ratio) in stats["_curves"].items():
+        ax.loglog(t[1:], np.where(ratio[1:] > 0, ratio[1:], np.nan), label=name)
+    ax.axhline(p.loss_ratio, color="k", lw=0.8, ls=":")
+    ax.set(xlabel="t", ylabel="L(t) / L(0)", title="population risk")
+    ax.legend(fontsize=6, ncol=2)
     for f in (f1, f2):
         f.tight_layout()
     return [
+        save_figure(f3, s.figure_path("loss.png")),
         save_figure(f1, s.figure_path("particles.png")),
         save_figure(f2, s.figure_path("moments.png")),
     ]

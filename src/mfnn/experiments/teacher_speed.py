@@ -193,7 +193,7 @@ def plan(s: Study[TeacherSpeedParams]) -> dict[str, Run]:
             "record.every": every * horizon,
             "record.snapshot_every": snap * horizon,
         }
-        return name, Run(s.sub_config(name, changes))
+        return name, Run(s.sub_config(name, changes), figures=seed is None)
 
     items = [sub("reference")] if p.reference else []
     items += [sub(f"ratio_{r:g}", r) for r in p.ratios]
