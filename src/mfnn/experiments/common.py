@@ -1,9 +1,81 @@
-"""Config rules that several experiments share."""
+"""What several experiments share: typed-parameter rules and config rules.
+
+Parameter rules are pydantic validators to put in an ``Annotated`` type; their messages
+say the rule and the value, and the runner names the field (`experiment.params.<key>`).
+Config rules go in `mfnn.study.Params.check_config` through `require`.
+
+Example:
+    >>> from typing import Annotated
+    >>> from pydantic import Field
+    >>> from mfnn.study import Params
+    >>> class P(Params):
+    ...     widths: Annotated[tuple[int, ...], Increasing] = Field((8, 16))
+    >>> P(widths=(8, 32)).widths
+    (8, 32)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import AfterValidator
+
 from ..config import Config
 from ..errors import ConfigError
+
+
+def _distinct(values: Sequence[Any]) -> Sequence[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"must not repeat a value; got {list(values)}")
+    return values
+
+
+def _increasing(values: Sequence[Any]) -> Sequence[Any]:
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"must increase strictly; got {list(values)}")
+    return values
+
+
+Distinct = AfterValidator(_distinct)
+"""A sequence parameter whose entries are all different."""
+
+Increasing = AfterValidator(_increasing)
+"""A sequence parameter that increases strictly (a grid of widths, times, temperatures)."""
+
+
+def require(experiment: str, *rules: tuple[str, str, bool, Any]) -> None:
+    """Refuse the first rule that does not hold: each rule is (field, what it must be,
+    whether it holds, the value received), and the `ConfigError` reads
+    "`field` must be <rule> for <experiment>; got <value>.".
+
+    Example:
+        >>> require("demo", ("model.bias", "false", True, False))
+        >>> require("demo", ("model.width", ">= 16", False, 8))
+        Traceback (most recent call last):
+        ...
+        mfnn.errors.ConfigError: `model.width` must be >= 16 for demo; got 8.
+    """
+    for field, rule, holds, got in rules:
+        if not holds:
+            raise ConfigError(f"`{field}` must be {rule} for {experiment}; got {got!r}.")
+
+
+def fixed_output_units(cfg: Config, experiment: str, why: str) -> None:
+    """The student f = (1/m) sum_j sigma(w_j . x): no bias, output weights fixed to 1, the
+    mean-field scaling (the units of the teacher-student models); ``why`` completes the
+    message."""
+    m = cfg.model
+    units = (m.bias, m.train_output, m.scaling)
+    require(
+        experiment,
+        (
+            "model.bias`, `model.train_output`, `model.scaling",
+            f"false, false, mean_field ({why})",
+            units == (False, False, "mean_field"),
+            units,
+        ),
+    )
 
 
 def check_plain_langevin(
@@ -20,19 +92,15 @@ def check_plain_langevin(
             f"{name} needs the Langevin noise: `dynamics.integrator: euler_maruyama` and "
             f"`dynamics.langevin: {{beta: ...}}`{beta_note}."
         )
-    if dyn.langevin.schedule != "constant":
-        raise ConfigError(
-            f"`dynamics.langevin.schedule` must be constant for {name} ({schedule_reason}); "
-            f"got {dyn.langevin.schedule!r}."
-        )
-    if dyn.kind != "gradient_flow" or dyn.birth_death is not None or dyn.domain is not None:
-        raise ConfigError(
-            f"{name} runs the plain mean-field Langevin dynamics: `dynamics.kind: "
-            "gradient_flow`, no `dynamics.birth_death`, no `dynamics.domain`."
-        )
-    if not cfg.objective.l2 > 0:
-        raise ConfigError(
-            f"`objective.l2` must be > 0 for {name}: {l2_reason}; got {cfg.objective.l2!r}."
-        )
-    if cfg.record.entropy_k == 0:
-        raise ConfigError(f"`record.entropy_k` must not be 0: {name} reports the free energy.")
+    plain = dyn.kind == "gradient_flow" and dyn.birth_death is None and dyn.domain is None
+    require(
+        name,
+        ("dynamics.langevin.schedule", f"constant ({schedule_reason})",
+         dyn.langevin.schedule == "constant", dyn.langevin.schedule),
+        ("dynamics.kind`, `dynamics.birth_death`, `dynamics.domain",
+         "gradient_flow, unset, unset (the plain mean-field Langevin dynamics)", plain,
+         (dyn.kind, dyn.birth_death, dyn.domain)),
+        ("objective.l2", f"> 0 ({l2_reason})", cfg.objective.l2 > 0, cfg.objective.l2),
+        ("record.entropy_k", "unset or >= 1 (the free energy is reported)",
+         cfg.record.entropy_k != 0, cfg.record.entropy_k),
+    )  # fmt: skip
