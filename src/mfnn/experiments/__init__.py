@@ -1,7 +1,7 @@
 """The registry of named experiments (``mfnn experiments`` lists them)."""
 
-from .barron_rate import BARRON_RATE
 from ..study import Experiment as Experiment
+from .barron_rate import BARRON_RATE
 from .birth_death_speedup import BIRTH_DEATH_SPEEDUP
 from .chaos import CHAOS
 from .entropic_regime import ENTROPIC_REGIME
