@@ -7,8 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mfnn.cache import enable_compilation_cache
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# compiled chunks are kept on disk between test runs (and shared with `mfnn` runs)
+enable_compilation_cache()
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,10 +1,12 @@
 """mfnn: the mean-field theory of neural networks, simulated, checked and shown.
 
 A wide two-layer network is a cloud of particles theta_j = (a_j, w_j, b_j) whose
-empirical measure moves by a Wasserstein gradient flow. See THEORY.md for conventions.
+empirical measure moves by a Wasserstein gradient flow. docs/theory.md states the
+conventions and the module that computes each formula.
 """
 
 from . import diagnostics as diagnostics
+from .cache import enable_compilation_cache as enable_compilation_cache
 from .dynamics import BirthDeath as BirthDeath
 from .dynamics import GradientFlow as GradientFlow
 from .dynamics import Langevin as Langevin
@@ -57,9 +59,8 @@ from .objectives import (
     ZeroRisk as ZeroRisk,
 )
 from .recorder import Recorder as Recorder
-from .simulate import State as State
-from .simulate import Trajectory as Trajectory
 from .simulate import simulate as simulate
+from .simulate import simulate_batch as simulate_batch
 from .targets import (
     DataSet as DataSet,
 )
@@ -81,5 +82,7 @@ from .targets import (
 from .targets import (
     sample_dataset as sample_dataset,
 )
+from .trajectory import State as State
+from .trajectory import Trajectory as Trajectory
 
 __version__ = "0.1.0"

@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Config, InitSpec, LawSpec
+from .config import Config, InitSpec, LawSpec, read_yaml
 from .domains import Ball, Box
-from .dynamics import BirthDeath, GradientFlow, Langevin, Temperature
+from .dynamics import AbstractDynamics, BirthDeath, GradientFlow, Langevin, Temperature
 from .errors import ConfigError
-from .integrators import INTEGRATORS, BirthDeathSplitting
+from .integrators import INTEGRATORS, AbstractIntegrator, BirthDeathSplitting
 from .measure import Constant, Gaussian, Uniform, load_particles, sample_particles
-from .models import TwoLayer
+from .models import AbstractModel, TwoLayer
 from .objectives import (
     EmpiricalRisk,
     Exact,
@@ -26,6 +26,7 @@ from .objectives import (
     ZeroRisk,
 )
 from .recorder import Recorder, W2Monitor
+from .rundir import list_snapshots
 from .targets import (
     DataSet,
     GaussianInputs,
@@ -40,14 +41,18 @@ from .targets import (
 
 @dataclasses.dataclass
 class Built:
-    """Everything a run needs, built from one config."""
+    """Everything a run needs, built from one config.
+
+    ``config`` is the resolved config (the width read from a particle file filled in); the
+    config given to `build` is not changed.
+    """
 
     config: Config
-    model: TwoLayer
+    model: AbstractModel
     train: DataSet | None
     test: DataSet | None
-    dynamics: GradientFlow | Langevin | BirthDeath
-    integrator: object
+    dynamics: AbstractDynamics
+    integrator: AbstractIntegrator
     recorder: Recorder
     theta0: jax.Array
     key: jax.Array
@@ -84,12 +89,7 @@ def _resolve(path: str, base: Path | None) -> Path:
 
 
 def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) -> Teacher:
-    spec = cfg.data.teacher
-    if spec is None:
-        raise ConfigError(
-            "`data.target: teacher` (and `data.population`) need `data.teacher`: inline "
-            "`w` (k lists of dim numbers) and `alpha`, or `path` to an npz with `w`, `alpha`."
-        )
+    spec = cfg.data.teacher  # present: the config's rules require it here
     if spec.path is not None:
         path = _resolve(spec.path, base)
         if not path.is_file():
@@ -100,10 +100,6 @@ def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) 
         w, alpha = arrays["w"], arrays.get("alpha")
         a, b = arrays.get("a"), arrays.get("b")
     else:
-        if spec.w is None:
-            raise ConfigError(
-                "`data.teacher` needs `w` (a list of k input weight vectors) or `path`."
-            )
         w, alpha, a, b = spec.w, spec.alpha, spec.a, spec.b
     w = np.atleast_2d(np.asarray(w, np.float64))
     if w.shape[1] != dim:
@@ -120,9 +116,6 @@ _EXACT_W2_MAX_ENTRIES = 25_000_000
 
 def _reference_clouds(path: Path, model: TwoLayer, dtype) -> tuple[jax.Array, jax.Array]:
     """(times (S,), particles (S, M, D)) of the snapshots of the run directory ``path``."""
-    from .config import read_yaml
-    from .rundir import list_snapshots
-
     field = "record.w2.reference"
     if not (path / "config.yaml").is_file():
         raise ConfigError(
@@ -157,13 +150,7 @@ def _w2_monitor(cfg: Config, base, model: TwoLayer, target, m: int, dtype) -> W2
     if spec is None or not (spec.initial or spec.teacher or spec.reference):
         return None
     teacher = None
-    if spec.teacher:
-        if not isinstance(target, Teacher):
-            raise ConfigError(
-                "`record.w2.teacher` needs a teacher (`data.target: teacher` or "
-                "`data.population` with `data.teacher`); this run's target is "
-                f"{'a data file' if cfg.data.path else cfg.data.target!r}."
-            )
+    if spec.teacher:  # the config's rules make the target a teacher here
         atoms, alpha = teacher_measure(target, model)
         teacher = (atoms.astype(dtype), alpha.astype(dtype))
     reference = None
@@ -203,11 +190,6 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     target = None
     pop = cfg.data.population
     if pop is not None:
-        if cfg.data.path is not None:
-            raise ConfigError(
-                "`data.population` and `data.path` exclude each other: the population risk "
-                "has no data set. Remove one of them."
-            )
         law = (
             GaussianInputs(pop.dim)
             if pop.inputs == "gaussian"
@@ -265,10 +247,10 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
                 f"({ms.init.path}) holds {theta0.shape[0]} particles; remove `model.width` "
                 "(it is inferred from the file) or make them agree."
             )
-        cfg.model.width = int(theta0.shape[0])  # the resolved config states the real width
+        # the resolved config states the real width (the input config is left as it is)
+        resolved = cfg.model.model_copy(update={"width": int(theta0.shape[0])})
+        cfg = cfg.model_copy(update={"model": resolved})
     else:
-        if ms.width is None:
-            raise ConfigError("`model.width` is needed when `model.init.path` is not given.")
         theta0 = sample_particles(model, ms.width, init_laws(ms.init), k_init, dtype)
 
     # dynamics
@@ -317,11 +299,6 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             values=tuple(ls.values),
             times=tuple(ls.times),
         )
-        if dyn.integrator != "euler_maruyama":
-            raise ConfigError(
-                f"`dynamics.langevin` adds noise, which `dynamics.integrator: "
-                f"{dyn.integrator}` cannot take; set `dynamics.integrator: euler_maruyama`."
-            )
         dynamics = Langevin(dynamics, temperature, ls.drift_scale)
     if dyn.birth_death is not None:
         dynamics = BirthDeath(dynamics, dyn.birth_death.rate)
@@ -329,10 +306,6 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     rec = cfg.record
     # record.entropy_k: unset means 1 for a Langevin run and off otherwise; 0 means off
     entropy_k = rec.entropy_k if rec.entropy_k is not None else int(dyn.langevin is not None)
-    if rec.chunk is not None and (rec.chunk % rec.every):
-        raise ConfigError(
-            f"`record.chunk` must be a multiple of `record.every` ({rec.every}); got {rec.chunk}."
-        )
     return Built(
         config=cfg,
         model=model,

@@ -100,7 +100,7 @@ def _report(summary: dict, out: Path) -> int:
     return EXIT.get(status, 1)
 
 
-def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base) -> int:
+def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base, built=None) -> int:
     from .runs import execute
 
     signal.signal(signal.SIGTERM, _sigterm)
@@ -108,7 +108,9 @@ def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base) -> int:
         if exp is not None:
             summary = exp.run(cfg, out, resume=resume, progress=progress)
         else:
-            _, _, summary = execute(cfg, out, resume=resume, progress=progress, base=base)
+            _, _, summary = execute(
+                cfg, out, resume=resume, progress=progress, base=base, built=built
+            )
     except MfnnError:
         raise
     except KeyboardInterrupt:
@@ -171,15 +173,20 @@ def run(
                     f"`mfnn resume {out}`, pass `--overwrite`, or choose another directory."
                 )
             shutil.rmtree(out)
-        # build once before any compute so that bad files or shapes fail here, cleanly
-        from .build import build
+        # what can be refused is refused here, before any compute: a plain run is built
+        # (once: the run uses these objects), an experiment's params are validated
+        built = None
+        if exp is None:
+            from .build import build
 
-        build(cfg, base)
+            built = build(cfg, base)
+        else:
+            exp.validate_params(cfg)
     except MfnnError as exc:
         _fail(str(exc))
     typer.echo(f"mfnn run {name}{' (quick)' if quick else ''} -> {out}", err=True)
     try:
-        code = _execute(cfg, exp, out, False, progress, base)
+        code = _execute(cfg, exp, out, False, progress, base, built)
     except MfnnError as exc:
         _fail(str(exc))
     raise typer.Exit(code)
@@ -297,6 +304,9 @@ def experiments(
 
 
 def main() -> None:
+    from .cache import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         app()
     except KeyboardInterrupt:

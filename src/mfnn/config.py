@@ -274,6 +274,107 @@ class Config(_Strict):
     record: RecordSpec = RecordSpec()
     mfnn_version: str | None = None
 
+    @model_validator(mode="after")
+    def _cross_fields(self):
+        """The rules between sections: a config that passes them builds (files aside)."""
+        problems = list(_cross_field_problems(self))
+        if problems:
+            raise ValueError(" ".join(problems))
+        return self
+
+
+def _cross_field_problems(cfg: Config):
+    """Each rule that ties two sections together, as a message naming the fields."""
+    data, dyn, model, rec = cfg.data, cfg.dynamics, cfg.model, cfg.record
+    if rec.snapshot_every is not None and rec.snapshot_every % rec.every:
+        yield (
+            f"`record.snapshot_every` must be a multiple of `record.every` ({rec.every}); "
+            f"got {rec.snapshot_every}."
+        )
+    if rec.chunk is not None and (rec.chunk % rec.every):
+        yield f"`record.chunk` must be a multiple of `record.every` ({rec.every}); got {rec.chunk}."
+    if data.population is not None and data.path is not None:
+        yield (
+            "`data.population` and `data.path` exclude each other: the population risk has no "
+            "data set. Remove one of them."
+        )
+    if data.path is None and data.target is None and data.population is None:
+        yield "`data` needs either `path` (an npz with x, y) or a `target` (sign, teacher)."
+    needs_teacher = data.population is not None or (data.path is None and data.target == "teacher")
+    if needs_teacher and data.teacher is None:
+        yield (
+            "`data.target: teacher` (as `data.population`) needs `data.teacher`: inline `w` "
+            "(k lists of dim numbers) and `alpha`, or `path` to an npz with `w`, `alpha`."
+        )
+    t = data.teacher
+    if needs_teacher and t is not None and t.path is None:
+        if t.w is None:
+            yield "`data.teacher` needs `w` (a list of k input weight vectors) or `path`."
+        else:
+            dim = data.population.dim if data.population else data.inputs.dim
+            where = "data.population.dim" if data.population else "data.inputs.dim"
+            bad = [len(row) for row in t.w if len(row) != dim]
+            if bad:
+                yield (
+                    f"`data.teacher.w` has dimension {bad[0]} but `{where}` is {dim}; they "
+                    "must agree."
+                )
+    pop = data.population
+    if pop is not None and pop.method == "closed_form":
+        activation = (t.activation if t is not None else None) or model.activation
+        if activation not in ("relu", "erf"):
+            yield (
+                "`data.population.method: closed_form` exists only for relu and erf units "
+                f"without bias; got activation {activation!r}. Use `quadrature` (dim <= 3) "
+                "or `monte_carlo` instead."
+            )
+        if model.bias:
+            yield (
+                "`data.population.method: closed_form` supports students without bias; set "
+                "`model.bias: false` or use `quadrature` (dim <= 3) or `monte_carlo`."
+            )
+        if activation != model.activation:
+            yield (
+                "`data.population.method: closed_form` needs the student and the teacher to "
+                f"share the activation; got `model.activation` {model.activation!r} and "
+                f"teacher {activation!r}."
+            )
+        if t is not None and t.b is not None and any(b != 0 for b in t.b):
+            yield (
+                "`data.population.method: closed_form` supports teachers without bias; "
+                "`data.teacher.b` is non-zero. Use `quadrature` (dim <= 3) or `monte_carlo`."
+            )
+    if dyn.sampling == "online" and dyn.kind == "sgd" and data.path:
+        yield (
+            "`dynamics.sampling: online` draws fresh inputs from `data.inputs` and a named "
+            "`data.target`, but `data.path` gives a fixed data set; use `sampling: epochs`."
+        )
+    if dyn.langevin is not None and dyn.integrator != "euler_maruyama":
+        yield (
+            f"`dynamics.langevin` adds noise, which `dynamics.integrator: {dyn.integrator}` "
+            "cannot take; set `dynamics.integrator: euler_maruyama`."
+        )
+    if (dyn.langevin is not None or dyn.birth_death is not None) and model.scaling != "mean_field":
+        what = "`dynamics.langevin`" if dyn.langevin is not None else "`dynamics.birth_death`"
+        yield (
+            f"{what} is defined for `model.scaling: mean_field` (it acts on the measure); got "
+            f"{model.scaling!r}."
+        )
+    if rec.entropy_k and dyn.langevin is None:
+        yield (
+            "`record.entropy_k` records the entropy and the free energy F = E - H/beta of a "
+            "noisy run; this config has no `dynamics.langevin`. Set `record.entropy_k: 0` or "
+            "add the noise."
+        )
+    if model.init.path is None and model.width is None:
+        yield "`model.width` is needed when `model.init.path` is not given."
+    if rec.w2 is not None and rec.w2.teacher and not needs_teacher:
+        what = "a data file" if data.path else repr(data.target)
+        yield (
+            "`record.w2.teacher` needs a teacher (`data.target: teacher` or `data.population` "
+            f"with `data.teacher`); this run's target is {what}."
+        )
+
 
 # ----------------------------------------------------------------- errors
 
@@ -410,30 +511,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def validate(raw: dict) -> Config:
-    """Validate a raw dict into a `Config`; a `ConfigError` paragraph otherwise."""
+    """Validate a raw dict into a `Config` (every field, then the rules between sections);
+    a `ConfigError` paragraph otherwise."""
     try:
-        cfg = Config.model_validate(raw)
+        return Config.model_validate(raw)
     except pydantic.ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
-    if cfg.record.snapshot_every is not None and cfg.record.snapshot_every % cfg.record.every:
-        raise ConfigError(
-            f"`record.snapshot_every` must be a multiple of `record.every` ({cfg.record.every}); "
-            f"got {cfg.record.snapshot_every}."
-        )
-    if cfg.data.path is None and cfg.data.target == "teacher" and cfg.data.teacher is None:
-        raise ConfigError(
-            "`data.target: teacher` needs `data.teacher` (inline `w`, `alpha`, ... or `path`)."
-        )
-    if cfg.data.path is None and cfg.data.target is None:
-        raise ConfigError(
-            "`data` needs either `path` (an npz with x, y) or a `target` (sign, teacher)."
-        )
-    if cfg.dynamics.sampling == "online" and cfg.dynamics.kind == "sgd" and cfg.data.path:
-        raise ConfigError(
-            "`dynamics.sampling: online` draws fresh inputs from `data.inputs` and a named "
-            "`data.target`, but `data.path` gives a fixed data set; use `sampling: epochs`."
-        )
-    return cfg
 
 
 def load(source: str | os.PathLike | dict, overrides: list[str] | None = None) -> Config:

@@ -247,14 +247,13 @@ class Box(eqx.Module):
     kind: ClassVar[str] = "box"
 
     def __post_init__(self):
-        for name in ("low", "high"):
-            value = getattr(self, name)
-            if _is_real(value):
-                object.__setattr__(self, name, float(value))
+        if _is_real(self.low):
+            object.__setattr__(self, "low", float(self.low))
+        if _is_real(self.high):
+            object.__setattr__(self, "high", float(self.high))
 
     def __check_init__(self):
-        for name in ("low", "high"):
-            value = getattr(self, name)
+        for name, value in (("low", self.low), ("high", self.high)):
             if not _is_real(value) or not math.isfinite(value):
                 raise ConfigError(
                     f"`dynamics.domain.{name}` must be a finite number; got {value!r}."

@@ -65,39 +65,30 @@ Law = Gaussian | Uniform | Constant
 
 
 def sample_particles(model, m: int, laws: dict[str, Law], key: Key, dtype=jnp.float64) -> Particles:
-    """Draw m i.i.d. particles, each block (a, w, b) from its own law.
+    """Draw m i.i.d. particles of ``model``, each block from its own law.
 
     Args:
-        model: a model with ``present_blocks``, ``d`` and ``join`` (e.g. `TwoLayer`).
+        model: an `mfnn.models.AbstractModel` (e.g. `TwoLayer`, blocks a, w, b).
         m: number of particles (width).
-        laws: law per block name; every present block needs one.
-        key: PRNG key; block ``i`` uses ``fold_in(key, i)`` so adding a block does not
-            change the others.
+        laws: law per block name; every block of the model needs one.
+        key: PRNG key (the model derives one per block, so that adding a block does not
+            change the others).
         dtype: float64 or float32.
 
     Returns:
         theta: (m, D).
     """
-    if not isinstance(m, int | np.integer) or m < 1:
+    if not isinstance(m, int | np.integer) or isinstance(m, bool) or m < 1:
         raise ConfigError(f"`model.width` must be a positive integer; got {m!r}.")
-    blocks = {}
-    for i, blk in enumerate(("a", "w", "b")):
-        if blk not in model.present_blocks:
-            blocks[blk] = None
-            continue
-        if blk not in laws:
-            raise ConfigError(f"`model.init.{blk}` is missing: every block needs an initial law.")
-        shape = (m, model.d) if blk == "w" else (m,)
-        blocks[blk] = laws[blk].sample(jax.random.fold_in(key, i), shape, dtype)
-    return model.join(blocks["a"], blocks["w"], blocks["b"])
+    return model.sample(key, int(m), laws, dtype)
 
 
 def load_particles(path: str | os.PathLike, model, dtype=jnp.float64, field="model.init.path"):
-    """Read a particle file (npz: a (m,), w (m, d), optional b (m,)) into (m, D) rows.
+    """Read a particle file (npz with the model's named arrays; for `TwoLayer`: a (m,),
+    w (m, d), optional b (m,)) into (m, D) rows.
 
-    Blocks the model does not have must be absent or trivially valued: a file without
-    ``a`` is accepted by a model with ``train_output=False``; a file without ``b`` is
-    accepted by a model with ``bias=True`` only if you add ``b`` yourself.
+    Arrays the model does not use are ignored: a file with ``a`` is accepted by a model
+    with ``train_output=False``; a model with a bias needs ``b`` in the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,54 +97,15 @@ def load_particles(path: str | os.PathLike, model, dtype=jnp.float64, field="mod
         data = dict(np.load(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a config error
         raise ConfigError(f"`{field}`: could not read {str(path)!r} as npz ({exc}).") from None
-    if "w" not in data:
-        raise ConfigError(
-            f"`{field}`: particle file {str(path)!r} has no array `w` (m, d); "
-            f"it has {sorted(data)}."
-        )
-    w = np.asarray(data["w"])
-    if w.ndim == 1:
-        w = w[:, None]
-    if w.ndim != 2 or w.shape[1] != model.d:
-        raise ConfigError(
-            f"`{field}`: `w` in {str(path)!r} must have shape (m, {model.d}) to match the "
-            f"input dimension; got {tuple(data['w'].shape)}."
-        )
-    m = w.shape[0]
-    blocks = {"w": w}
-    for blk, needed in (("a", model.train_output), ("b", model.bias)):
-        if needed:
-            if blk not in data:
-                raise ConfigError(
-                    f"`{field}`: particle file {str(path)!r} has no `{blk}` ({m},), which the "
-                    f"model needs ({'train_output' if blk == 'a' else 'bias'} is on)."
-                )
-            arr = np.asarray(data[blk]).reshape(-1) if np.ndim(data[blk]) > 1 else data[blk]
-            if np.shape(arr) != (m,):
-                raise ConfigError(
-                    f"`{field}`: `{blk}` in {str(path)!r} must have shape ({m},) like `w`; "
-                    f"got {tuple(np.shape(data[blk]))}."
-                )
-            blocks[blk] = arr
-        else:
-            blocks[blk] = None
-    theta = model.join(
-        None if blocks["a"] is None else jnp.asarray(blocks["a"], dtype),
-        jnp.asarray(blocks["w"], dtype),
-        None if blocks["b"] is None else jnp.asarray(blocks["b"], dtype),
-    )
+    theta = model.from_arrays(data, f"`{field}`: particle file {str(path)!r}", dtype)
     if not bool(jnp.all(jnp.isfinite(theta))):
         raise ConfigError(f"`{field}`: particle file {str(path)!r} contains NaN or inf.")
     return theta
 
 
 def particle_arrays(model, theta) -> dict[str, np.ndarray]:
-    """The npz arrays (a, w, b) of a particle state, as the particle-file contract."""
-    a, w, b = model.split(jnp.asarray(theta))
-    out = {"a": np.asarray(a), "w": np.asarray(w)}
-    if model.bias:
-        out["b"] = np.asarray(b)
-    return out
+    """The npz arrays of a particle state (the particle-file contract of the model)."""
+    return model.particle_arrays(theta)
 
 
 def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:

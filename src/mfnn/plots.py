@@ -69,7 +69,7 @@ def run_figures(run_dir, metrics: dict, built) -> list[Path]:
     ax[2].semilogy(t, _positive(np.abs(metrics["energy_residual"])), label="|dE/dt + dissipation|")
     ax[2].set(xlabel="t", title="energy dissipation identity")
     ax[2].legend(fontsize=8)
-    fig.suptitle(f"{built.model.scaling} (m = {built.theta0.shape[0]})")
+    fig.suptitle(f"{built.model.scaling.name} (m = {built.theta0.shape[0]})")
     out.append(save_figure(fig, fig_dir / "run.png"))
     w2 = {
         "w2_initial": r"$W_2(\mu_t, \mu_0)$",

@@ -1,6 +1,6 @@
 """What a run keeps: metrics at recorded steps (a function of (t, particles))."""
 
-from __future__ import annotations
+import abc
 
 import equinox as eqx
 import jax
@@ -8,16 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Array, Float, Particles, Scalar
+from .dynamics.base import AbstractDynamics, AbstractJumps, diffusion_of
 from .errors import ConfigError
-from .integrators import Euler, EulerMaruyama
-from .objectives.sampling import Exact
+from .integrators.base import AbstractIntegrator
 from .targets import DataSet
 
 
 class W2Monitor(eqx.Module):
     r"""W2 distances a run records, from the particle measure mu_k = (1/m) sum_j delta_theta_j:
 
-    - ``w2_initial`` = W2(mu_k, mu_0), how far the measure moved (THEORY.md section 7). It
+    - ``w2_initial`` = W2(mu_k, mu_0), how far the measure moved. It
       is at most the synchronous coupling sqrt((1/m) sum_j |theta_j(t) - theta_j(0)|^2)
       (the identity matching), with equality while no two particles' paths need
       exchanging;
@@ -107,7 +107,46 @@ class W2Monitor(eqx.Module):
         return out
 
 
-class Recorder(eqx.Module):
+def _relative(num: Scalar, den: Scalar) -> Scalar:
+    """num / den, nan when den is 0 (the movement from a start at the origin has no scale)."""
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan).astype(num.dtype)
+
+
+class AbstractRecorder(eqx.Module):
+    """What a run keeps at its recorded steps: named metrics, functions of (t, particles).
+
+    `simulate` asks for the metric names before it starts (the columns of metrics.csv),
+    calls `check` before compiling, and `measure` inside the compiled loop every
+    ``every`` steps; ``measure`` also returns the exact velocity it used, which the next
+    deterministic step reuses.
+    """
+
+    every: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def names(self) -> tuple[str, ...]:
+        """The metric names, in the order of the columns of metrics.csv."""
+
+    @abc.abstractmethod
+    def check(self, dynamics: AbstractDynamics) -> None:
+        """Raise a `ConfigError` if a metric cannot be measured for ``dynamics``."""
+
+    @abc.abstractmethod
+    def measure(
+        self,
+        dynamics: AbstractDynamics,
+        integrator: AbstractIntegrator,
+        theta: Particles,
+        theta0: Particles,
+        step,
+        dt,
+        key,
+    ) -> tuple[dict[str, Scalar], tuple[Particles, Scalar]]:
+        """(metrics, (v (m, D), R)): the metrics at ``theta`` and the exact velocity and
+        risk they used."""
+
+
+class Recorder(AbstractRecorder):
     r"""Metrics recorded every ``every`` steps (and at the last step).
 
     At a recorded step k with particles theta_k (t = k dt):
@@ -122,7 +161,8 @@ class Recorder(eqx.Module):
       theta_{k+1} is one full-batch step of the run's integrator from theta_k; the energy
       dissipation identity dE/dt = -int |grad dE/dmu|^2 dmu says this is O(dt);
     - ``energy_rel_residual``: energy_residual / dissipation;
-    - ``movement``: |theta_k - theta_0|_F / |theta_0|_F (relative particle movement).
+    - ``movement``: |theta_k - theta_0|_F / |theta_0|_F (relative particle movement; nan
+      for a start at the origin, where it has no scale).
 
     For a noisy dynamics (`Langevin`) the residual uses the drift step alone (the
     identity of the deterministic part), and with ``entropy_k`` set the recorder adds
@@ -130,7 +170,7 @@ class Recorder(eqx.Module):
     - ``beta``: the effective inverse temperature s beta(t_k) of the free energy;
     - ``entropy``: the Kozachenko-Leonenko estimate (k = ``entropy_k`` nearest
       neighbours) of H = -int rho log rho over the trainable coordinates;
-    - ``free_energy``: F = E - H / beta (THEORY.md section 3).
+    - ``free_energy``: F = E - H / beta (the free energy of Mei, Montanari and Nguyen 2018).
 
     For `BirthDeath` (``jumps``) it adds ``jump_dissipation`` = alpha int (dE/dmu -
     <dE/dmu>)^2 drho: the energy identity with jumps is dE/dt = -(dissipation +
@@ -177,47 +217,70 @@ class Recorder(eqx.Module):
             out += self.w2.names()
         return out
 
+    def check(self, dynamics: AbstractDynamics) -> None:
+        """Refuse metrics the dynamics cannot give: the entropy and free energy need a
+        noisy dynamics (its beta), the jump dissipation a jump dynamics."""
+        if self.entropy_k is not None and diffusion_of(dynamics) is None:
+            raise ConfigError(
+                "`record.entropy_k` records the entropy and the free energy F = E - H/beta of "
+                "a noisy dynamics; this run has no `dynamics.langevin`. Set "
+                "`record.entropy_k: 0` (off) or add the noise."
+            )
+        if self.jumps and not isinstance(dynamics, AbstractJumps):
+            raise ConfigError(
+                "the recorder's `jumps` (the birth-death dissipation) needs a jump dynamics "
+                f"(`BirthDeath`); got {type(dynamics).__name__}."
+            )
+
     def __call__(
-        self, dynamics, integrator, theta: Particles, theta0: Particles, step, dt, key
+        self,
+        dynamics: AbstractDynamics,
+        integrator: AbstractIntegrator,
+        theta: Particles,
+        theta0: Particles,
+        step,
+        dt,
+        key,
     ) -> dict[str, Scalar]:
         return self.measure(dynamics, integrator, theta, theta0, step, dt, key)[0]
 
     def measure(
-        self, dynamics, integrator, theta: Particles, theta0: Particles, step, dt, key
+        self,
+        dynamics: AbstractDynamics,
+        integrator: AbstractIntegrator,
+        theta: Particles,
+        theta0: Particles,
+        step,
+        dt,
+        key,
     ) -> tuple[dict[str, Scalar], tuple[Particles, Scalar]]:
         """The metrics and (v (m, D), R): the full-batch velocity and risk they used."""
-        model, objective = dynamics.model, dynamics.objective
-        if hasattr(dynamics, "exact"):
-            full = dynamics.exact()
-        else:
-            full = eqx.tree_at(lambda d: d.sampler, dynamics, Exact())
+        full = dynamics.exact()
         v, loss = full.full_velocity(theta)
-        energy = loss + objective.penalty(theta)
+        energy = loss + full.penalty(theta)
         dissipation = full.dissipation(v)
-        stepper = getattr(integrator, "transport", integrator)  # a splitting: its transport
-        if isinstance(stepper, Euler | EulerMaruyama):  # the drift step: reuse v
-            nxt = theta + dt * v
-        else:
-            nxt, _ = stepper.step(full, theta, step, dt, key)
+        nxt = integrator.drift_step(full, theta, step, dt, key, (v, loss))
         residual = (full.energy(nxt) - energy) / dt + dissipation
         tiny = jnp.finfo(theta.dtype).tiny
         out = {"loss": loss}
         if self.test is not None:
-            out["test_loss"] = objective.risk(model, theta, self.test.x, self.test.y)
+            out["test_loss"] = full.risk(theta, self.test.x, self.test.y)
         out.update(
             energy=energy,
             dissipation=dissipation,
             energy_residual=residual,
             energy_rel_residual=residual / jnp.maximum(dissipation, tiny),
-            movement=jnp.linalg.norm(theta - theta0) / jnp.maximum(jnp.linalg.norm(theta0), tiny),
+            movement=_relative(jnp.linalg.norm(theta - theta0), jnp.linalg.norm(theta0)),
         )
-        if self.entropy_k is not None:
+        noisy = diffusion_of(full)
+        if self.entropy_k is not None and noisy is not None:
             from .diagnostics.entropy import knn_entropy
 
-            beta = dynamics.beta(jnp.asarray(step).astype(theta.dtype) * dt).astype(theta.dtype)
-            entropy = knn_entropy(theta[:, model.trainable_columns()], self.entropy_k)
+            t = jnp.asarray(step).astype(theta.dtype) * dt
+            beta = noisy.beta(t).astype(theta.dtype)
+            entropy = knn_entropy(theta[:, full.model.trainable_columns()], self.entropy_k)
             out.update(beta=beta, entropy=entropy, free_energy=energy - entropy / beta)
-        if self.jumps:
+        if self.jumps and isinstance(full, AbstractJumps):
             out["jump_dissipation"] = full.jump_dissipation(theta)
         if self.w2 is not None:
             t = jnp.asarray(step).astype(theta.dtype) * dt

@@ -193,6 +193,9 @@ def same_config(run_dir, cfg: Config) -> bool:
     now = parse_yaml(dump(cfg))
     for d in (saved, now):
         d.pop("mfnn_version", None)
+        model = d.get("model") or {}
+        if (model.get("init") or {}).get("path") is not None:
+            model.pop("width", None)  # read from the particle file: the resolved config has it
     return saved == now
 
 

@@ -64,15 +64,14 @@ def resume_state(run_dir, cfg: Config) -> State | None:
     return None
 
 
-def open_run(run_dir, cfg: Config, built: Built, state: State | None) -> RunWriter:
+def open_run(run_dir, built: Built, state: State | None) -> RunWriter:
     """Prepare ``run_dir`` for a run that starts fresh (``state`` None) or continues from
-    ``state``: the metrics file (cut back to the checkpoint), the stamped config.yaml and a
-    ``running`` summary.json. Returns the run's `RunWriter`."""
+    ``state``: the metrics file (cut back to the checkpoint), the stamped resolved config
+    (``built.config``) and a ``running`` summary.json. Returns the run's `RunWriter`."""
     run_dir = Path(run_dir)
     writer = RunWriter(run_dir, built.model, list(built.recorder.names()))
     writer.start(None if state is None else state.step)
-    stamped = cfg.model_copy(deep=True)
-    stamped.mfnn_version = __version__
+    stamped = built.config.model_copy(update={"mfnn_version": __version__})
     atomic_write_text(run_dir / "config.yaml", dump(stamped))
     write_json(run_dir / "summary.json", {"status": "running", "checks": {}})
     return writer
@@ -102,8 +101,8 @@ def execute(
     run_dir = Path(run_dir)
     built = build(cfg, base) if built is None else built
     t0 = time.perf_counter()
-    state = resume_state(run_dir, cfg) if resume else None
-    writer = open_run(run_dir, cfg, built, state)
+    state = resume_state(run_dir, built.config) if resume else None
+    writer = open_run(run_dir, built, state)
     try:
         traj = simulate(
             built.dynamics,

@@ -1,4 +1,9 @@
-"""The chunked simulation loop: jit-compiled lax.scan chunks, host I/O between them."""
+"""The host loop of a simulation: compiled chunks (`mfnn.loop`), I/O between them.
+
+One loop serves a single run (`simulate`) and a batch of runs of the same shapes
+(`simulate_batch`, vmapped); a single run is a batch of one that calls the unbatched
+compiled chunk, so that its numbers do not depend on batching.
+"""
 
 from __future__ import annotations
 
@@ -6,206 +11,57 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._typing import Array, Key, Particles
-from .dynamics import Blocks
+from ._typing import Key, Particles
+from .dynamics.base import AbstractDynamics
 from .errors import ConfigError
-from .objectives.sampling import Exact, FullBatch
-from .recorder import Recorder
+from .integrators.base import AbstractIntegrator
+from .loop import advance, advance_batch, record, record_batch, stack
+from .recorder import AbstractRecorder, Recorder
+from .trajectory import ChunkPlan, Observer, State, Trajectory, default_chunk
+
+__all__ = ["BatchDiverged", "State", "Trajectory", "simulate", "simulate_batch"]
 
 
-@dataclasses.dataclass
-class State:
-    """Everything needed to continue a run: particles, their start, the step, the key."""
+class BatchDiverged(RuntimeError):
+    """A member of a `simulate_batch` became NaN/inf; ``members`` are their indices.
 
-    theta: Particles
-    theta0: Particles
-    step: int
-    key: Key
-
-
-@dataclasses.dataclass
-class Trajectory:
-    """What `simulate` returns.
-
-    Attributes:
-        steps: (r,) recorded steps.
-        times: (r,) recorded times t = step * dt.
-        metrics: name -> (r,) recorded values (see `Recorder`).
-        snapshots: step -> particles (m, D) at the snapshot steps.
-        final: the particles at the last step reached.
-        status: "completed", "diverged" or "interrupted".
-        message: what happened, with advice when the run did not complete.
-        state: the final `State` (to continue).
+    The batch stops at the start of the failing chunk (rows, snapshots and checkpoints
+    written up to there stay valid); run the members one by one with `simulate` (from
+    their last checkpoint) to find each one's exact failing step.
     """
 
-    steps: np.ndarray
-    times: np.ndarray
-    metrics: dict[str, np.ndarray]
-    snapshots: dict[int, np.ndarray]
-    final: np.ndarray
-    status: str
-    message: str
-    state: State
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.metrics[name]
-
-
-class Observer(Protocol):
-    """Receives a run's output as it is produced (e.g. a run directory writer)."""
-
-    def on_records(self, rows: list[dict[str, float]]) -> None: ...
-    def on_snapshot(self, step: int, theta: np.ndarray) -> None: ...
-    def on_checkpoint(self, state: State) -> None: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class ChunkPlan:
-    """Segments (start, n_records, every) covering [0, steps), fixed by the config alone.
-
-    Chunk boundaries are multiples of ``chunk`` (and ``steps``), so a run resumed from a
-    checkpoint at a boundary executes the same compiled chunks as the uninterrupted run
-    and reproduces it bit for bit.
-    """
-
-    steps: int
-    every: int
-    chunk: int
-
-    def segments(self, start: int = 0) -> list[tuple[int, int, int]]:
-        out = []
-        s = start
-        while s < self.steps:
-            end = min((s // self.chunk + 1) * self.chunk, self.steps)
-            full = (end - s) // self.every
-            if full:
-                out.append((s, full, self.every))
-                s += full * self.every
-            if s < end:  # the last, shorter interval ending at `steps`
-                out.append((s, 1, end - s))
-                s = end
-        return out
-
-
-def default_chunk(steps: int, every: int, snapshot_every: int | None = None) -> int:
-    """Steps per compiled chunk: about 1000 steps, a multiple of `every`, dividing snapshots."""
-    chunk = every * max(1, round(1000 / every))
-    if snapshot_every:
-        chunk = math.gcd(chunk, snapshot_every)
-    return max(every, min(chunk, every * math.ceil(steps / every)))
-
-
-@eqx.filter_jit
-def _record(dynamics, integrator, recorder, theta, theta0, step, dt, key):
-    return recorder(dynamics, integrator, theta, theta0, step, dt, key)
-
-
-def _all_finite(state) -> Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)]))
-
-
-@eqx.filter_jit
-def _advance(
-    dynamics,
-    integrator,
-    recorder,
-    theta,
-    theta0,
-    start,
-    dt,
-    key,
-    bad,
-    n_rec,
-    every,
-    reuse,
-    each_step=False,
-):
-    """n_rec intervals of ``every`` steps from step ``start``, recording after each.
-
-    Between records the particles are carried in the model's block layout (`Blocks`).
-    With ``reuse`` (a deterministic full-batch dynamics) the full-batch velocity a record
-    computed is the first stage of the next step, so a record costs less than a step;
-    the first step of a call always computes its own, so the result depends on the chunk
-    plan only (resume stays bit-identical).
-
-    NaN/inf: the state is frozen at the last finite particles. With ``each_step`` every
-    step is checked and ``bad`` is the first step whose update was non-finite (-1 if
-    none). Without it (the fast path: on small problems on a GPU a per-step check costs
-    as much as the step) only the end of each interval is checked; a non-finite interval
-    leaves the state at its start and ``bad`` at its first step, and `simulate` re-runs
-    that one interval with ``each_step`` to find the exact step.
-    """
-    blocks = Blocks(dynamics)
-
-    def plain(state, step, k1=None):
-        return blocks.constrain(integrator.step(blocks, state, step, dt, key, k1)[0])
-
-    def guard(new, state, bad, at):
-        ok = _all_finite(new) & (bad < 0)
-        state = jax.tree.map(lambda u, s: jnp.where(ok, u, s), new, state)
-        return state, jnp.where((bad < 0) & ~ok, at, bad)
-
-    def checked_step(carry, j):
-        state, bad, base = carry
-        step = base + j
-        return (*guard(plain(state, step), state, bad, step), base), None
-
-    def plain_step(carry, j):
-        state, base = carry
-        return (plain(state, base + j), base), None
-
-    def one_record(carry, i):
-        state, bad, k1, have = carry
-        base = start + i * every
-        begin = state
-        if reuse:  # the first step of the interval from the last record's velocity
-            new = jax.lax.cond(have, lambda s: plain(s, base, k1), lambda s: plain(s, base), state)
-            if each_step:
-                state, bad = guard(new, state, bad, base)
-            else:
-                state = new
-            first = 1
-        else:
-            first = 0
-        steps = jnp.arange(first, every)
-        if each_step:
-            (state, bad, _), _ = jax.lax.scan(checked_step, (state, bad, base), steps)
-        else:
-            (state, _), _ = jax.lax.scan(plain_step, (state, base), steps)
-            state, bad = guard(state, begin, bad, base)
-        theta = blocks.decode(state)
-        rec, (v, loss) = recorder.measure(
-            dynamics, integrator, theta, theta0, base + every, dt, key
+    def __init__(self, members: list[int], step: int):
+        self.members, self.step = members, step
+        super().__init__(
+            f"batch members {members} became NaN/inf in the interval from step {step}; "
+            "run them unbatched to find each one's step."
         )
-        return (state, bad, (blocks.encode(v), loss), jnp.asarray(True)), rec
-
-    state = blocks.encode(theta)
-    k1 = (jax.tree.map(jnp.zeros_like, state), jnp.zeros((), theta.dtype))
-    carry = (state, bad, k1, jnp.asarray(False))
-    (state, bad, _, _), recs = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
-    return blocks.decode(state), bad, recs
 
 
-def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:
-    """Rows (step, t, metrics...) of one chunk's recorded columns."""
-    rows = []
-    for i, s in enumerate(block["step"]):
-        row = {"step": int(s), "t": float(s) * dt}
-        row.update({k: float(v[i]) for k, v in block.items() if k != "step"})
-        rows.append(row)
-    return rows
-
-
-def _check(dynamics, integrator, recorder, dt, steps, snapshot_every, chunk) -> int:
-    """Refuse a bad step size, step count, record plan or dynamics/integrator pair;
-    return the chunk (steps per compiled call)."""
+def check_run(
+    dynamics: AbstractDynamics,
+    integrator: AbstractIntegrator,
+    recorder: AbstractRecorder,
+    dt,
+    steps,
+    snapshot_every,
+    chunk,
+) -> int:
+    """Refuse a bad step size, step count, record plan, or a dynamics the integrator or
+    the recorder cannot serve (by type, before compiling); return the chunk (steps per
+    compiled call)."""
+    if not isinstance(dynamics, AbstractDynamics):
+        raise ConfigError(f"`simulate` needs an `AbstractDynamics`; got {type(dynamics).__name__}.")
+    if not isinstance(integrator, AbstractIntegrator):
+        raise ConfigError(
+            f"`simulate` needs an `AbstractIntegrator`; got {type(integrator).__name__}."
+        )
     if not (isinstance(dt, int | float) and dt > 0 and math.isfinite(dt)):
         raise ConfigError(f"`dynamics.dt` must be a positive number; got {dt!r}.")
     if not isinstance(steps, int | np.integer) or steps < 1:
@@ -222,33 +78,19 @@ def _check(dynamics, integrator, recorder, dt, steps, snapshot_every, chunk) -> 
             f"`record.chunk` must be a multiple of `record.every` ({every}) that divides "
             f"`record.snapshot_every` ({snapshot_every}); got {chunk!r}."
         )
-    if getattr(dynamics, "has_noise", False) and not getattr(integrator, "takes_noise", False):
-        raise ConfigError(
-            f"the dynamics has noise (Langevin) but the integrator "
-            f"{type(integrator).__name__} cannot take it: set `dynamics.integrator: "
-            "euler_maruyama` (EulerMaruyama, or BirthDeathSplitting(EulerMaruyama()))."
-        )
-    if hasattr(dynamics, "jump") and not hasattr(integrator, "transport"):
-        raise ConfigError(
-            f"birth-death jumps need the splitting integrator: BirthDeathSplitting("
-            f"{type(integrator).__name__}()) (`dynamics.birth_death` in a config does this)."
-        )
+    integrator.check(dynamics)
+    recorder.check(dynamics)
     return chunk
 
 
-def _exact_reuse(dynamics) -> bool:
-    """Whether a step may start from the full-batch velocity a record computed: a
-    deterministic dynamics whose step velocity is the exact (full-batch) one."""
-    sampler = getattr(dynamics, "sampler", None)
-    objective = getattr(dynamics, "objective", None)
-    return not getattr(dynamics, "has_noise", False) and (
-        isinstance(sampler, Exact)
-        or (
-            isinstance(sampler, FullBatch)
-            and objective is not None
-            and sampler.data is getattr(objective, "data", None)
-        )
-    )
+def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:
+    """Rows (step, t, metrics...) of one chunk's recorded columns."""
+    rows = []
+    for i, s in enumerate(block["step"]):
+        row = {"step": int(s), "t": float(s) * dt}
+        row.update({k: float(v[i]) for k, v in block.items() if k != "step"})
+        rows.append(row)
+    return rows
 
 
 def _trajectory(columns, recorder, dt, snapshots, state, status, message) -> Trajectory:
@@ -269,15 +111,223 @@ def _trajectory(columns, recorder, dt, snapshots, state, status, message) -> Tra
     )
 
 
+@dataclasses.dataclass
+class _Single:
+    """The compiled calls of one run (no batch axis)."""
+
+    dynamics: Any
+    integrator: Any
+    recorder: Any
+    theta0: Any
+    key: Any
+    dt: Any
+    reuse: bool
+    n: int = 1
+
+    def record0(self, theta):
+        return record(
+            self.dynamics,
+            self.integrator,
+            self.recorder,
+            theta,
+            self.theta0,
+            jnp.asarray(0),
+            self.dt,
+            self.key,
+        )
+
+    def advance(self, theta, start, bad, n_rec, every, each_step=False):
+        return advance(
+            self.dynamics,
+            self.integrator,
+            self.recorder,
+            theta,
+            self.theta0,
+            jnp.asarray(start),
+            self.dt,
+            self.key,
+            bad,
+            n_rec,
+            every,
+            self.reuse,
+            each_step,
+        )
+
+    def no_bad(self):
+        """The ``bad`` of a run with no NaN/inf step yet (-1)."""
+        return jnp.asarray(-1)
+
+    @staticmethod
+    def member(x, i):
+        return x
+
+
+@dataclasses.dataclass
+class _Batch(_Single):
+    """The compiled calls of a batch: the same, vmapped over a leading member axis."""
+
+    def record0(self, theta):
+        return record_batch(
+            self.dynamics,
+            self.integrator,
+            self.recorder,
+            theta,
+            self.theta0,
+            jnp.asarray(0),
+            self.dt,
+            self.key,
+        )
+
+    def advance(self, theta, start, bad, n_rec, every, each_step=False):
+        return advance_batch(
+            self.dynamics,
+            self.integrator,
+            self.recorder,
+            theta,
+            self.theta0,
+            jnp.asarray(start),
+            self.dt,
+            self.key,
+            bad,
+            n_rec,
+            every,
+            self.reuse,
+        )
+
+    def no_bad(self):
+        return jnp.full((self.n,), -1)
+
+    @staticmethod
+    def member(x, i):
+        return x[i]
+
+
+def _loop(
+    engine: _Single,
+    theta,
+    step: int,
+    *,
+    recorders: list,
+    dt: float,
+    steps: int,
+    snapshot_every: int | None,
+    chunk: int,
+    observers: list,
+    progress: Callable[[dict[str, Any]], None] | None,
+    keep_snapshots: bool,
+) -> list[Trajectory]:
+    """The host loop: chunks from ``step`` to ``steps``, rows, snapshots and checkpoints
+    handed to each member's observer as they come."""
+    n, every = engine.n, recorders[0].every
+    plan = ChunkPlan(steps, every, chunk)
+    columns: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
+    snapshots: list[dict[int, np.ndarray]] = [{} for _ in range(n)]
+    th0 = engine.theta0
+
+    def emit(i: int, block: dict[str, np.ndarray]) -> list[dict[str, float]]:
+        columns[i].append(block)
+        rows = _rows(block, dt)
+        if observers[i] is not None and rows:
+            observers[i].on_records(rows)
+        return rows
+
+    def emit_snapshots(at: int, theta) -> None:
+        arr = np.asarray(theta)
+        for i in range(n):
+            member = engine.member(arr, i)
+            if observers[i] is not None:
+                observers[i].on_snapshot(at, member)
+            if keep_snapshots:
+                snapshots[i][at] = member
+
+    def state_of(i: int, theta, at: int) -> State:
+        return State(
+            engine.member(theta, i), engine.member(th0, i), at, engine.member(engine.key, i)
+        )
+
+    status, message = "completed", f"completed {steps} steps (t = {steps * dt:g})"
+    if step == 0:
+        rec0 = jax.device_get(engine.record0(theta))
+        for i in range(n):
+            values = {k: np.atleast_1d(engine.member(np.asarray(v), i)) for k, v in rec0.items()}
+            emit(i, {"step": np.array([0])} | values)
+        emit_snapshots(0, theta)
+    t_start, steps_done = time.perf_counter(), 0
+    bad0 = engine.no_bad()
+    bad = bad0
+    try:
+        for start, n_rec, seg_every in plan.segments(step):
+            new, bad, recs = engine.advance(theta, start, bad, n_rec, seg_every)
+            recs, bad_np = jax.device_get(recs), np.atleast_1d(np.asarray(bad))
+            bad_step = -1
+            if (bad_np >= 0).any():
+                if isinstance(engine, _Batch):
+                    raise BatchDiverged([int(i) for i in np.flatnonzero(bad_np >= 0)], start)
+                # the interval from bad_step holds a NaN/inf: find the exact step
+                bad_step = int(bad_np[0])
+                found, again, _ = engine.advance(new, bad_step, bad0, 1, seg_every, True)
+                if int(again) >= 0:  # else keep the interval's start (finite) as the state
+                    new, bad_step = found, int(again)
+            theta = new
+            rec_steps = start + seg_every * np.arange(1, n_rec + 1)
+            keep = rec_steps <= bad_step if bad_step >= 0 else np.ones(n_rec, bool)
+            rows = []
+            for i in range(n):
+                values = {k: engine.member(np.asarray(v), i)[keep] for k, v in recs.items()}
+                emitted = emit(i, {"step": rec_steps[keep]} | values)
+                rows = emitted if i == 0 else rows
+            if bad_step >= 0:
+                step, status = bad_step, "diverged"
+                message = (
+                    f"particles became NaN/inf at step {bad_step + 1} "
+                    f"(t = {(bad_step + 1) * dt:g}); "
+                    f"the state of step {bad_step} is kept. Try a smaller `dynamics.dt` "
+                    f"(now {dt:g}) or a smaller initialization scale."
+                )
+                emit_snapshots(bad_step, theta)
+                break
+            step = start + n_rec * seg_every
+            steps_done += n_rec * seg_every
+            if snapshot_every and step % snapshot_every == 0 and step != steps:
+                emit_snapshots(step, theta)
+            if step % chunk == 0 or step == steps:
+                for i in range(n):
+                    if observers[i] is not None:
+                        observers[i].on_checkpoint(state_of(i, theta, step))
+            if progress is not None:
+                rate = steps_done / max(time.perf_counter() - t_start, 1e-9)
+                progress(
+                    {
+                        "step": step,
+                        "steps": steps,
+                        "t": step * dt,
+                        "loss": rows[-1]["loss"] if rows else float("nan"),
+                        "steps_per_s": rate,
+                        "eta_s": (steps - step) / rate if rate > 0 else float("inf"),
+                    }
+                )
+        else:
+            emit_snapshots(steps, theta)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        message = f"interrupted at step {step} (t = {step * dt:g}); continue it with `mfnn resume`."
+    return [
+        _trajectory(
+            columns[i], recorders[i], dt, snapshots[i], state_of(i, theta, step), status, message
+        )
+        for i in range(n)
+    ]
+
+
 def simulate(
-    dynamics,
-    integrator,
+    dynamics: AbstractDynamics,
+    integrator: AbstractIntegrator,
     theta0: Particles,
     *,
     dt: float,
     steps: int,
     key: Key,
-    recorder: Recorder | None = None,
+    recorder: AbstractRecorder | None = None,
     snapshot_every: int | None = None,
     chunk: int | None = None,
     state: State | None = None,
@@ -292,6 +342,8 @@ def simulate(
     checkpoint `State` to ``observer`` and reports progress. Memory does not grow with
     ``steps`` (only the recorded rows do). Step k of a stochastic dynamics uses
     ``fold_in(key, k)``-derived randomness, so results do not depend on the chunking.
+    The integrator and the recorder check, by type, that they can serve the dynamics
+    before anything compiles.
 
     Args:
         dynamics: e.g. `GradientFlow`.
@@ -299,7 +351,7 @@ def simulate(
         theta0: initial particles (m, D).
         dt: step size (> 0).
         steps: number of steps (>= 1).
-        key: PRNG key of the dynamics (minibatches, fresh samples).
+        key: PRNG key of the dynamics (minibatches, fresh samples, noise, jumps).
         recorder: what to record and how often (default `Recorder(every=10)`).
         snapshot_every: also keep the particles every this many steps (a multiple of
             ``recorder.every``); the first and last steps are always kept.
@@ -328,208 +380,46 @@ def simulate(
         True
     """
     recorder = Recorder() if recorder is None else recorder
-    chunk = _check(dynamics, integrator, recorder, dt, steps, snapshot_every, chunk)
-    every = recorder.every
+    chunk = check_run(dynamics, integrator, recorder, dt, steps, snapshot_every, chunk)
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 2:
         raise ConfigError(f"particles must be an (m, D) array; got shape {theta0.shape}.")
-    if state is None:
-        state = State(theta=theta0, theta0=theta0, step=0, key=key)
+    state = State(theta0, theta0, 0, key) if state is None else state
     dtype = theta0.dtype
-    dt_arr = jnp.asarray(dt, dtype)
-    plan = ChunkPlan(steps, every, chunk)
-    reuse = _exact_reuse(dynamics)
-
-    columns: list[dict[str, np.ndarray]] = []  # one dict of arrays per chunk (compact)
-    snapshots: dict[int, np.ndarray] = {}
-
-    def emit_snapshot(step, theta):
-        arr = np.asarray(theta)
-        if observer is not None:
-            observer.on_snapshot(step, arr)
-        if keep_snapshots:
-            snapshots[step] = arr
-
-    theta, step = jnp.asarray(state.theta, dtype), int(state.step)
-    th0, key = jnp.asarray(state.theta0, dtype), state.key
-    status, message = "completed", f"completed {steps} steps (t = {steps * dt:g})"
-    if step == 0:
-        rec0 = jax.device_get(
-            _record(dynamics, integrator, recorder, theta, th0, jnp.asarray(0), dt_arr, key)
-        )
-        block = {"step": np.array([0])} | {k: np.atleast_1d(v) for k, v in rec0.items()}
-        columns.append(block)
-        rows = _rows(block, dt)
-        if observer is not None:
-            observer.on_records(rows)
-        emit_snapshot(0, theta)
-    t_start, steps_done = time.perf_counter(), 0
-    bad = jnp.asarray(-1)
-    try:
-        for start, n_rec, seg_every in plan.segments(step):
-            theta, bad, recs = _advance(
-                dynamics,
-                integrator,
-                recorder,
-                theta,
-                th0,
-                jnp.asarray(start),
-                dt_arr,
-                key,
-                bad,
-                n_rec,
-                seg_every,
-                reuse,
-            )
-            recs = jax.device_get(recs)
-            bad_step = int(bad)
-            if bad_step >= 0:  # the interval from bad_step holds a NaN/inf: find the step
-                found, bad, _ = _advance(
-                    dynamics,
-                    integrator,
-                    recorder,
-                    theta,
-                    th0,
-                    jnp.asarray(bad_step),
-                    dt_arr,
-                    key,
-                    jnp.asarray(-1),
-                    seg_every,
-                    1,
-                    reuse,
-                    True,
-                )
-                if int(bad) >= 0:  # else keep the interval's start (finite) as the state
-                    theta, bad_step = found, int(bad)
-            rec_steps = start + seg_every * np.arange(1, n_rec + 1)
-            keep = rec_steps <= bad_step if bad_step >= 0 else np.ones(n_rec, bool)
-            block = {"step": rec_steps[keep]} | {k: np.asarray(v)[keep] for k, v in recs.items()}
-            columns.append(block)
-            rows = _rows(block, dt)
-            if observer is not None and rows:
-                observer.on_records(rows)
-            if bad_step >= 0:
-                step = bad_step
-                status = "diverged"
-                message = (
-                    f"particles became NaN/inf at step {bad_step + 1} "
-                    f"(t = {(bad_step + 1) * dt:g}); "
-                    f"the state of step {bad_step} is kept. Try a smaller `dynamics.dt` "
-                    f"(now {dt:g}) or a smaller initialization scale."
-                )
-                emit_snapshot(bad_step, theta)
-                break
-            step = start + n_rec * seg_every
-            steps_done += n_rec * seg_every
-            if snapshot_every and step % snapshot_every == 0 and step != steps:
-                emit_snapshot(step, theta)
-            if observer is not None and (step % chunk == 0 or step == steps):
-                observer.on_checkpoint(State(theta, th0, step, key))
-            if progress is not None:
-                elapsed = time.perf_counter() - t_start
-                rate = steps_done / max(elapsed, 1e-9)
-                progress(
-                    {
-                        "step": step,
-                        "steps": steps,
-                        "t": step * dt,
-                        "loss": rows[-1]["loss"] if rows else float("nan"),
-                        "steps_per_s": rate,
-                        "eta_s": (steps - step) / rate if rate > 0 else float("inf"),
-                    }
-                )
-        else:
-            emit_snapshot(steps, theta)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        message = f"interrupted at step {step} (t = {step * dt:g}); continue it with `mfnn resume`."
-    return _trajectory(
-        columns, recorder, dt, snapshots, State(theta, th0, step, key), status, message
+    engine = _Single(
+        dynamics,
+        integrator,
+        recorder,
+        jnp.asarray(state.theta0, dtype),
+        state.key,
+        jnp.asarray(dt, dtype),
+        dynamics.exact_steps,
     )
-
-
-class BatchDiverged(RuntimeError):
-    """A member of a `simulate_batch` became NaN/inf; ``members`` are their indices.
-
-    The batch stops at the start of the failing chunk (rows, snapshots and checkpoints
-    written up to there stay valid); run the members one by one with `simulate` (from
-    their last checkpoint) to find each one's exact failing step.
-    """
-
-    def __init__(self, members: list[int], step: int):
-        self.members, self.step = members, step
-        super().__init__(
-            f"batch members {members} became NaN/inf in the interval from step {step}; "
-            "run them unbatched to find each one's step."
-        )
-
-
-def stack(trees: Sequence[Any], what: str = "batch member") -> Any:
-    """Stack pytrees that differ only in the values of their arrays (equinox modules
-    included): array leaves gain a leading batch axis, everything else is shared.
-
-    Raises:
-        ConfigError: if a tree's structure, a non-array leaf (a static field) or an
-            array's shape or dtype differs from the first tree's.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> stack([(jnp.zeros(3), 1.0), (jnp.ones(3), 1.0)])[0].shape
-        (2, 3)
-    """
-    arrays = [eqx.filter(t, eqx.is_array) for t in trees]
-    static = [eqx.filter(t, eqx.is_array, inverse=True) for t in trees]
-    leaves0, def0 = jax.tree.flatten(arrays[0])
-    sdef0 = jax.tree.structure(static[0])
-    for i, (a, s) in enumerate(zip(arrays[1:], static[1:], strict=True), start=1):
-        leaves, tdef = jax.tree.flatten(a)
-        same = (
-            tdef == def0
-            and jax.tree.structure(s) == sdef0
-            and jax.tree.leaves(s) == jax.tree.leaves(static[0])
-            and all(
-                x.shape == y.shape and x.dtype == y.dtype
-                for x, y in zip(leaves, leaves0, strict=True)
-            )
-        )
-        if not same:
-            raise ConfigError(
-                f"{what} {i} differs from {what} 0 in more than its array values (structure, "
-                "a static field, or an array's shape or dtype): members of a batch must "
-                "share shapes; run them separately."
-            )
-    return eqx.combine(jax.tree.map(lambda *xs: jnp.stack(xs), *arrays), static[0])
-
-
-@eqx.filter_jit
-def _record_batch(dynamics, integrator, recorder, theta, theta0, step, dt, key):
-    def one(dyn, rec, th, th0, k):
-        return rec(dyn, integrator, th, th0, step, dt, k)
-
-    return eqx.filter_vmap(one)(dynamics, recorder, theta, theta0, key)
-
-
-@eqx.filter_jit
-def _advance_batch(
-    dynamics, integrator, recorder, theta, theta0, start, dt, key, bad, n_rec, every, reuse
-):
-    """`_advance` vmapped over the members (stacked dynamics, recorder, particles, keys)."""
-
-    def one(dyn, rec, th, th0, k, b):
-        return _advance(dyn, integrator, rec, th, th0, start, dt, k, b, n_rec, every, reuse)
-
-    return eqx.filter_vmap(one)(dynamics, recorder, theta, theta0, key, bad)
+    (traj,) = _loop(
+        engine,
+        jnp.asarray(state.theta, dtype),
+        int(state.step),
+        recorders=[recorder],
+        dt=dt,
+        steps=steps,
+        snapshot_every=snapshot_every,
+        chunk=chunk,
+        observers=[observer],
+        progress=progress,
+        keep_snapshots=keep_snapshots,
+    )
+    return traj
 
 
 def simulate_batch(
-    dynamics: Sequence[Any],
-    integrator,
+    dynamics: Sequence[AbstractDynamics],
+    integrator: AbstractIntegrator,
     theta0: Sequence[Particles],
     *,
     dt: float,
     steps: int,
     key: Sequence[Key],
-    recorder: Sequence[Recorder] | None = None,
+    recorder: Sequence[AbstractRecorder] | None = None,
     snapshot_every: int | None = None,
     chunk: int | None = None,
     state: Sequence[State | None] | None = None,
@@ -540,8 +430,9 @@ def simulate_batch(
 
     Member i is the run ``simulate(dynamics[i], integrator, theta0[i], key=key[i],
     recorder=recorder[i], ...)``; the members may differ in every array (data, teacher,
-    test set, particles, key: all that a seed changes) but not in shapes or static
-    fields (`stack` checks). The same `ChunkPlan`, the same `_advance` (vmapped with
+    test set, particles, key, and the traced numbers beta, lambda, alpha, drift scale:
+    all that a seed or a sweep over them changes) but not in shapes or static fields
+    (`mfnn.loop.stack` checks). The same chunk plan, the same compiled chunk (vmapped with
     `equinox.filter_vmap`), the same records, snapshots and checkpoints, handed to
     ``observer[i]``.
 
@@ -603,10 +494,11 @@ def simulate_batch(
             f"`simulate_batch`: give one recorder, observer and state a member ({n} members)."
         )
     # the members share their static fields (`stack` checks), so the first one speaks for all
-    chunk = _check(dynamics[0], integrator, recorders[0], dt, steps, snapshot_every, chunk)
-    if len({r.every for r in recorders}) != 1 or len({_exact_reuse(d) for d in dynamics}) != 1:
+    chunk = check_run(dynamics[0], integrator, recorders[0], dt, steps, snapshot_every, chunk)
+    reuse = {d.exact_steps for d in dynamics}
+    if len({r.every for r in recorders}) != 1 or len(reuse) != 1:
         raise ConfigError("`simulate_batch`: the members must share `record.every` and sampling.")
-    every, dtype = recorders[0].every, jnp.asarray(theta0[0]).dtype
+    dtype = jnp.asarray(theta0[0]).dtype
     states = [
         State(jnp.asarray(t0), jnp.asarray(t0), 0, k) if s is None else s
         for s, t0, k in zip(states, theta0, key, strict=True)
@@ -617,86 +509,29 @@ def simulate_batch(
             "`simulate_batch`: the members continue from different steps "
             f"({sorted({int(s.step) for s in states})}); run them separately."
         )
-    dyn_b = stack(list(dynamics), "batch member (dynamics)")
-    rec_b = stack(recorders, "batch member (recorder)")
     theta = stack([jnp.asarray(s.theta, dtype) for s in states], "batch member (particles)")
-    th0 = stack([jnp.asarray(s.theta0, dtype) for s in states], "batch member (particles)")
     if theta.ndim != 3:
         raise ConfigError(f"particles must be (m, D) arrays; got shape {theta.shape[1:]}.")
-    keys = jnp.stack([s.key for s in states])
-    dt_arr = jnp.asarray(dt, dtype)
-    plan = ChunkPlan(steps, every, chunk)
-    reuse = _exact_reuse(dynamics[0])
-    columns: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
-    snapshots: list[dict[int, np.ndarray]] = [{} for _ in range(n)]
-
-    def emit(i: int, block: dict[str, np.ndarray]) -> None:
-        columns[i].append(block)
-        rows = _rows(block, dt)
-        if observers[i] is not None and rows:
-            observers[i].on_records(rows)
-
-    def emit_snapshots(at: int, theta) -> None:
-        arr = np.asarray(theta)
-        for i in range(n):
-            if observers[i] is not None:
-                observers[i].on_snapshot(at, arr[i])
-            if keep_snapshots:
-                snapshots[i][at] = arr[i]
-
-    status, message = "completed", f"completed {steps} steps (t = {steps * dt:g})"
-    if step == 0:
-        rec0 = jax.device_get(
-            _record_batch(dyn_b, integrator, rec_b, theta, th0, jnp.asarray(0), dt_arr, keys)
-        )
-        for i in range(n):
-            emit(i, {"step": np.array([0])} | {k: np.atleast_1d(v[i]) for k, v in rec0.items()})
-        emit_snapshots(0, theta)
-    bad0 = jnp.full((n,), -1)
-    try:
-        for start, n_rec, seg_every in plan.segments(step):
-            new, bad, recs = _advance_batch(
-                dyn_b,
-                integrator,
-                rec_b,
-                theta,
-                th0,
-                jnp.asarray(start),
-                dt_arr,
-                keys,
-                bad0,
-                n_rec,
-                seg_every,
-                reuse,
-            )
-            bad = np.asarray(bad)
-            if (bad >= 0).any():
-                raise BatchDiverged([int(i) for i in np.flatnonzero(bad >= 0)], start)
-            theta, recs = new, jax.device_get(recs)
-            rec_steps = start + seg_every * np.arange(1, n_rec + 1)
-            for i in range(n):
-                emit(i, {"step": rec_steps} | {k: np.asarray(v[i]) for k, v in recs.items()})
-            step = start + n_rec * seg_every
-            if snapshot_every and step % snapshot_every == 0 and step != steps:
-                emit_snapshots(step, theta)
-            if step % chunk == 0 or step == steps:
-                for i in range(n):
-                    if observers[i] is not None:
-                        observers[i].on_checkpoint(State(theta[i], th0[i], step, keys[i]))
-        else:
-            emit_snapshots(steps, theta)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        message = f"interrupted at step {step} (t = {step * dt:g}); continue it with `mfnn resume`."
-    return [
-        _trajectory(
-            columns[i],
-            recorders[i],
-            dt,
-            snapshots[i],
-            State(theta[i], th0[i], step, keys[i]),
-            status,
-            message,
-        )
-        for i in range(n)
-    ]
+    engine = _Batch(
+        stack(list(dynamics), "batch member (dynamics)"),
+        integrator,
+        stack(recorders, "batch member (recorder)"),
+        stack([jnp.asarray(s.theta0, dtype) for s in states], "batch member (particles)"),
+        jnp.stack([s.key for s in states]),
+        jnp.asarray(dt, dtype),
+        reuse.pop(),
+        n,
+    )
+    return _loop(
+        engine,
+        theta,
+        step,
+        recorders=recorders,
+        dt=dt,
+        steps=steps,
+        snapshot_every=snapshot_every,
+        chunk=chunk,
+        observers=observers,
+        progress=None,
+        keep_snapshots=keep_snapshots,
+    )

@@ -243,12 +243,10 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
             first.integrator,
         ):
             raise ConfigError("the points of a seed batch differ in more than their seed.")
-    states = [resume_state(d, c) for d, c in zip(dirs, cfgs, strict=True)]
+    states = [resume_state(d, b.config) for d, b in zip(dirs, built, strict=True)]
     if len({0 if s is None else s.step for s in states}) > 1:
         raise ConfigError("the points continue from checkpoints at different steps.")
-    writers = [
-        open_run(d, cfg, b, s) for d, cfg, b, s in zip(dirs, cfgs, built, states, strict=True)
-    ]
+    writers = [open_run(d, b, s) for d, b, s in zip(dirs, built, states, strict=True)]
     trajs = simulate_batch(
         [b.dynamics for b in built],
         first.integrator,

@@ -136,10 +136,11 @@ def teacher_measure(teacher: Teacher, model) -> tuple[Float[Array, "k D"], Float
         >>> atoms.tolist(), alpha.tolist()
         ([[2.0, 1.0], [1.0, -2.0]], [0.25, 0.75])
     """
-    if model.gamma != 1.0:
+    if not model.scaling.mean_field:
         raise ConfigError(
             "the teacher measure rho* lives in the particle space of a mean_field student "
-            f"(f = int phi d mu); `model.scaling` is {model.scaling!r} (gamma = {model.gamma:g})."
+            f"(f = int phi d mu); `model.scaling` is {model.scaling.name!r} "
+            f"(gamma = {model.gamma:g})."
         )
     if teacher.activation != model.activation:
         raise ConfigError(

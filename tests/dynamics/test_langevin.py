@@ -111,11 +111,13 @@ def test_em_without_noise_is_euler(key, make_problem):
 def test_em_step_is_the_formula(key):
     dyn = ou(beta=2.0, lam=0.5)
     theta = jnp.arange(6.0).reshape(3, 2)
-    new, _ = EulerMaruyama().step(dyn, theta, 7, 0.1, key)
-    xi = dyn.noise(theta, 7, key)
+    net = dyn.model
+    new, _ = EulerMaruyama().step(dyn, net.to_blocks(theta), 7, 0.1, key)
+    new = net.from_blocks(new)
+    xi = net.from_blocks(dyn.noise(net.to_blocks(theta), 7, key))
     np.testing.assert_allclose(new, theta - 0.1 * 0.5 * theta + np.sqrt(0.1) * 1.0 * xi)
     # the noise of a step is its own stream: another step, another draw
-    assert not np.allclose(dyn.noise(theta, 8, key), xi)
+    assert not np.allclose(net.from_blocks(dyn.noise(net.to_blocks(theta), 8, key)), xi)
 
 
 def test_frozen_blocks_get_no_noise(key, make_problem):

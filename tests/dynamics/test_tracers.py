@@ -26,7 +26,6 @@ from mfnn import (
     simulate,
 )
 from mfnn.domains import Ball
-from mfnn.dynamics import Blocks
 from mfnn.dynamics.tracers import Replicas, Stack, Tracers
 from mfnn.objectives import Exact
 from mfnn.targets import GaussianInputs
@@ -140,10 +139,9 @@ def test_blocks_and_rows_agree_and_full_velocity(key, make_problem):
     dyn = Tracers(_flow(data, l2=0.1), 5)
     state = jax.random.normal(key, (17, theta.shape[1]), jnp.float64)
     rows, loss = dyn.velocity(state, 0, key)
-    blocks = Blocks(dyn)
-    assert blocks.native
-    got, loss_b = blocks.velocity(blocks.encode(state), 0, key)
-    np.testing.assert_allclose(blocks.decode(got), rows, rtol=1e-13, atol=1e-14)
+    model = dyn.model
+    got, loss_b = dyn.velocity_blocks(model.to_blocks(state), 0, key)
+    np.testing.assert_allclose(model.from_blocks(got), rows, rtol=1e-13, atol=1e-14)
     full, loss_f = dyn.exact().full_velocity(state)
     np.testing.assert_allclose(full, rows, rtol=1e-13, atol=1e-14)
     assert float(loss) == pytest.approx(float(loss_b)) == pytest.approx(float(loss_f))
@@ -202,7 +200,7 @@ def test_stack_is_the_separate_runs(key, make_problem):
         (lambda f, d: Tracers(f, 2.5), "n_tracers"),
         (
             lambda f, d: Tracers(GradientFlow(f.model, f.objective, Minibatch(d, 4)), 2),
-            "deterministic sampler",
+            "the exact flow",
         ),
         (lambda f, d: Tracers(Langevin(f, Temperature(10.0)), 2), "deterministic flow"),
         (lambda f, d: Replicas(f, 0), "n_replicas"),

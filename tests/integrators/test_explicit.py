@@ -30,8 +30,9 @@ def _final(flow, integrator, theta, dt, key):
 def test_euler_step_is_the_formula(key, make_problem):
     flow, theta = _flow(key, make_problem)
     v, loss = flow.velocity(theta, 0, key)
-    new, loss_step = Euler().step(flow, theta, 0, 0.3, key)
-    np.testing.assert_allclose(new, theta + 0.3 * v, rtol=1e-15, atol=1e-15)
+    net = flow.model
+    new, loss_step = Euler().step(flow, net.to_blocks(theta), 0, 0.3, key)
+    np.testing.assert_allclose(net.from_blocks(new), theta + 0.3 * v, rtol=1e-15, atol=1e-15)
     np.testing.assert_allclose(loss_step, loss, rtol=1e-15)
 
 
@@ -40,7 +41,9 @@ def test_heun_step_is_the_formula(key, make_problem):
     dt = 0.3
     k1, _ = flow.velocity(theta, 0, key)
     k2, _ = flow.velocity(theta + dt * k1, 0, key)
-    new, loss = Heun().step(flow, theta, 0, dt, key)
+    net = flow.model
+    new, loss = Heun().step(flow, net.to_blocks(theta), 0, dt, key)
+    new = net.from_blocks(new)
     np.testing.assert_allclose(new, theta + dt * (k1 + k2) / 2, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(loss, flow.objective.risk(flow.model, theta), rtol=1e-13)
     assert Euler.order == 1 and Heun.order == 2

@@ -20,30 +20,61 @@ from mfnn import (
     simulate,
 )
 from mfnn.build import build
-from mfnn.dynamics import BirthDeath, Langevin, Temperature
+from mfnn.dynamics import AbstractDiffusion, BirthDeath, Langevin, Temperature
 from mfnn.integrators import BirthDeathSplitting, EulerMaruyama
 
 
-class PathNoise(eqx.Module):
+class PathNoise(AbstractDiffusion):
     """A Langevin dynamics whose Brownian increments come from one fixed fine path:
     coarse step k (dt = ratio * dt_fine) uses the normalized sum of ``ratio`` fine
-    increments, so every dt integrates the same Brownian path."""
+    increments, so every dt integrates the same Brownian path. (A diffusion of its own
+    that wraps a `Langevin`: the interface is the same, only the noise differs.)"""
 
     inner: Langevin
     increments: jax.Array  # (n_fine, m, D), standard normal
     ratio: int = eqx.field(static=True)
 
-    has_noise = True
+    @property
+    def model(self):
+        return self.inner.model
 
-    def velocity(self, theta, step, key):
-        return self.inner.velocity(theta, step, key)
+    bounded = False
+    stochastic = True
+    exact_steps = False
+
+    def velocity_blocks(self, state, step, key):
+        return self.inner.velocity_blocks(state, step, key)
 
     def diffusion(self, step, dt):
         return self.inner.diffusion(step, dt)
 
-    def noise(self, theta, step, key):
+    def noise(self, state, step, key):
         blk = jax.lax.dynamic_slice_in_dim(self.increments, step * self.ratio, self.ratio, 0)
-        return blk.sum(0) / np.sqrt(self.ratio)
+        return self.model.to_blocks(blk.sum(0) / np.sqrt(self.ratio))
+
+    def beta(self, t):
+        return self.inner.beta(t)
+
+    def full_velocity(self, theta):
+        return self.inner.full_velocity(theta)
+
+    def exact(self):
+        return self
+
+    def energy(self, theta):
+        return self.inner.energy(theta)
+
+    def penalty(self, theta):
+        return self.inner.penalty(theta)
+
+    def risk(self, theta, x, y):
+        return self.inner.risk(theta, x, y)
+
+    def dissipation(self, v):
+        return self.inner.dissipation(v)
+
+    def constrain(self, state):
+        return state
 
 
 @eqx.filter_jit
@@ -51,7 +82,8 @@ def _solve(dyn, theta, dt, n, key):
     def body(k, th):
         return EulerMaruyama().step(dyn, th, k, dt, key)[0]
 
-    return jax.lax.fori_loop(0, n, body, theta)
+    model = dyn.model
+    return model.from_blocks(jax.lax.fori_loop(0, n, body, model.to_blocks(theta)))
 
 
 def test_euler_maruyama_strong_order_one_for_additive_noise(key, make_problem, slope):

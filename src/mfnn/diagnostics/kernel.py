@@ -7,7 +7,7 @@ m^(-gamma) grad phi(x; theta_j), so the tangent kernel is
              = m^(-2 gamma) sum_j grad phi(x; theta_j) . grad phi(x'; theta_j),
 
 the dot products running over the trainable coordinates only (``model.trainable``).
-Under the gradient flow of THEORY.md section 1, d theta_j/dt = -m^(2 gamma - 1) grad_j R
+Under the mean-field gradient flow (`mfnn.models.scaling`), d theta_j/dt = -m^(2 gamma - 1) grad_j R
 with R = (1/(2n)) sum_i (f(x_i) - y_i)^2, the function moves by
 
     df(x)/dt = -m^(2 gamma - 1) (1/n) sum_i K(x, x_i) (f(x_i) - y_i),
@@ -27,19 +27,6 @@ import numpy as np
 from .._typing import Array, Float, Inputs, Particles
 
 
-def trainable_columns(model, dim: int) -> list[int]:
-    """Indices of the particle coordinates that move (all ``dim`` of them for a model
-    without ``trainable``/``block_slices``)."""
-    if not hasattr(model, "block_slices") or not hasattr(model, "trainable"):
-        return list(range(dim))
-    return [
-        c
-        for blk, sl in model.block_slices().items()
-        if blk in model.trainable
-        for c in range(sl.start, sl.stop)
-    ]
-
-
 def feature_gradients(model, theta: Particles, x: Inputs) -> Float[Array, "C n m"]:
     r"""G_c[i, j] = d phi(x_i; theta_j) / d theta_{j,c} for each trainable column c.
 
@@ -56,7 +43,7 @@ def feature_gradients(model, theta: Particles, x: Inputs) -> Float[Array, "C n m
     Returns:
         (C, n, m); C = 0 when nothing is trainable.
     """
-    cols = trainable_columns(model, theta.shape[-1])
+    cols = [int(c) for c in model.trainable_columns()]
     if not cols:
         return jnp.zeros((0, x.shape[0], theta.shape[0]), theta.dtype)
     tangents = jnp.zeros((len(cols), *theta.shape), theta.dtype)
@@ -78,7 +65,7 @@ def tangent_kernel(
     (gamma of ``model.output_scale``: 1 mean_field, 1/2 ntk). Frozen blocks
     (``model.trainable``) do not count: they do not move, so they do not move f.
 
-    Time scaling (THEORY.md section 1): with the velocity d theta_j/dt =
+    Time scaling (`mfnn.models.scaling`): with the velocity d theta_j/dt =
     -s grad_j R, s = ``model.velocity_scale(m)`` = m^(2 gamma - 1), and the empirical risk
     R = (1/(2n)) sum_i (f(x_i) - y_i)^2, the training outputs move by
 

@@ -1,6 +1,12 @@
+from .base import AbstractDiffusion as AbstractDiffusion
+from .base import AbstractDynamics as AbstractDynamics
+from .base import AbstractJumps as AbstractJumps
+from .base import diffusion_of as diffusion_of
 from .birth_death import BirthDeath as BirthDeath
-from .gradient_flow import Blocks as Blocks
 from .gradient_flow import GradientFlow as GradientFlow
 from .langevin import Langevin as Langevin
 from .langevin import Temperature as Temperature
 from .langevin import mckean_vlasov as mckean_vlasov
+from .tracers import Replicas as Replicas
+from .tracers import Stack as Stack
+from .tracers import Tracers as Tracers

@@ -1,4 +1,4 @@
-"""Birth-death (Rotskoff-Jelassi-Bruna-Vanden-Eijnden; seed 001 eq. 11, THEORY.md s.4)."""
+"""Birth-death dynamics (Rotskoff, Jelassi, Bruna and Vanden-Eijnden 2019)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._typing import Array, Float, Key, Particles, Scalar
+from .._typing import Array, Float, Inputs, Key, Particles, Scalar, Targets
 from ..errors import ConfigError
+from ..models.base import AbstractModel, Blocks
+from ..objectives.base import AbstractObjective
+from .base import AbstractJumps
+from .gradient_flow import GradientFlow
+from .langevin import Langevin
 
 # the jumps of step k draw from fold_in(fold_in(key, JUMP_STREAM), k)
 JUMP_STREAM = 0x6A756D70
 
 
-class BirthDeath(eqx.Module):
+class BirthDeath(AbstractJumps):
     r"""Transport plus birth-death of the particles: the PDE
 
         d/dt rho = div(rho grad dE/dmu) - alpha (dE/dmu - <dE/dmu>_rho) rho,
@@ -42,15 +47,16 @@ class BirthDeath(eqx.Module):
     (1/beta) log rho is left out: a density estimate per particle would be needed).
 
     Args:
-        inner: the transport dynamics (mean_field scaling).
-        rate: alpha >= 0.
+        inner: the transport dynamics, a `GradientFlow` or a `Langevin` (mean_field
+            scaling).
+        rate: alpha >= 0 (traced: runs that differ only in alpha share one compile).
     """
 
-    inner: eqx.Module
-    rate: float = eqx.field(static=True, default=1.0)
+    inner: GradientFlow | Langevin
+    rate: Array
 
-    def __check_init__(self):
-        r = self.rate
+    def __init__(self, inner: GradientFlow | Langevin, rate: float = 1.0):
+        r = rate
         if not (isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r)):
             raise ConfigError(f"`dynamics.birth_death.rate` must be a number; got {r!r}.")
         if r < 0:
@@ -58,64 +64,50 @@ class BirthDeath(eqx.Module):
                 f"`dynamics.birth_death.rate` (alpha) must be >= 0; got {r!r}. alpha = 0 is "
                 "plain transport."
             )
-        if self.inner.model.gamma != 1.0:
+        if not isinstance(inner, GradientFlow | Langevin):
+            raise ConfigError(
+                "birth-death wraps a `GradientFlow` or a `Langevin` (its transport); got "
+                f"{type(inner).__name__}."
+            )
+        if not inner.model.scaling.mean_field:
             raise ConfigError(
                 "birth-death is defined for `model.scaling: mean_field`; got gamma = "
-                f"{self.inner.model.gamma}."
+                f"{inner.model.gamma}."
             )
+        self.inner, self.rate = inner, jnp.asarray(r, dtype=float)
 
     @property
-    def model(self):
+    def model(self) -> AbstractModel:
         return self.inner.model
 
     @property
-    def objective(self):
+    def objective(self) -> AbstractObjective:
         return self.inner.objective
 
     @property
-    def sampler(self):
-        return self.inner.sampler
+    def bounded(self) -> bool:
+        return self.inner.bounded
 
-    @property
-    def domain(self):
-        return self.inner.domain
+    stochastic = True
+    exact_steps = False
 
-    @property
-    def stochastic(self) -> bool:
-        return bool(self.inner.stochastic) or self.rate > 0
-
-    @property
-    def has_noise(self) -> bool:
-        return bool(getattr(self.inner, "has_noise", False))
-
-    @property
-    def temperature(self):
-        return getattr(self.inner, "temperature", None)
-
-    def beta(self, t):
-        return self.inner.beta(t)
-
-    def constrain(self, state):
+    def constrain(self, state: Blocks) -> Blocks:
         return self.inner.constrain(state)
 
-    def velocity(self, theta: Particles, step, key: Key):
-        return self.inner.velocity(theta, step, key)
+    def velocity_blocks(self, state: Blocks, step, key: Key) -> tuple[Blocks, Scalar]:
+        return self.inner.velocity_blocks(state, step, key)
 
-    def velocity_blocks(self, blocks, step, key: Key):
-        return self.inner.velocity_blocks(blocks, step, key)
-
-    def full_velocity(self, theta: Particles):
+    def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
         return self.inner.full_velocity(theta)
-
-    def diffusion(self, step, dt):
-        fn = getattr(self.inner, "diffusion", None)
-        return None if fn is None else fn(step, dt)
-
-    def noise(self, state, step, key: Key):
-        return self.inner.noise(state, step, key)
 
     def energy(self, theta: Particles) -> Scalar:
         return self.inner.energy(theta)
+
+    def penalty(self, theta: Particles) -> Scalar:
+        return self.inner.penalty(theta)
+
+    def risk(self, theta: Particles, x: Inputs, y: Targets) -> Scalar:
+        return self.inner.risk(theta, x, y)
 
     def dissipation(self, v: Particles) -> Scalar:
         return self.inner.dissipation(v)
@@ -132,17 +124,21 @@ class BirthDeath(eqx.Module):
     def jump_dissipation(self, theta: Particles) -> Scalar:
         """alpha int (dE/dmu - <dE/dmu>)^2 drho = alpha mean_j g_j^2."""
         g = self.centered_potential(theta)
-        return self.rate * jnp.mean(g * g)
+        return self.rate.astype(g.dtype) * jnp.mean(g * g)
 
     def jump(self, theta: Particles, step, dt, key: Key) -> Particles:
-        """One birth-death step on the rows ``theta`` (m, D) (see the class docstring)."""
-        if self.rate == 0:
-            return theta
+        """One birth-death step on the rows ``theta`` (m, D) (see the class docstring);
+        with alpha = 0 nothing is computed (a branch taken at run time)."""
+        return jax.lax.cond(
+            self.rate > 0, lambda th: self._jump(th, step, dt, key), lambda th: th, theta
+        )
+
+    def _jump(self, theta: Particles, step, dt, key: Key) -> Particles:
         m = theta.shape[0]
         g = self.centered_potential(theta)
         k = jax.random.fold_in(jax.random.fold_in(key, JUMP_STREAM), step)
         k_event, k_partner = jax.random.split(k)
-        prob = -jnp.expm1(-self.rate * jnp.abs(g) * dt)
+        prob = -jnp.expm1(-self.rate.astype(g.dtype) * jnp.abs(g) * dt)
         event = jax.random.uniform(k_event, (m,), theta.dtype) < prob
         partner = jax.random.randint(k_partner, (m,), 0, m)
         kill, dup = event & (g > 0), event & (g < 0)

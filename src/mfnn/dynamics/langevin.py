@@ -1,4 +1,4 @@
-"""Mean-field Langevin dynamics and its temperature schedules (THEORY.md section 3)."""
+"""Mean-field Langevin dynamics and its temperature schedules."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._typing import Key, Particles, Scalar
+from .._typing import Array, Inputs, Key, Particles, Scalar, Targets
 from ..errors import ConfigError
-from ..objectives.risk import freeze
+from ..models.base import AbstractModel, Blocks
+from ..objectives.base import AbstractObjective
+from .base import AbstractDiffusion
 from .gradient_flow import GradientFlow
 
 SCHEDULES = ("constant", "log", "geometric", "piecewise")
@@ -24,6 +26,50 @@ def _positive(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
+def _traced(x) -> Array:
+    return jnp.asarray(x, dtype=float)
+
+
+def _check_schedule(f, beta, schedule, rate, growth, period, beta_max, values, times) -> None:
+    """Refuse a bad temperature schedule (a `ConfigError` naming `f.<key>`)."""
+    if not _positive(beta):
+        raise ConfigError(
+            f"`{f}.beta` (the inverse temperature) must be a number > 0; got {beta!r}."
+        )
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"`{f}.schedule` must be one of {list(SCHEDULES)}; got {schedule!r}.")
+    if schedule == "log" and not _positive(rate):
+        raise ConfigError(
+            f"`{f}.rate` of a log schedule must be > 0 (beta must increase); got {rate!r}."
+        )
+    if schedule == "geometric":
+        if not (_positive(growth) and growth > 1):
+            raise ConfigError(
+                f"`{f}.growth` of a geometric schedule must be > 1 (an annealing schedule "
+                f"must increase beta); got {growth!r}."
+            )
+        if not _positive(period):
+            raise ConfigError(f"`{f}.period` must be a time > 0; got {period!r}.")
+        if not (beta_max >= beta):
+            raise ConfigError(f"`{f}.beta_max` must be >= `{f}.beta` ({beta}); got {beta_max!r}.")
+    if schedule == "piecewise":
+        v, t = values, times
+        if not v or len(v) != len(t) or not all(_positive(x) for x in v):
+            raise ConfigError(
+                f"`{f}.values` (betas > 0) and `{f}.times` must be non-empty lists of the "
+                f"same length; got values={v!r}, times={t!r}."
+            )
+        if t[0] != 0 or any(b <= a for a, b in zip(t, t[1:], strict=False)):
+            raise ConfigError(f"`{f}.times` must start at 0 and increase strictly; got {t!r}.")
+        if any(b < a for a, b in zip(v, v[1:], strict=False)):
+            raise ConfigError(
+                f"`{f}.values` is not increasing: an annealing schedule must not lower "
+                f"beta (it would heat the particles back up); got {v!r}."
+            )
+        if v[0] != beta:
+            raise ConfigError(f"`{f}.values[0]` must equal `{f}.beta` ({beta}); got {v[0]!r}.")
+
+
 class Temperature(eqx.Module):
     r"""The inverse temperature beta(t) of the Langevin noise, t = k dt.
 
@@ -34,7 +80,8 @@ class Temperature(eqx.Module):
       ``values`` non-decreasing (an annealing schedule only heats down).
 
     Every schedule is non-decreasing in t (annealing): a schedule that would cool the
-    particles back up is refused.
+    particles back up is refused. The numbers are traced arrays: runs that differ only in
+    them (a sweep over beta) share one compiled loop.
 
     Args:
         beta: beta(0) > 0.
@@ -49,82 +96,60 @@ class Temperature(eqx.Module):
         [2.0, 4.0, 6.0, 6.0]
     """
 
-    beta: float = eqx.field(static=True)
-    schedule: str = eqx.field(static=True, default="constant")
-    rate: float = eqx.field(static=True, default=1.0)
-    growth: float = eqx.field(static=True, default=2.0)
-    period: float = eqx.field(static=True, default=1.0)
-    beta_max: float = eqx.field(static=True, default=math.inf)
-    values: tuple[float, ...] = eqx.field(static=True, default=())
-    times: tuple[float, ...] = eqx.field(static=True, default=())
-    field: str = eqx.field(static=True, default="dynamics.langevin")
+    beta: Array
+    rate: Array
+    growth: Array
+    period: Array
+    beta_max: Array
+    values: Array
+    times: Array
+    schedule: str = eqx.field(static=True)
+    field: str = eqx.field(static=True)
 
-    def __check_init__(self):
-        f = self.field
-        if not _positive(self.beta):
-            raise ConfigError(
-                f"`{f}.beta` (the inverse temperature) must be a number > 0; got {self.beta!r}."
-            )
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"`{f}.schedule` must be one of {list(SCHEDULES)}; got {self.schedule!r}."
-            )
-        if self.schedule == "log" and not _positive(self.rate):
-            raise ConfigError(
-                f"`{f}.rate` of a log schedule must be > 0 (beta must increase); got {self.rate!r}."
-            )
-        if self.schedule == "geometric":
-            if not (_positive(self.growth) and self.growth > 1):
-                raise ConfigError(
-                    f"`{f}.growth` of a geometric schedule must be > 1 (an annealing schedule "
-                    f"must increase beta); got {self.growth!r}."
-                )
-            if not _positive(self.period):
-                raise ConfigError(f"`{f}.period` must be a time > 0; got {self.period!r}.")
-            if not (self.beta_max >= self.beta):
-                raise ConfigError(
-                    f"`{f}.beta_max` must be >= `{f}.beta` ({self.beta}); got {self.beta_max!r}."
-                )
-        if self.schedule == "piecewise":
-            v, t = list(self.values), list(self.times)
-            if not v or len(v) != len(t) or not all(_positive(x) for x in v):
-                raise ConfigError(
-                    f"`{f}.values` (betas > 0) and `{f}.times` must be non-empty lists of the "
-                    f"same length; got values={v!r}, times={t!r}."
-                )
-            if t[0] != 0 or any(b <= a for a, b in zip(t, t[1:], strict=False)):
-                raise ConfigError(f"`{f}.times` must start at 0 and increase strictly; got {t!r}.")
-            if any(b < a for a, b in zip(v, v[1:], strict=False)):
-                raise ConfigError(
-                    f"`{f}.values` is not increasing: an annealing schedule must not lower "
-                    f"beta (it would heat the particles back up); got {v!r}."
-                )
-            if v[0] != self.beta:
-                raise ConfigError(
-                    f"`{f}.values[0]` must equal `{f}.beta` ({self.beta}); got {v[0]!r}."
-                )
+    def __init__(
+        self,
+        beta: float,
+        schedule: str = "constant",
+        rate: float = 1.0,
+        growth: float = 2.0,
+        period: float = 1.0,
+        beta_max: float = math.inf,
+        values: tuple[float, ...] = (),
+        times: tuple[float, ...] = (),
+        field: str = "dynamics.langevin",
+    ):
+        _check_schedule(
+            field, beta, schedule, rate, growth, period, beta_max, list(values), list(times)
+        )
+        self.beta, self.rate, self.growth = _traced(beta), _traced(rate), _traced(growth)
+        self.period, self.beta_max = _traced(period), _traced(beta_max)
+        self.values = jnp.asarray(values, dtype=float).reshape(-1)
+        self.times = jnp.asarray(times, dtype=float).reshape(-1)
+        self.schedule, self.field = schedule, field
 
     def __call__(self, t) -> Scalar:
         """beta(t) (t a scalar or an array of times)."""
         t = jnp.asarray(t)
         dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float64
         t = t.astype(dtype)
+        beta = self.beta.astype(dtype)
         if self.schedule == "constant":
-            return jnp.full(t.shape, self.beta, dtype)
+            return jnp.full(t.shape, beta, dtype)
         if self.schedule == "log":
-            return self.beta * (1.0 + self.rate * jnp.log1p(t))
+            return beta * (1.0 + self.rate.astype(dtype) * jnp.log1p(t))
         if self.schedule == "geometric":
-            return jnp.minimum(self.beta * self.growth ** (t / self.period), self.beta_max)
-        idx = jnp.searchsorted(jnp.asarray(self.times, dtype), t, side="right") - 1
-        return jnp.asarray(self.values, dtype)[idx]
+            growth = self.growth.astype(dtype) ** (t / self.period.astype(dtype))
+            return jnp.minimum(beta * growth, self.beta_max.astype(dtype))
+        idx = jnp.searchsorted(self.times.astype(dtype), t, side="right") - 1
+        return self.values.astype(dtype)[idx]
 
     def describe(self, t_end: float) -> str:
         b = np.asarray(self(np.array([0.0, t_end])))
         return f"{self.schedule} beta: {b[0]:g} -> {b[1]:g}"
 
 
-class Langevin(eqx.Module):
-    r"""Mean-field Langevin dynamics (Mei-Montanari-Nguyen; seed 001 section 3.3):
+class Langevin(AbstractDiffusion):
+    r"""Mean-field Langevin dynamics (Mei, Montanari and Nguyen 2018, eq. (13)):
 
         d theta = s [v(theta) - lambda theta] dt + sqrt(2 / beta(t)) dB,
 
@@ -137,90 +162,81 @@ class Langevin(eqx.Module):
     whose minimizer is the Gibbs fixed point
     rho* proportional to exp(-s beta [dR/dmu[rho*](theta) + lambda |theta|^2 / 2]);
     with R == 0 (`ZeroRisk`) the law is Ornstein-Uhlenbeck and rho* = N(0, I/(s beta lambda)).
-    The McKean-Vlasov dynamics of seed 003, dW = -beta_e grad Psi dt + sqrt(tau) dB, is
-    s = beta_e and beta = 2 / tau (`mckean_vlasov`).
+    The McKean-Vlasov dynamics of the entropic regime (Tzen and Raginsky 2020),
+    dW = -beta_e grad Psi dt + sqrt(tau) dB, is s = beta_e and beta = 2 / tau
+    (`mckean_vlasov`).
 
-    A dynamics gives drift (``velocity``) and diffusion (``diffusion``); step it with
-    `EulerMaruyama` (the deterministic integrators refuse it). Frozen blocks
+    Step it with `EulerMaruyama` (the deterministic integrators refuse it). Frozen blocks
     (``model.trainable``) get neither drift nor noise. mean_field scaling only.
 
     Args:
         flow: the drift, a `GradientFlow` (model, objective, sampler, domain).
         temperature: beta(t), a `Temperature`.
-        drift_scale: s > 0.
+        drift_scale: s > 0 (traced: runs that differ only in s share one compile).
     """
 
     flow: GradientFlow
     temperature: Temperature
-    drift_scale: float = eqx.field(static=True, default=1.0)
+    drift_scale: Array
 
-    def __check_init__(self):
-        if not _positive(self.drift_scale):
-            raise ConfigError(
-                f"`dynamics.langevin.drift_scale` must be > 0; got {self.drift_scale!r}."
-            )
-        if self.flow.model.gamma != 1.0:
+    def __init__(self, flow: GradientFlow, temperature: Temperature, drift_scale: float = 1.0):
+        if not _positive(drift_scale):
+            raise ConfigError(f"`dynamics.langevin.drift_scale` must be > 0; got {drift_scale!r}.")
+        if not flow.model.scaling.mean_field:
             raise ConfigError(
                 "the Langevin dynamics is defined for `model.scaling: mean_field` (its noise "
-                f"acts on the measure); got gamma = {self.flow.model.gamma}."
+                f"acts on the measure); got gamma = {flow.model.gamma}."
             )
+        self.flow, self.temperature, self.drift_scale = flow, temperature, _traced(drift_scale)
 
-    # the flow's parts, so that recorders and wrappers see one interface
     @property
-    def model(self):
+    def model(self) -> AbstractModel:
         return self.flow.model
 
     @property
-    def objective(self):
+    def objective(self) -> AbstractObjective:
         return self.flow.objective
 
     @property
-    def sampler(self):
-        return self.flow.sampler
-
-    @property
-    def domain(self):
-        return self.flow.domain
+    def bounded(self) -> bool:
+        return self.flow.bounded
 
     stochastic = True
-    has_noise = True
+    exact_steps = False
 
     def beta(self, t) -> Scalar:
         """The effective inverse temperature s beta(t) of the free energy."""
-        return self.drift_scale * self.temperature(t)
+        b = self.temperature(t)
+        return self.drift_scale.astype(b.dtype) * b
 
-    def constrain(self, state):
+    def constrain(self, state: Blocks) -> Blocks:
         return self.flow.constrain(state)
 
-    def _scale(self, out):
-        v, loss = out
-        if self.drift_scale == 1.0:
-            return v, loss
-        return jax.tree.map(lambda u: self.drift_scale * u, v), loss
+    def _scale(self, v):
+        return jax.tree.map(lambda u: self.drift_scale.astype(u.dtype) * u, v)
 
-    def velocity(self, theta: Particles, step, key: Key) -> tuple[Particles, Scalar]:
-        """(the drift s v(theta) (m, D), the risk of the step's batch)."""
-        return self._scale(self.flow.velocity(theta, step, key))
-
-    def velocity_blocks(self, blocks, step, key: Key):
-        return self._scale(self.flow.velocity_blocks(blocks, step, key))
+    def velocity_blocks(self, state: Blocks, step, key: Key) -> tuple[Blocks, Scalar]:
+        """(the drift s v (blocks), the risk of the step's batch)."""
+        v, loss = self.flow.velocity_blocks(state, step, key)
+        return self._scale(v), loss
 
     def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
-        return self._scale(self.flow.full_velocity(theta))
+        v, loss = self.flow.full_velocity(theta)
+        return self._scale(v), loss
 
     def diffusion(self, step, dt) -> Scalar:
         """sigma_k = sqrt(2 / beta(t_k)), t_k = step * dt."""
         dt = jnp.asarray(dt)
         return jnp.sqrt(2.0 / self.temperature(jnp.asarray(step).astype(dt.dtype) * dt))
 
-    def noise(self, state, step, key: Key):
-        """Standard normal increments shaped like ``state`` (rows or blocks), zero on
-        frozen blocks, from the step's own noise stream."""
+    def noise(self, state: Blocks, step, key: Key) -> Blocks:
+        """Standard normal increments shaped like ``state``, zero on frozen blocks, from
+        the step's own noise stream."""
         k = jax.random.fold_in(jax.random.fold_in(key, NOISE_STREAM), step)
         leaves, tree = jax.tree.flatten(state)
         keys = jax.random.split(k, len(leaves))
         xi = [jax.random.normal(kk, x.shape, x.dtype) for kk, x in zip(keys, leaves, strict=True)]
-        return freeze(self.model, jax.tree.unflatten(tree, xi))
+        return self.model.freeze(jax.tree.unflatten(tree, xi))
 
     def exact(self) -> Langevin:
         """The same dynamics on the exact (full-batch) objective (for records)."""
@@ -228,6 +244,12 @@ class Langevin(eqx.Module):
 
     def energy(self, theta: Particles) -> Scalar:
         return self.flow.energy(theta)
+
+    def penalty(self, theta: Particles) -> Scalar:
+        return self.flow.penalty(theta)
+
+    def risk(self, theta: Particles, x: Inputs, y: Targets) -> Scalar:
+        return self.flow.risk(theta, x, y)
 
     def dissipation(self, v: Particles) -> Scalar:
         """The drift part of -dE/dt for the drift ``v`` = s v_flow (what `velocity` returns).
@@ -237,12 +259,13 @@ class Langevin(eqx.Module):
         multiplied by it: the drift is s times the flow's velocity, and only one factor s
         moves the energy).
         """
-        return self.flow.dissipation(v) / self.drift_scale
+        d = self.flow.dissipation(v)
+        return d / self.drift_scale.astype(d.dtype)
 
 
 def mckean_vlasov(flow: GradientFlow, beta_e: float, tau: float) -> Langevin:
-    """The McKean-Vlasov dynamics of seed 003 (THEORY.md section 3, entropic
-    regularization): dW = -beta_e grad Psi(W; Law(W)) dt + sqrt(tau) dB, with
+    """The McKean-Vlasov dynamics of the entropic regime (Tzen and Raginsky 2020):
+    dW = -beta_e grad Psi(W; Law(W)) dt + sqrt(tau) dB, with
     Psi = dR/dmu (= the first variation of (1/2) R~, R~ = 2R), i.e. `Langevin` with
     drift_scale = beta_e and beta = 2 / tau.
 

@@ -1,4 +1,4 @@
-"""Passive tracers in the field of a reference measure (THEORY.md section 7).
+"""Passive tracers in the field of a reference measure, independent replicas, and stacks.
 
 The synchronous coupling of propagation of chaos compares m particles moved by their own
 empirical field with the SAME initial points moved by the field of the limit measure
@@ -12,68 +12,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._typing import Array, Float, Key, Particles, Scalar
+from .._typing import Array, Float, Inputs, Key, Particles, Scalar, Targets
 from ..errors import ConfigError
-from ..objectives.risk import freeze
+from ..models.base import AbstractModel, Blocks
+from .base import AbstractDiffusion, AbstractDynamics, AbstractJumps
+from .gradient_flow import GradientFlow
 
 
-class _ObjectiveView(eqx.Module):
-    """An objective seen through part of a stacked state: the data set and L2 weight are
-    the wrapped objective's; subclasses say which rows count (`_rows`)."""
-
-    objective: eqx.Module
-
-    @property
-    def data(self):
-        """The objective's data set (None for a population risk)."""
-        return getattr(self.objective, "data", None)
-
-    @property
-    def l2(self) -> float:
-        return getattr(self.objective, "l2", 0.0)
-
-    def _rows(self, theta: Particles) -> Particles:
-        raise NotImplementedError
-
-    def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        """R of the measure on the rows that count, on the given batch if any."""
-        return self.objective.risk(model, self._rows(theta), x, y)
-
-    def penalty(self, theta: Particles) -> Scalar:
-        """(lambda/2) times the mean of |theta_i|^2 over the rows that count."""
-        return self.objective.penalty(self._rows(theta))
-
-    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        return self.objective.energy(model, self._rows(theta), x, y)
-
-
-class ReferencePart(_ObjectiveView):
-    r"""An objective seen through the reference rows of a `Tracers` state.
-
-    The state is (M reference rows, then k tracer rows); the risk, the L2 penalty and
-    the energy are those of the reference measure mu^M = (1/M) sum_{i <= M} delta_theta_i
-    alone (the tracers carry no mass). `Recorder` reads ``dynamics.objective`` through
-    this view, so the recorded loss, energy and test loss are the reference's.
-
-    Args:
-        objective: the objective of the reference flow (`EmpiricalRisk`, `PopulationRisk`).
-        n_tracers: k, the number of trailing tracer rows.
-    """
-
-    n_tracers: int = eqx.field(static=True)
-
-    def reference(self, theta: Particles) -> Particles:
-        """The first M = N - k rows of an (N, D) state."""
-        return theta[: theta.shape[0] - self.n_tracers]
-
-    _rows = reference
-
-    def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:
-        """Phi[mu^M](theta') at each row of ``points``."""
-        return self.objective.first_variation(model, self.reference(theta), points)
-
-
-class Tracers(eqx.Module):
+class Tracers(AbstractDynamics):
     r"""A reference flow of M particles plus k passive tracers moved by its field.
 
     The state is an (M + k, D) array: the M reference rows theta^M_i, then the k tracer
@@ -88,17 +34,18 @@ class Tracers(eqx.Module):
     particle's velocity in every scaling). The tracers do not act on the reference: the
     reference rows evolve exactly as the plain M-particle flow. With M large, mu^M_t
     stands in for the mean-field limit mu(t), and the tracers started at the initial
-    points of an m-particle system realize the synchronous coupling of THEORY.md
-    section 7 (the McKean-Vlasov particles of seed 001, Theorem 2.3).
+    points of an m-particle system realize the synchronous coupling of propagation of
+    chaos (the McKean-Vlasov particles of H. Yang's overview "Mean-field analysis of neural
+    networks", Theorem 2.3).
 
-    `simulate` steps it like any dynamics (in the model's block layout when the flow has
-    one); `Recorder` reads the reference part: ``loss``, ``energy``, ``dissipation``
+    `simulate` steps it like any dynamics (in the model's block layout); `Recorder`
+    reads the reference part: ``loss``, ``energy``, ``dissipation``
     and the energy identity are those of mu^M (``movement`` is over all rows).
 
     Args:
-        flow: a deterministic dynamics (`GradientFlow` with a `FullBatch` or `Exact`
-            sampler, optionally a bounded domain, whose reflection also acts on the
-            tracers).
+        flow: the exact `GradientFlow` (an `Exact` sampler, or `FullBatch` on its
+            objective's data), optionally with a bounded domain, whose reflection also
+            acts on the tracers.
         n_tracers: k >= 0, the number of trailing tracer rows.
 
     Note:
@@ -126,120 +73,96 @@ class Tracers(eqx.Module):
 
     References:
         Sznitman (1991), Topics in propagation of chaos; Chizat and Bach (2018), Thm 2.6
-        (seed 001, Theorem 2.3); THEORY.md section 7.
+        (H. Yang, "Mean-field analysis of neural networks: an overview", Theorem 2.3).
     """
 
-    flow: eqx.Module
+    flow: GradientFlow
     n_tracers: int = eqx.field(static=True)
-
-    has_noise = False
-    stochastic = False
 
     def __check_init__(self):
         k = self.n_tracers
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f"`n_tracers` must be an integer >= 0; got {k!r}.")
-        if getattr(self.flow, "has_noise", False) or hasattr(self.flow, "jump"):
+        if not isinstance(self.flow, GradientFlow):
             raise ConfigError(
-                f"Tracers needs a deterministic flow; got {type(self.flow).__name__} (noise or "
-                "jumps). Wrap the plain `GradientFlow`."
+                f"Tracers needs a deterministic flow (a plain `GradientFlow`); got "
+                f"{type(self.flow).__name__} (noise or jumps). Wrap the plain `GradientFlow`."
             )
-        if getattr(self.flow, "stochastic", False):
+        if not self.flow.exact_steps:
             raise ConfigError(
-                "Tracers needs a deterministic sampler (`FullBatch` or `Exact`): with "
-                "minibatches or fresh samples the coupling is not defined; got "
-                f"{type(self.flow.sampler).__name__}."
+                "Tracers needs the exact flow (an `Exact` sampler, or `FullBatch` on the "
+                "objective's own data): with minibatches or fresh samples the coupling is not "
+                f"defined; got {type(self.flow.sampler).__name__}."
             )
-        for attr in ("model", "objective", "sampler"):
-            if not hasattr(self.flow, attr):
-                raise ConfigError(f"Tracers needs a flow with `{attr}`; got {self.flow!r}.")
 
     # ------------------------------------------------------------------ parts
     @property
-    def model(self):
+    def model(self) -> AbstractModel:
         return self.flow.model
 
     @property
-    def sampler(self):
-        return self.flow.sampler
+    def bounded(self) -> bool:
+        return self.flow.bounded
+
+    stochastic = False
 
     @property
-    def objective(self) -> ReferencePart:
-        """The flow's objective restricted to the reference rows (see `ReferencePart`)."""
-        return ReferencePart(self.flow.objective, self.n_tracers)
+    def exact_steps(self) -> bool:
+        return self.flow.exact_steps
+
+    def _n_ref(self, rows: int) -> int:
+        if rows - self.n_tracers < 1:
+            raise ConfigError(
+                f"a Tracers state needs at least one reference row before its "
+                f"{self.n_tracers} tracers; got {rows} rows."
+            )
+        return rows - self.n_tracers
 
     def split(self, theta: Particles) -> tuple[Particles, Particles]:
         """(reference (M, D), tracers (k, D)) from the (M + k, D) state."""
-        n_ref = theta.shape[0] - self.n_tracers
-        if n_ref < 1:
-            raise ConfigError(
-                f"a Tracers state needs at least one reference row before its "
-                f"{self.n_tracers} tracers; got {theta.shape[0]} rows."
-            )
+        n_ref = self._n_ref(theta.shape[0])
         return theta[:n_ref], theta[n_ref:]
 
     def exact(self) -> Tracers:
         """The same tracers on the flow's exact objective (what records measure)."""
-        fn = getattr(self.flow, "exact", None)
-        return self if fn is None else Tracers(fn(), self.n_tracers)
+        return Tracers(self.flow.exact(), self.n_tracers)
 
-    def constrain(self, state):
-        """The flow's domain reflection, row by row (reference and tracers alike)."""
-        fn = getattr(self.flow, "constrain", None)
-        return state if fn is None else fn(state)
+    def constrain(self, state: Blocks) -> Blocks:
+        """The flow's domain reflection, particle by particle (reference and tracers)."""
+        return self.flow.constrain(state)
 
     # ------------------------------------------------------------- velocities
-    def tracer_velocity(
-        self, reference: Particles, points: Particles, x=None, y=None
-    ) -> Float[Array, "k D"]:
+    def tracer_velocity(self, reference: Particles, points: Particles) -> Float[Array, "k D"]:
         """v[mu^M](theta~) = -grad_theta Phi[mu^M](theta~) at each row of ``points``.
 
-        Autodiff of the objective's first variation with mu^M held fixed (Phi at
-        different points is independent, so the gradient of their sum is the field at
-        each point); frozen blocks get zero velocity. ``x, y``: the step's batch (None:
-        the objective's own exact risk).
+        Autodiff of the objective's first variation (on the exact objective: the sampler
+        is deterministic) with mu^M held fixed (Phi at different points is independent,
+        so the gradient of their sum is the field at each point); frozen blocks get zero
+        velocity.
         """
         obj, model = self.flow.objective, self.model
         if points.shape[0] == 0:
             return points
 
         def total(p):
-            if x is None:
-                return jnp.sum(obj.first_variation(model, reference, p))
-            return jnp.sum(obj.first_variation(model, reference, p, x, y))
+            return jnp.sum(obj.first_variation(model, reference, p))
 
-        return freeze(model, -jax.grad(total)(points))
+        return model.freeze(-jax.grad(total)(points))
 
-    def velocity(self, theta: Particles, step, key: Key) -> tuple[Particles, Scalar]:
-        """(v (M + k, D), the reference's risk on the step's batch)."""
-        ref, tr = self.split(theta)
-        v_ref, loss = self.flow.velocity(ref, step, key)
-        x, y = self.sampler(key, step)
-        v_tr = self.tracer_velocity(ref, tr, x, y)
-        return jnp.concatenate([v_ref, v_tr.astype(v_ref.dtype)]), loss
-
-    def velocity_blocks(self, blocks, step, key: Key):
-        """`velocity` in the model's block layout (particles along the last axis of each
-        block), the layout `simulate` steps in: the reference blocks go through the
-        flow's own ``velocity_blocks``, so the reference part is the plain flow's step."""
+    def velocity_blocks(self, state: Blocks, step, key: Key) -> tuple[Blocks, Scalar]:
+        """(v in the block layout, the reference's risk): the reference blocks go through
+        the flow's own ``velocity_blocks``, so the reference part is the plain flow's step."""
         model = self.model
-        n_ref = blocks[0].shape[-1] - self.n_tracers
-        ref = tuple(b[..., :n_ref] for b in blocks)
-        tr = tuple(b[..., n_ref:] for b in blocks)
-        if hasattr(self.flow, "velocity_blocks"):
-            v_ref, loss = self.flow.velocity_blocks(ref, step, key)
-        else:
-            v, loss = self.flow.velocity(model.from_blocks(ref), step, key)
-            v_ref = model.to_blocks(v)
-        x, y = self.sampler(key, step)
-        v_tr = model.to_blocks(
-            self.tracer_velocity(model.from_blocks(ref), model.from_blocks(tr), x, y)
-        )
-        v = tuple(jnp.concatenate([a, b], axis=-1) for a, b in zip(v_ref, v_tr, strict=True))
+        n_ref = self._n_ref(model.width(state))
+        ref = jax.tree.map(lambda b: b[..., :n_ref], state)
+        tr = jax.tree.map(lambda b: b[..., n_ref:], state)
+        v_ref, loss = self.flow.velocity_blocks(ref, step, key)
+        v_tr = model.to_blocks(self.tracer_velocity(model.from_blocks(ref), model.from_blocks(tr)))
+        v = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=-1), v_ref, v_tr)
         return v, loss
 
     def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
-        """`velocity` on the exact objective (full data set, closed form)."""
+        """The velocity on the exact objective, as rows."""
         ref, tr = self.split(theta)
         v_ref, loss = self.flow.full_velocity(ref)
         v_tr = self.tracer_velocity(ref, tr)
@@ -249,41 +172,18 @@ class Tracers(eqx.Module):
         """E(mu^M): the energy of the reference part (the tracers carry no mass)."""
         return self.flow.energy(self.split(theta)[0])
 
+    def penalty(self, theta: Particles) -> Scalar:
+        return self.flow.penalty(self.split(theta)[0])
+
+    def risk(self, theta: Particles, x: Inputs, y: Targets) -> Scalar:
+        return self.flow.risk(self.split(theta)[0], x, y)
+
     def dissipation(self, v: Particles) -> Scalar:
         """-dE/dt of the reference part: the flow's dissipation of its M velocities."""
         return self.flow.dissipation(v[: v.shape[0] - self.n_tracers])
 
 
-class ReplicaMean(_ObjectiveView):
-    r"""An objective averaged over the replicas of a `Replicas` state.
-
-    The state stacks R independent m-particle systems; the risk, penalty and energy are
-    the means over r of those of mu_r = (1/m) sum_{j in replica r} delta_theta_j. `Recorder`
-    reads ``dynamics.objective`` through this view.
-
-    Args:
-        objective: the objective of one system.
-        n_replicas: R.
-    """
-
-    n_replicas: int = eqx.field(static=True)
-
-    def _each(self, theta: Particles) -> Float[Array, "R m D"]:
-        return theta.reshape(self.n_replicas, -1, theta.shape[-1])
-
-    def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        """(1/R) sum_r R(mu_r), on the given batch if any."""
-        return jnp.mean(jax.vmap(lambda t: self.objective.risk(model, t, x, y))(self._each(theta)))
-
-    def penalty(self, theta: Particles) -> Scalar:
-        """(1/R) sum_r (lambda/2) int |theta|^2 dmu_r (the mean over all rows)."""
-        return jnp.mean(jax.vmap(self.objective.penalty)(self._each(theta)))
-
-    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        return self.risk(model, theta, x, y) + self.penalty(theta)
-
-
-class Replicas(eqx.Module):
+class Replicas(AbstractDynamics):
     r"""R independent copies of an m-particle flow, stepped as one state.
 
     The state is an (R m, D) array; rows r m .. (r + 1) m - 1 are replica r, a system of
@@ -314,66 +214,61 @@ class Replicas(eqx.Module):
         ((15, 3), True)
 
     References:
-        THEORY.md section 7 (the m-particle side of the synchronous coupling).
+        Sznitman (1991), Topics in propagation of chaos (the m-particle side of the
+        synchronous coupling).
     """
 
-    flow: eqx.Module
+    flow: AbstractDynamics
     n_replicas: int = eqx.field(static=True)
-
-    has_noise = False
 
     def __check_init__(self):
         r = self.n_replicas
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
             raise ConfigError(f"`n_replicas` must be a positive integer; got {r!r}.")
-        if getattr(self.flow, "has_noise", False) or hasattr(self.flow, "jump"):
+        if isinstance(self.flow, AbstractDiffusion | AbstractJumps):
             raise ConfigError(
                 f"Replicas needs a flow without noise or jumps; got {type(self.flow).__name__}."
             )
 
     @property
-    def stochastic(self) -> bool:
-        return bool(getattr(self.flow, "stochastic", False))
-
-    @property
-    def model(self):
+    def model(self) -> AbstractModel:
         return self.flow.model
 
     @property
-    def sampler(self):
-        return self.flow.sampler
+    def bounded(self) -> bool:
+        return self.flow.bounded
 
     @property
-    def objective(self) -> ReplicaMean:
-        """The flow's objective averaged over the replicas (see `ReplicaMean`)."""
-        return ReplicaMean(self.flow.objective, self.n_replicas)
+    def stochastic(self) -> bool:
+        return self.flow.stochastic
 
-    def each(self, theta: Particles) -> Float[Array, "R m D"]:
-        """(R m, D) rows -> (R, m, D)."""
-        rows, dim = theta.shape
+    @property
+    def exact_steps(self) -> bool:
+        return self.flow.exact_steps
+
+    def _check_rows(self, rows: int) -> None:
         if rows % self.n_replicas:
             raise ConfigError(
                 f"a Replicas state needs a multiple of n_replicas = {self.n_replicas} rows; "
                 f"got {rows}."
             )
+
+    def each(self, theta: Particles) -> Float[Array, "R m D"]:
+        """(R m, D) rows -> (R, m, D)."""
+        rows, dim = theta.shape
+        self._check_rows(rows)
         return theta.reshape(self.n_replicas, rows // self.n_replicas, dim)
 
     def exact(self) -> Replicas:
-        fn = getattr(self.flow, "exact", None)
-        return self if fn is None else Replicas(fn(), self.n_replicas)
+        return Replicas(self.flow.exact(), self.n_replicas)
 
-    def constrain(self, state):
-        fn = getattr(self.flow, "constrain", None)
-        return state if fn is None else fn(state)
+    def constrain(self, state: Blocks) -> Blocks:
+        return self.flow.constrain(state)
 
-    def velocity(self, theta: Particles, step, key: Key) -> tuple[Particles, Scalar]:
-        """(v (R m, D), the mean over the replicas of their batch risks)."""
-        v, loss = jax.vmap(lambda t: self.flow.velocity(t, step, key))(self.each(theta))
-        return v.reshape(theta.shape), jnp.mean(loss)
-
-    def velocity_blocks(self, blocks, step, key: Key):
-        """`velocity` in the model's block layout (particles along the last axis)."""
+    def velocity_blocks(self, state: Blocks, step, key: Key) -> tuple[Blocks, Scalar]:
+        """(v in the block layout, the mean over the replicas of their batch risks)."""
         r = self.n_replicas
+        self._check_rows(self.model.width(state))
 
         def split(b):  # (..., R m) -> (R, ..., m)
             return jnp.moveaxis(b.reshape(*b.shape[:-1], r, b.shape[-1] // r), -2, 0)
@@ -382,13 +277,9 @@ class Replicas(eqx.Module):
             b = jnp.moveaxis(b, 0, -2)
             return b.reshape(*b.shape[:-2], b.shape[-2] * b.shape[-1])
 
-        each = tuple(split(b) for b in blocks)
-        if hasattr(self.flow, "velocity_blocks"):
-            v, loss = jax.vmap(lambda bl: self.flow.velocity_blocks(bl, step, key))(each)
-            return tuple(join(b) for b in v), jnp.mean(loss)
-        model = self.model
-        v, loss = jax.vmap(lambda bl: self.flow.velocity(model.from_blocks(bl), step, key))(each)
-        return model.to_blocks(v.reshape(-1, v.shape[-1])), jnp.mean(loss)
+        each = jax.tree.map(split, state)
+        v, loss = jax.vmap(lambda bl: self.flow.velocity_blocks(bl, step, key))(each)
+        return jax.tree.map(join, v), jnp.mean(loss)
 
     def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
         v, loss = jax.vmap(self.flow.full_velocity)(self.each(theta))
@@ -398,22 +289,20 @@ class Replicas(eqx.Module):
         """(1/R) sum_r E(mu_r)."""
         return jnp.mean(jax.vmap(self.flow.energy)(self.each(theta)))
 
+    def penalty(self, theta: Particles) -> Scalar:
+        """(1/R) sum_r (lambda/2) int |theta|^2 dmu_r."""
+        return jnp.mean(jax.vmap(self.flow.penalty)(self.each(theta)))
+
+    def risk(self, theta: Particles, x: Inputs, y: Targets) -> Scalar:
+        """(1/R) sum_r R(mu_r) on (x, y)."""
+        return jnp.mean(jax.vmap(lambda t: self.flow.risk(t, x, y))(self.each(theta)))
+
     def dissipation(self, v: Particles) -> Scalar:
         """(1/R) sum_r of the flow's dissipation of replica r's velocities."""
         return jnp.mean(jax.vmap(self.flow.dissipation)(self.each(v)))
 
 
-class Leading(_ObjectiveView):
-    """An objective seen through the first ``rows`` rows of a `Stack` state (its first
-    part), e.g. ``Leading(Tracers(...).objective, M + k)``."""
-
-    rows: int = eqx.field(static=True)
-
-    def _rows(self, theta: Particles) -> Particles:
-        return theta[: self.rows]
-
-
-class Stack(eqx.Module):
+class Stack(AbstractDynamics):
     r"""Independent deterministic dynamics stepped together on consecutive row blocks.
 
     The state is the concatenation of the parts' states: rows 0 .. N_1 - 1 belong to
@@ -443,11 +332,8 @@ class Stack(eqx.Module):
         True
     """
 
-    parts: tuple
+    parts: tuple[AbstractDynamics, ...]
     sizes: tuple[int, ...] = eqx.field(static=True)
-
-    has_noise = False
-    stochastic = False
 
     def __check_init__(self):
         parts, sizes = tuple(self.parts), tuple(self.sizes)
@@ -459,11 +345,7 @@ class Stack(eqx.Module):
             if isinstance(s, bool) or not isinstance(s, int) or s < 1:
                 raise ConfigError(f"Stack sizes must be positive integers; got {sizes!r}.")
         for p in parts:
-            if (
-                getattr(p, "has_noise", False)
-                or hasattr(p, "jump")
-                or getattr(p, "stochastic", False)
-            ):
+            if isinstance(p, AbstractDiffusion | AbstractJumps) or p.stochastic:
                 raise ConfigError(
                     f"Stack parts must be deterministic (no noise, jumps or minibatches); got "
                     f"{type(p).__name__}."
@@ -475,17 +357,18 @@ class Stack(eqx.Module):
                 )
 
     @property
-    def model(self):
+    def model(self) -> AbstractModel:
         return self.parts[0].model
 
     @property
-    def sampler(self):
-        return self.parts[0].sampler
+    def bounded(self) -> bool:
+        return any(p.bounded for p in self.parts)
+
+    stochastic = False
 
     @property
-    def objective(self) -> Leading:
-        """The first part's objective on its rows (what `Recorder` measures)."""
-        return Leading(self.parts[0].objective, self.sizes[0])
+    def exact_steps(self) -> bool:
+        return all(p.exact_steps for p in self.parts)
 
     def slices(self) -> list[slice]:
         """The row range of each part."""
@@ -502,42 +385,29 @@ class Stack(eqx.Module):
             )
 
     def exact(self) -> Stack:
-        parts = tuple(p.exact() if hasattr(p, "exact") else p for p in self.parts)
-        return Stack(parts, self.sizes)
+        return Stack(tuple(p.exact() for p in self.parts), self.sizes)
 
-    def constrain(self, state):
-        """Each part's own constraint (domain reflection) on its rows or block columns."""
-        if all(_domain(p) is None for p in self.parts):
+    def _pieces(self, state: Blocks) -> list[Blocks]:
+        return [jax.tree.map(lambda b, sl=sl: b[..., sl], state) for sl in self.slices()]
+
+    def constrain(self, state: Blocks) -> Blocks:
+        """Each part's own constraint (domain reflection) on its particles."""
+        if not self.bounded:
             return state  # nothing to reflect: no copies
-        rows = not isinstance(state, tuple)
-        out = []
-        for p, sl in zip(self.parts, self.slices(), strict=True):
-            piece = state[sl] if rows else tuple(b[..., sl] for b in state)
-            out.append(piece if _domain(p) is None else p.constrain(piece))
-        if rows:
-            return jnp.concatenate(out)
-        return tuple(jnp.concatenate(c, axis=-1) for c in zip(*out, strict=True))
+        out = [
+            p.constrain(piece) if p.bounded else piece
+            for p, piece in zip(self.parts, self._pieces(state), strict=True)
+        ]
+        return jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *out)
 
-    def velocity(self, theta: Particles, step, key: Key) -> tuple[Particles, Scalar]:
-        """(v (N, D), the first part's batch risk)."""
-        self._check_rows(theta.shape[0])
-        pairs = zip(self.parts, self.slices(), strict=True)
-        out = [p.velocity(theta[sl], step, key) for p, sl in pairs]
-        return jnp.concatenate([v for v, _ in out]), out[0][1]
-
-    def velocity_blocks(self, blocks, step, key: Key):
-        """`velocity` in the model's block layout (particles along the last axis)."""
-        self._check_rows(blocks[0].shape[-1])
-        model = self.model
-        out = []
-        for p, sl in zip(self.parts, self.slices(), strict=True):
-            piece = tuple(b[..., sl] for b in blocks)
-            if hasattr(p, "velocity_blocks"):
-                out.append(p.velocity_blocks(piece, step, key))
-            else:
-                v, loss = p.velocity(model.from_blocks(piece), step, key)
-                out.append((model.to_blocks(v), loss))
-        v = tuple(jnp.concatenate(c, axis=-1) for c in zip(*[v for v, _ in out], strict=True))
+    def velocity_blocks(self, state: Blocks, step, key: Key) -> tuple[Blocks, Scalar]:
+        """(v in the block layout, the first part's batch risk)."""
+        self._check_rows(self.model.width(state))
+        out = [
+            p.velocity_blocks(piece, step, key)
+            for p, piece in zip(self.parts, self._pieces(state), strict=True)
+        ]
+        v = jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *[v for v, _ in out])
         return v, out[0][1]
 
     def full_velocity(self, theta: Particles) -> tuple[Particles, Scalar]:
@@ -550,13 +420,12 @@ class Stack(eqx.Module):
         """The first part's energy."""
         return self.parts[0].energy(theta[: self.sizes[0]])
 
+    def penalty(self, theta: Particles) -> Scalar:
+        return self.parts[0].penalty(theta[: self.sizes[0]])
+
+    def risk(self, theta: Particles, x: Inputs, y: Targets) -> Scalar:
+        return self.parts[0].risk(theta[: self.sizes[0]], x, y)
+
     def dissipation(self, v: Particles) -> Scalar:
         """The first part's dissipation."""
         return self.parts[0].dissipation(v[: self.sizes[0]])
-
-
-def _domain(dynamics):
-    """The bounded domain under a (possibly wrapped) dynamics, or None."""
-    while hasattr(dynamics, "flow"):
-        dynamics = dynamics.flow
-    return getattr(dynamics, "domain", None)

@@ -1,3 +1,4 @@
+from .base import AbstractIntegrator as AbstractIntegrator
 from .explicit import Euler as Euler
 from .explicit import Heun as Heun
 from .stochastic import BirthDeathSplitting as BirthDeathSplitting

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 
 from .._typing import Key, Particles, Scalar
+from ..dynamics.base import AbstractDynamics
+from ..models.base import Blocks
+from .base import AbstractIntegrator, axpy, refuse_noise_and_jumps
 
 
-def _axpy(theta, dt, v):
-    """theta + dt v, for particles as one array or as a tuple of blocks."""
-    return jax.tree.map(lambda t, u: t + dt * u, theta, v)
-
-
-class Euler(eqx.Module):
+class Euler(AbstractIntegrator):
     """theta_{k+1} = theta_k + dt v(theta_k): plain gradient descent with step dt.
 
     In mean_field this is theta_j <- theta_j - dt m dR/dtheta_j exactly; in ntk
@@ -23,18 +20,19 @@ class Euler(eqx.Module):
     order = 1
 
     def step(
-        self, dynamics, theta: Particles, step, dt, key: Key, k1=None
-    ) -> tuple[Particles, Scalar]:
-        """One step; returns (theta_{k+1}, risk of the step's batch at theta_k).
+        self, dynamics: AbstractDynamics, state: Blocks, step, dt, key: Key, k1=None
+    ) -> tuple[Blocks, Scalar]:
+        v, loss = dynamics.velocity_blocks(state, step, key) if k1 is None else k1
+        return axpy(state, dt, v), loss
 
-        ``k1``: (v(theta_k), risk), when the caller already has them (`simulate` reuses
-        the full-batch velocity of a record for the next deterministic step).
-        """
-        v, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
-        return _axpy(theta, dt, v), loss
+    def drift_step(self, dynamics, theta: Particles, step, dt, key: Key, k1) -> Particles:
+        return theta + dt * k1[0]
+
+    def check(self, dynamics: AbstractDynamics) -> None:
+        refuse_noise_and_jumps(self, dynamics)
 
 
-class Heun(eqx.Module):
+class Heun(AbstractIntegrator):
     """Heun's method (explicit trapezoid), global error O(dt^2).
 
         k1 = v(theta_k), k2 = v(theta_k + dt k1), theta_{k+1} = theta_k + dt (k1 + k2) / 2.
@@ -46,9 +44,19 @@ class Heun(eqx.Module):
     order = 2
 
     def step(
-        self, dynamics, theta: Particles, step, dt, key: Key, k1=None
-    ) -> tuple[Particles, Scalar]:
-        """One step; ``k1`` as in `Euler.step` (the first stage, if already known)."""
-        k1, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
-        k2, _ = dynamics.velocity(_axpy(theta, dt, k1), step, key)
-        return jax.tree.map(lambda t, u, w: t + (0.5 * dt) * (u + w), theta, k1, k2), loss
+        self, dynamics: AbstractDynamics, state: Blocks, step, dt, key: Key, k1=None
+    ) -> tuple[Blocks, Scalar]:
+        k1, loss = dynamics.velocity_blocks(state, step, key) if k1 is None else k1
+        k2, _ = dynamics.velocity_blocks(axpy(state, dt, k1), step, key)
+        return jax.tree.map(lambda t, u, w: t + (0.5 * dt) * (u + w), state, k1, k2), loss
+
+    def drift_step(self, dynamics, theta: Particles, step, dt, key: Key, k1) -> Particles:
+        model = dynamics.model
+        v, loss = k1
+        new, _ = self.step(
+            dynamics, model.to_blocks(theta), step, dt, key, (model.to_blocks(v), loss)
+        )
+        return model.from_blocks(new)
+
+    def check(self, dynamics: AbstractDynamics) -> None:
+        refuse_noise_and_jumps(self, dynamics)

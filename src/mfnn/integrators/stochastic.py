@@ -1,5 +1,5 @@
 """Integrators for the noisy and non-local dynamics: Euler-Maruyama and birth-death
-splitting (THEORY.md sections 3 and 4)."""
+splitting."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from .._typing import Key, Particles, Scalar
-from .explicit import Euler, _axpy
+from ..dynamics.base import AbstractDiffusion, AbstractDynamics, AbstractJumps
+from ..errors import ConfigError
+from ..models.base import Blocks
+from .base import AbstractIntegrator, axpy, refuse_jumps
+from .explicit import Euler
 
 
-class EulerMaruyama(eqx.Module):
+class EulerMaruyama(AbstractIntegrator):
     r"""theta_{k+1} = theta_k + dt b(theta_k) + sigma_k sqrt(dt) xi_k, xi_k ~ N(0, I).
 
     b is the dynamics' drift (``velocity``), sigma_k = ``diffusion(k, dt)`` (for
@@ -23,36 +27,51 @@ class EulerMaruyama(eqx.Module):
     """
 
     order = 1
-    takes_noise = True
 
     def step(
-        self, dynamics, theta: Particles, step, dt, key: Key, k1=None
-    ) -> tuple[Particles, Scalar]:
-        """One step; returns (theta_{k+1}, risk of the step's batch at theta_k)."""
-        v, loss = dynamics.velocity(theta, step, key) if k1 is None else k1
-        new = _axpy(theta, dt, v)
-        sigma = dynamics.diffusion(step, dt) if hasattr(dynamics, "diffusion") else None
-        if sigma is None:
+        self, dynamics: AbstractDynamics, state: Blocks, step, dt, key: Key, k1=None
+    ) -> tuple[Blocks, Scalar]:
+        v, loss = dynamics.velocity_blocks(state, step, key) if k1 is None else k1
+        new = axpy(state, dt, v)
+        if not isinstance(dynamics, AbstractDiffusion):
             return new, loss
-        scale = (sigma * jnp.sqrt(dt)).astype(jax.tree.leaves(theta)[0].dtype)
-        return _axpy(new, scale, dynamics.noise(theta, step, key)), loss
+        sigma = dynamics.diffusion(step, dt)
+        scale = (sigma * jnp.sqrt(dt)).astype(jax.tree.leaves(state)[0].dtype)
+        return axpy(new, scale, dynamics.noise(state, step, key)), loss
+
+    def drift_step(self, dynamics, theta: Particles, step, dt, key: Key, k1) -> Particles:
+        return theta + dt * k1[0]
+
+    def check(self, dynamics: AbstractDynamics) -> None:
+        refuse_jumps(self, dynamics)
 
 
-class BirthDeathSplitting(eqx.Module):
-    """A transport step of ``transport`` (`Euler`, `Heun` or `EulerMaruyama`), then the
-    dynamics' birth-death `jump` (Lie splitting; THEORY.md section 4).
+class BirthDeathSplitting(AbstractIntegrator):
+    """A transport step of ``transport`` (`Euler`, `Heun` or `EulerMaruyama`) on the
+    dynamics' ``inner`` transport, then its birth-death `jump` (Lie splitting).
 
     The splitting error is O(dt) per unit time, like Euler's."""
 
-    transport: eqx.Module = Euler()
+    transport: AbstractIntegrator = eqx.field(default_factory=Euler)
 
     order = 1
 
-    @property
-    def takes_noise(self) -> bool:
-        return bool(getattr(self.transport, "takes_noise", False))
+    def step(
+        self, dynamics: AbstractJumps, state: Blocks, step, dt, key: Key, k1=None
+    ) -> tuple[Blocks, Scalar]:
+        new, loss = self.transport.step(dynamics.inner, state, step, dt, key, k1)
+        model = dynamics.model
+        rows = dynamics.jump(model.from_blocks(dynamics.constrain(new)), step, dt, key)
+        return model.to_blocks(rows), loss
 
-    def step(self, dynamics, theta, step, dt, key: Key, k1=None):
-        new, loss = self.transport.step(dynamics, theta, step, dt, key, k1)
-        new = dynamics.constrain(new) if hasattr(dynamics, "constrain") else new
-        return dynamics.jump(new, step, dt, key), loss
+    def drift_step(self, dynamics: AbstractJumps, theta, step, dt, key: Key, k1) -> Particles:
+        return self.transport.drift_step(dynamics.inner, theta, step, dt, key, k1)
+
+    def check(self, dynamics: AbstractDynamics) -> None:
+        if not isinstance(dynamics, AbstractJumps):
+            raise ConfigError(
+                "BirthDeathSplitting steps a jump dynamics (`BirthDeath`); got "
+                f"{type(dynamics).__name__}: use its transport integrator "
+                f"{type(self.transport).__name__} alone."
+            )
+        self.transport.check(dynamics.inner)

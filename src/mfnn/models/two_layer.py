@@ -1,71 +1,48 @@
-"""The two-layer network as a measure over neurons (THEORY.md section 1)."""
+"""The two-layer network as a measure over neurons."""
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._typing import Array, Float, Inputs, Particles
-from ..errors import ConfigError, did_you_mean
+from .._typing import Array, Float, Inputs, Key, Particles
+from ..errors import ConfigError
 from .activations import ACTIVATIONS, get_activation
+from .base import AbstractUnitModel
+from .scaling import Scaling
 
-SCALINGS = {"mean_field": 1.0, "ntk": 0.5}
 BLOCKS = ("a", "w", "b")
 
 
-def scaling_gamma(scaling: str | float, gamma: float | None = None) -> float:
-    """The exponent gamma of f_m = m^(-gamma) sum_j phi for a named or general scaling."""
-    if isinstance(scaling, bool):
-        scaling = str(scaling)
-    if isinstance(scaling, int | float):
-        scaling, gamma = "general", float(scaling)
-    if scaling in SCALINGS:
-        if gamma is not None and not math.isclose(gamma, SCALINGS[scaling]):
-            raise ConfigError(
-                f"`model.gamma` is {gamma} but `model.scaling` is {scaling!r}, whose gamma is "
-                f"{SCALINGS[scaling]}; drop `model.gamma` or set `model.scaling: general`."
-            )
-        return SCALINGS[scaling]
-    if scaling == "general":
-        if gamma is None or not 0.5 <= float(gamma) <= 1.0:
-            raise ConfigError(
-                "`model.gamma` must be a number in [0.5, 1] when `model.scaling` is 'general'; "
-                f"got {gamma!r}. gamma = 1 is mean_field, gamma = 0.5 is ntk."
-            )
-        return float(gamma)
-    raise ConfigError(
-        f"`model.scaling` must be 'mean_field', 'ntk' or 'general' (with `model.gamma`); "
-        f"got {scaling!r}. {did_you_mean(str(scaling), [*SCALINGS, 'general'])}"
-    )
-
-
-class TwoLayer(eqx.Module):
+class TwoLayer(AbstractUnitModel):
     r"""Two-layer network f_m(x) = m^(-gamma) sum_j a_j sigma(w_j . x + b_j).
 
     A particle is a row theta_j = (a_j, w_j, b_j) of an (m, D) array, D = 1 + d + 1,
-    with the `a` column absent when ``train_output=False`` (then a == 1, seed 002 eq. 1)
-    and the `b` column absent when ``bias=False``. The unit is
+    with the `a` column absent when ``train_output=False`` (then a == 1: fixed output
+    weights, as in the teacher-student models of "Mean field models for neural networks in
+    teacher-student setting") and the `b` column absent when ``bias=False``. The unit is
 
         phi(x; theta) = a * sigma(w . x + b).
 
     The scaling sets gamma (mean_field: 1, ntk: 1/2, general: gamma in [1/2, 1]) and with
-    it the time scaling of THEORY.md section 1: the gradient-flow velocity of particle j is
-    ``-m^(2 gamma - 1) dR/dtheta_j``, so f moves O(1) in O(1) time in every scaling.
+    it the output factor m^(-gamma) and the time scaling m^(2 gamma - 1) of the velocity
+    (`mfnn.models.scaling`), so f moves O(1) in O(1) time in every scaling.
 
     Args:
         d: input dimension.
         activation: one of relu, softplus, tanh, sigmoid, arctan, erf, gaussian
             (exp(-z^2/2)), quadratic.
-        scaling: "mean_field", "ntk" or "general" (then ``gamma`` is required).
+        scaling: "mean_field", "ntk", "general" (then ``gamma`` is required) or a
+            `Scaling`.
         gamma: exponent for the general scaling.
         bias: whether the unit has a bias b.
         train_output: whether a is a parameter (False fixes a == 1).
         trainable: the blocks that move ("a", "w", "b"); frozen blocks keep their
-            initial values (e.g. ``("a",)`` gives random features).
+            initial values (e.g. ``("a",)`` gives random features). Default: all present.
 
     Example:
         >>> import jax.numpy as jnp
@@ -76,20 +53,28 @@ class TwoLayer(eqx.Module):
     """
 
     d: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True, default="relu")
-    scaling: str = eqx.field(static=True, default="mean_field")
-    gamma: float = eqx.field(static=True, default=None)  # type: ignore[assignment]
-    bias: bool = eqx.field(static=True, default=True)
-    train_output: bool = eqx.field(static=True, default=True)
-    trainable: tuple[str, ...] = eqx.field(static=True, default=None)  # type: ignore[assignment]
+    activation: str = eqx.field(static=True)
+    scaling: Scaling
+    bias: bool = eqx.field(static=True)
+    train_output: bool = eqx.field(static=True)
+    trainable: tuple[str, ...] = eqx.field(static=True)
 
-    def __post_init__(self):
-        object.__setattr__(self, "gamma", scaling_gamma(self.scaling, self.gamma))
-        if not isinstance(self.scaling, str) or self.scaling not in SCALINGS:
-            object.__setattr__(self, "scaling", "general")
-        present = self.present_blocks
-        trainable = present if self.trainable is None else tuple(self.trainable)
-        object.__setattr__(self, "trainable", trainable)
+    def __init__(
+        self,
+        d: int,
+        activation: str = "relu",
+        scaling: str | float | Scaling = "mean_field",
+        gamma: float | None = None,
+        bias: bool = True,
+        train_output: bool = True,
+        trainable: tuple[str, ...] | None = None,
+    ):
+        self.d = d
+        self.activation = activation
+        self.scaling = Scaling.of(scaling, gamma)
+        self.bias = bias
+        self.train_output = train_output
+        self.trainable = self.present_blocks if trainable is None else tuple(trainable)
 
     def __check_init__(self):
         if not isinstance(self.d, int | np.integer) or self.d < 1:
@@ -139,12 +124,6 @@ class TwoLayer(eqx.Module):
         ]
         return np.concatenate(cols) if cols else np.zeros(0, int)
 
-    def mask(self, dtype=jnp.float32) -> Float[Array, " D"]:
-        """1 on the columns of trainable blocks, 0 on frozen ones."""
-        mask = np.zeros(self.dim)
-        mask[self.trainable_columns()] = 1.0
-        return jnp.asarray(mask, dtype=dtype)
-
     def split(self, theta: Particles) -> tuple[Array, Array, Array]:
         """Rows (m, D) -> (a (m,), w (m, d), b (m,)); a == 1 / b == 0 where absent."""
         sl = self.block_slices()
@@ -190,14 +169,6 @@ class TwoLayer(eqx.Module):
         return jnp.concatenate(cols, axis=-1)
 
     # ------------------------------------------------------------- functions
-    def output_scale(self, m: int) -> float:
-        """m^(-gamma): the factor in front of sum_j phi."""
-        return float(m) ** (-self.gamma)
-
-    def velocity_scale(self, m: int) -> float:
-        """m^(2 gamma - 1): the time scaling of the particle velocity."""
-        return float(m) ** (2.0 * self.gamma - 1.0)
-
     def preactivation(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
         """z_ij = w_j . x_i + b_j."""
         _, w_t, b = self.unpack_blocks(self.to_blocks(theta))
@@ -207,10 +178,6 @@ class TwoLayer(eqx.Module):
         """phi(x_i; theta_j) = a_j sigma(w_j . x_i + b_j), an (n, m) matrix."""
         a, _, _ = self.split(theta)
         return ACTIVATIONS[self.activation](self.preactivation(theta, x)) * a[None, :]
-
-    def predict(self, theta: Particles, x: Inputs) -> Float[Array, " n"]:
-        """f_m(x) = m^(-gamma) sum_j phi(x; theta_j)."""
-        return self.output_scale(theta.shape[0]) * jnp.sum(self.features(theta, x), axis=1)
 
     def predict_and_pullback(self, theta: Particles, x: Inputs):
         """`predict_and_pullback_blocks` for particles as rows (m, D): G is (m, D)."""
@@ -228,7 +195,7 @@ class TwoLayer(eqx.Module):
             G_w = x^T dz,       G_b = 1^T dz.
 
         sigma' comes from a forward-mode derivative of sigma, so every activation gets it
-        exactly; `EmpiricalRisk.velocity` is tested equal to the autodiff pullback.
+        exactly; it is tested equal to the autodiff pullback (`features_pullback`).
 
         Returns:
             (f (n,), pullback: (n,) -> blocks)
@@ -252,3 +219,73 @@ class TwoLayer(eqx.Module):
             return tuple(out)
 
         return f, pullback
+
+    # ------------------------------------------------------------ frozen blocks
+    def freeze(self, v):
+        """Zero the velocity of the blocks ``trainable`` leaves out (rows or blocks)."""
+        if set(self.trainable) == set(self.present_blocks):
+            return v
+        if isinstance(v, tuple):
+            return tuple(
+                vi if blk in self.trainable else jnp.zeros_like(vi)
+                for blk, vi in zip(self.present_blocks, v, strict=True)
+            )
+        return v * self.mask(v.dtype)
+
+    # ----------------------------------------------------------- particle files
+    def particle_arrays(self, theta: Particles) -> dict[str, np.ndarray]:
+        """``a`` (m,) (ones when absent), ``w`` (m, d), and ``b`` (m,) with a bias."""
+        a, w, b = self.split(jnp.asarray(theta))
+        out = {"a": np.asarray(a), "w": np.asarray(w)}
+        if self.bias:
+            out["b"] = np.asarray(b)
+        return out
+
+    def from_arrays(self, arrays: dict[str, np.ndarray], where: str, dtype) -> Particles:
+        """Rows from ``w`` (m, d) and, when the model has them, ``a`` (m,) and ``b`` (m,)."""
+        if "w" not in arrays:
+            raise ConfigError(f"{where} has no array `w` (m, d); it has {sorted(arrays)}.")
+        w = np.asarray(arrays["w"])
+        if w.ndim == 1:
+            w = w[:, None]
+        if w.ndim != 2 or w.shape[1] != self.d:
+            raise ConfigError(
+                f"{where}: `w` must have shape (m, {self.d}) to match the input dimension; "
+                f"got {tuple(np.shape(arrays['w']))}."
+            )
+        m = w.shape[0]
+        blocks: dict[str, Any] = {"w": jnp.asarray(w, dtype)}
+        for blk, needed in (("a", self.train_output), ("b", self.bias)):
+            blocks[blk] = None
+            if not needed:
+                continue
+            if blk not in arrays:
+                flag = "train_output" if blk == "a" else "bias"
+                raise ConfigError(
+                    f"{where} has no `{blk}` ({m},), which the model needs ({flag} is on)."
+                )
+            arr = np.asarray(arrays[blk])
+            arr = arr.reshape(-1) if arr.ndim > 1 else arr
+            if arr.shape != (m,):
+                raise ConfigError(
+                    f"{where}: `{blk}` must have shape ({m},) like `w`; "
+                    f"got {tuple(np.shape(arrays[blk]))}."
+                )
+            blocks[blk] = jnp.asarray(arr, dtype)
+        return self.join(blocks["a"], blocks["w"], blocks["b"])
+
+    def sample(self, key: Key, m: int, laws: dict[str, Any], dtype) -> Particles:
+        """m i.i.d. particles; block number i of (a, w, b) draws from ``fold_in(key, i)``
+        (so a model without `a` draws w and b as one with it does)."""
+        blocks: dict[str, Any] = {}
+        for i, blk in enumerate(BLOCKS):
+            blocks[blk] = None
+            if blk not in self.present_blocks:
+                continue
+            if blk not in laws:
+                raise ConfigError(
+                    f"`model.init.{blk}` is missing: every block needs an initial law."
+                )
+            shape = (m, self.d) if blk == "w" else (m,)
+            blocks[blk] = laws[blk].sample(jax.random.fold_in(key, i), shape, dtype)
+        return self.join(blocks["a"], blocks["w"], blocks["b"])

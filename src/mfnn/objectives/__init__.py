@@ -1,5 +1,7 @@
+from .base import AbstractObjective as AbstractObjective
 from .population import PopulationRisk as PopulationRisk
 from .risk import EmpiricalRisk as EmpiricalRisk
+from .sampling import AbstractSampler as AbstractSampler
 from .sampling import Exact as Exact
 from .sampling import FullBatch as FullBatch
 from .sampling import Minibatch as Minibatch

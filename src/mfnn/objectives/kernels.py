@@ -11,6 +11,7 @@ d <= 3, population integrals E_x h(x) are taken instead by tensor-product Gauss 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -158,6 +159,26 @@ def _check_rule(dim, nodes) -> None:
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _hermegauss(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-D rule of `numpy.polynomial.hermite_e.hermegauss`, kept once computed (an
+    eigenvalue problem of size ``nodes``: a second of CPU at 150-300 nodes, and every run
+    of a quadrature risk asks for it several times: the rule, the 2x rule of the error)."""
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
+
+
+@functools.lru_cache(maxsize=64)
+def _leggauss(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-D rule of `numpy.polynomial.legendre.leggauss`, kept once computed."""
+    z, w = np.polynomial.legendre.leggauss(nodes)
+    z.setflags(write=False)
+    w.setflags(write=False)
+    return z, w
+
+
 def _tensor_product(
     x1: np.ndarray, w1: np.ndarray, dim: int, dtype
 ) -> tuple[Float[Array, "q dim"], Float[Array, " q"]]:
@@ -192,7 +213,7 @@ def gauss_hermite(dim: int, nodes: int, dtype) -> tuple[Float[Array, "q dim"], F
         1.0
     """
     _check_rule(dim, nodes)
-    x1, w1 = np.polynomial.hermite_e.hermegauss(nodes)
+    x1, w1 = _hermegauss(int(nodes))
     return _tensor_product(x1, w1, dim, dtype)
 
 
@@ -222,7 +243,7 @@ def gauss_legendre(
         raise ConfigError(
             f"`data.inputs` needs `low` < `high` for a uniform box; got low={low!r}, high={high!r}."
         )
-    z1, w1 = np.polynomial.legendre.leggauss(nodes)
+    z1, w1 = _leggauss(int(nodes))
     x1 = low + (high - low) * (z1 + 1.0) / 2.0
     return _tensor_product(x1, w1, dim, dtype)
 

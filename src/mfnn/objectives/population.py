@@ -24,19 +24,20 @@ Three ways to take E_x, one interface (`PopulationRisk`):
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from .._typing import Array, Float, Particles, Scalar
 from ..errors import ConfigError
+from ..models.two_layer import TwoLayer
 from ..targets import GaussianInputs, Teacher, UniformBox
+from .base import AbstractObjective
 from .kernels import get_kernel, quadrature_rule
-from .risk import _identity, freeze, weighted_velocity
+from .risk import energy_velocity, nonnegative, weighted_velocity
 
 METHODS = ("closed_form", "quadrature", "monte_carlo")
 
 
-class PopulationRisk(eqx.Module):
+class PopulationRisk(AbstractObjective):
     r"""R(mu) = (1/2) E_x (f(x; mu) - f*(x))^2 for a teacher f*, with optional L2 weight.
 
         E(mu) = R(mu) + (lambda/2) int |theta|^2 dmu,
@@ -57,13 +58,18 @@ class PopulationRisk(eqx.Module):
     """
 
     teacher: Teacher
-    inputs: eqx.Module
+    inputs: GaussianInputs | UniformBox
     x: Float[Array, "K d"] | None
     y: Float[Array, " K"] | None
     weights: Float[Array, " K"] | None
-    method: str = eqx.field(static=True, default="closed_form")
-    nodes: int = eqx.field(static=True, default=0)
-    l2: float = eqx.field(static=True, default=0.0)
+    method: str = eqx.field(static=True)
+    nodes: int = eqx.field(static=True)
+    l2: Array
+
+    def __init__(self, teacher, inputs, x, y, weights, method="closed_form", nodes=0, l2=0.0):
+        self.teacher, self.inputs, self.x, self.y, self.weights = teacher, inputs, x, y, weights
+        self.method, self.nodes = method, nodes
+        self.l2 = nonnegative(l2, "objective.l2")
 
     @classmethod
     def make(
@@ -105,6 +111,11 @@ class PopulationRisk(eqx.Module):
                     "`data.teacher.b` is non-zero. Use `quadrature` (d <= 3) or `monte_carlo`."
                 )
             if model is not None:
+                if not isinstance(model, TwoLayer):
+                    raise ConfigError(
+                        "`data.population.method: closed_form` is the kernel of a two-layer "
+                        f"unit; got a {type(model).__name__}. Use `quadrature` or `monte_carlo`."
+                    )
                 if model.bias:
                     raise ConfigError(
                         "`data.population.method: closed_form` supports students without "
@@ -119,8 +130,8 @@ class PopulationRisk(eqx.Module):
                     )
         elif method == "quadrature":
             law = "gaussian" if isinstance(inputs, GaussianInputs) else "uniform"
-            low, high = (getattr(inputs, "low", -1.0), getattr(inputs, "high", 1.0))
-            x, weights = quadrature_rule(law, d, nodes, dtype, low, high)
+            box = (inputs.low, inputs.high) if isinstance(inputs, UniformBox) else (-1.0, 1.0)
+            x, weights = quadrature_rule(law, d, nodes, dtype, *box)
             if law == "gaussian":
                 x = inputs.std * x
         else:
@@ -187,13 +198,6 @@ class PopulationRisk(eqx.Module):
             return self.decomposition(model, theta)["risk"]
         return 0.5 * jnp.sum(self.weights * (model.predict(theta, self.x) - self.y) ** 2)
 
-    def penalty(self, theta: Particles) -> Scalar:
-        """(lambda/2) (1/m) sum_j |theta_j|^2."""
-        return 0.5 * self.l2 * jnp.mean(jnp.sum(theta**2, axis=-1))
-
-    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        return self.risk(model, theta, x, y) + self.penalty(theta)
-
     def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:
         """Phi(theta') at each row of ``points``, with mu = mu_m(theta) held fixed."""
         m = theta.shape[0]
@@ -201,10 +205,9 @@ class PopulationRisk(eqx.Module):
         inner = self.potential(model, points) + s * jnp.sum(
             self.interaction(model, theta, points), axis=0
         )
-        value = m ** (model.gamma - 1.0) * inner
-        if self.l2:
-            value = value + m ** (2 * model.gamma - 2) * 0.5 * self.l2 * jnp.sum(points**2, -1)
-        return value
+        value = model.scaling.field(m) * inner
+        l2 = self.l2.astype(points.dtype)
+        return value + model.scaling.confinement(m) * 0.5 * l2 * jnp.sum(points**2, -1)
 
     def quadrature_error(self, model, theta: Particles) -> Scalar:
         """|R_q - R_2q|: the risk by this rule against a rule with twice the nodes per
@@ -217,29 +220,11 @@ class PopulationRisk(eqx.Module):
         return jnp.abs(self.risk(model, theta) - finer.risk(model, theta))
 
     # --------------------------------------------------------------- velocity
-    def velocity(self, model, theta: Particles, x=None, y=None) -> tuple[Particles, Scalar]:
-        """(v (m, D), R): v = -grad Phi at every particle (see the class docstring)."""
-        if hasattr(model, "to_blocks"):
-            v, loss = self.velocity_blocks(model, model.to_blocks(theta), x, y)
-            return model.from_blocks(v), loss
-        return self._velocity(model, theta, _identity, x, y)
-
     def velocity_blocks(self, model, blocks, x=None, y=None):
-        """`velocity` in the model's block layout (the layout `simulate` steps in)."""
-        return self._velocity(model, blocks, model.from_blocks, x, y)
-
-    def _velocity(self, model, params, to_rows, x, y):
+        """(v, R) in the block layout: v = -grad Phi at every particle (see the class
+        docstring); on the batch (x, y) of online SGD if one is given."""
         if x is not None:  # a batch: online SGD on fresh samples
-            return weighted_velocity(model, params, to_rows, x, y, None, self.l2)
+            return weighted_velocity(model, blocks, x, y, None, self.l2)
         if self.method != "closed_form":
-            return weighted_velocity(model, params, to_rows, self.x, self.y, self.weights, self.l2)
-
-        def energy(p):
-            theta = to_rows(p)
-            r = self.risk(model, theta)
-            return r + self.penalty(theta), r
-
-        (_, loss), grad = jax.value_and_grad(energy, has_aux=True)(params)
-        m = to_rows(params).shape[0]
-        v = jax.tree.map(lambda g: -(m ** (2 * model.gamma - 1.0)) * g, grad)
-        return freeze(model, v), loss
+            return weighted_velocity(model, blocks, self.x, self.y, self.weights, self.l2)
+        return energy_velocity(model, blocks, self.l2, lambda theta: self.risk(model, theta))

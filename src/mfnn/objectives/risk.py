@@ -1,4 +1,4 @@
-"""Empirical square-loss risk, its first variation and the particle velocity (THEORY.md s.2)."""
+"""Empirical square-loss risk, its first variation and the particle velocity."""
 
 from __future__ import annotations
 
@@ -8,151 +8,150 @@ import jax.numpy as jnp
 
 from .._typing import Array, Float, Inputs, Particles, Scalar, Targets
 from ..errors import ConfigError
+from ..models.base import AbstractModel, AbstractUnitModel, Blocks, features_pullback
 from ..targets import DataSet
+from .base import AbstractObjective
 
 
-class EmpiricalRisk(eqx.Module):
+def nonnegative(value, field: str) -> Array:
+    """``value`` as a traced scalar array (a new value does not recompile a run), after
+    checking it is a finite number >= 0 (a `ConfigError` naming ``field`` otherwise)."""
+    ok = isinstance(value, int | float | jax.Array) and not isinstance(value, bool)
+    if not ok or not bool(jnp.isfinite(value)) or not bool(value >= 0):
+        raise ConfigError(f"`{field}` must be a finite number >= 0; got {value!r}.")
+    return jnp.asarray(value, dtype=float)
+
+
+class EmpiricalRisk(AbstractObjective):
     r"""Square-loss risk on a data set, with optional L2 weight.
 
         R(mu) = (1/(2n)) sum_i (f(x_i; mu) - y_i)^2,
         E(mu) = R(mu) + (lambda/2) int |theta|^2 dmu    (lambda = ``l2``).
 
-    First variation (mean_field, THEORY.md section 2):
+    First variation (mean_field; Mei, Montanari and Nguyen 2018, eq. (9)):
 
         dE/dmu(theta) = E_x[(f(x; mu) - y(x)) phi(x; theta)] + (lambda/2) |theta|^2,
 
     and the velocity of particle j is v(theta_j) = -grad_theta dE/dmu(theta_j)
     = -m dE/dtheta_j. For a general scaling gamma the velocity is
-    -m^(2 gamma - 1) dE/dtheta_j (THEORY.md section 1); `first_variation` is then rescaled,
+    -m^(2 gamma - 1) dE/dtheta_j, and `first_variation` is rescaled,
 
         Phi(theta) = m^(gamma - 1) E_x[(f - y) phi(x; theta)]
                      + m^(2 gamma - 2) (lambda/2) |theta|^2,
 
-    so that v = -grad Phi in every scaling (Phi = dE/dmu when gamma = 1).
-    Frozen blocks (``model.trainable``) get zero velocity.
+    so that v = -grad Phi in every scaling (Phi = dE/dmu when gamma = 1). The powers of
+    m come from the model's `Scaling`. Frozen blocks (``model.trainable``) get zero
+    velocity. ``l2`` is a traced array: runs that differ only in lambda share one compile.
 
     Args:
         data: training set x (n, d), y (n,); `risk` and `energy` use it unless a batch is
             passed.
         l2: lambda >= 0.
-        fused: use the model's hand-fused pullback when it has one (default); False
-            forces the generic ``jax.vjp`` path.
+        fused: use the unit model's hand-fused pullback (default); False forces the
+            autodiff one (`features_pullback`), which it is tested against.
     """
 
     data: DataSet
-    l2: float = eqx.field(static=True, default=0.0)
-    fused: bool = eqx.field(static=True, default=True)
+    l2: Array
+    fused: bool = eqx.field(static=True)
 
-    def __check_init__(self):
-        if not self.l2 >= 0:
-            raise ConfigError(f"`objective.l2` must be >= 0; got {self.l2!r}.")
+    def __init__(self, data: DataSet, l2: float = 0.0, fused: bool = True):
+        self.data = data
+        self.l2 = nonnegative(l2, "objective.l2")
+        self.fused = fused
 
     def _batch(self, x, y):
         return (self.data.x, self.data.y) if x is None else (x, y)
 
-    def risk(
-        self, model, theta: Particles, x: Inputs | None = None, y: Targets | None = None
-    ) -> Scalar:
+    def risk(self, model, theta: Particles, x: Inputs | None = None, y=None) -> Scalar:
         """R = (1/(2n)) sum_i (f(x_i) - y_i)^2 on the data (or the given batch)."""
         x, y = self._batch(x, y)
         return 0.5 * jnp.mean((model.predict(theta, x) - y) ** 2)
-
-    def penalty(self, theta: Particles) -> Scalar:
-        """(lambda/2) (1/m) sum_j |theta_j|^2."""
-        return 0.5 * self.l2 * jnp.mean(jnp.sum(theta**2, axis=-1))
-
-    def energy(self, model, theta: Particles, x=None, y=None) -> Scalar:
-        """E = R + (lambda/2) mean_j |theta_j|^2, the functional the flow decreases."""
-        return self.risk(model, theta, x, y) + self.penalty(theta)
 
     def first_variation(
         self, model, theta: Particles, points: Float[Array, "k D"], x=None, y=None
     ) -> Float[Array, " k"]:
         """Phi(theta') at each row of ``points``, with mu = mu_m(theta) held fixed."""
+        _unit(model, "first_variation")
         x, y = self._batch(x, y)
         m = theta.shape[0]
         residual = model.predict(theta, x) - y
         phi = model.features(points, x)  # (n, k)
-        value = m ** (model.gamma - 1.0) * (residual @ phi) / x.shape[0]
-        if self.l2:
-            value = value + m ** (2 * model.gamma - 2) * 0.5 * self.l2 * jnp.sum(points**2, -1)
-        return value
+        value = model.scaling.field(m) * (residual @ phi) / x.shape[0]
+        l2 = self.l2.astype(points.dtype)
+        return value + model.scaling.confinement(m) * 0.5 * l2 * jnp.sum(points**2, -1)
 
-    def velocity(self, model, theta: Particles, x=None, y=None) -> tuple[Particles, Scalar]:
-        """v(theta_j) = -grad Phi(theta_j), all j at once, and the batch risk.
-
-        The residual is held fixed (mu frozen), so the pullback of sum_j Phi(theta_j)
-        through the features gives every particle's gradient in one pass. Models with a
-        hand-fused ``predict_and_pullback_blocks`` (`TwoLayer`) use it (two GEMMs, the
-        speed of a hand-written loop); others, and ``fused=False``, use ``jax.vjp`` of
-        ``model.features``. The two are tested equal.
-
-        Returns:
-            (v (m, D), R on the batch)
-        """
-        if hasattr(model, "to_blocks"):
-            v, loss = self.velocity_blocks(model, model.to_blocks(theta), x, y)
-            return model.from_blocks(v), loss
-        return self._velocity(model, theta, _identity, x, y)
-
-    def velocity_blocks(self, model, blocks: tuple[Array, ...], x=None, y=None):
-        """`velocity` in the model's block layout (`TwoLayer.to_blocks`): the layout
-        `simulate` steps in. Returns (v as blocks, R on the batch)."""
-        return self._velocity(model, blocks, model.from_blocks, x, y)
-
-    def _velocity(self, model, params, to_rows, x, y):
+    def velocity_blocks(self, model, blocks: Blocks, x=None, y=None) -> tuple[Blocks, Scalar]:
+        """(v as blocks, R on the batch): one pullback of sum_j Phi(theta_j) with the
+        residual held fixed (mu frozen) gives every particle's velocity."""
         x, y = self._batch(x, y)
-        return weighted_velocity(model, params, to_rows, x, y, None, self.l2, self.fused)
+        return weighted_velocity(model, blocks, x, y, None, self.l2, self.fused)
 
 
-def weighted_velocity(model, params, to_rows, x, y, weights, l2: float, fused: bool = True):
+def _unit(model, what: str) -> None:
+    if not isinstance(model, AbstractUnitModel):
+        raise ConfigError(
+            f"`{what}` of the square loss needs a network that averages a unit "
+            f"(`AbstractUnitModel`, e.g. `TwoLayer`); got {type(model).__name__}."
+        )
+
+
+def weighted_velocity(
+    model: AbstractModel,
+    blocks: Blocks,
+    x: Inputs,
+    y: Targets,
+    weights: Float[Array, " n"] | None,
+    l2: Array,
+    fused: bool = True,
+) -> tuple[Blocks, Scalar]:
     r"""-grad Phi at every particle for R = (1/2) sum_i omega_i (f(x_i) - y_i)^2.
 
     ``weights`` omega (n,) sum to 1 (a quadrature rule); None means omega_i = 1/n (a data
-    set). ``params`` are particles as rows (``to_rows`` the identity) or in the model's
-    block layout (``to_rows = model.from_blocks``). The residual is held fixed, so one
-    pullback of sum_j Phi(theta_j) gives every particle's velocity:
+    set). For a unit model the residual is held fixed and one pullback of
+    sum_j Phi(theta_j) gives every particle's velocity:
 
         v_j = -m^(2 gamma - 1) dE/dtheta_j = -m^(gamma - 1) sum_i omega_i (f_i - y_i)
               grad phi(x_i; theta_j) - lambda m^(2 gamma - 2) theta_j.
 
-    Returns (v in the layout of ``params``, R).
+    For any other model it is the gradient of the energy by autodiff, times
+    -m^(2 gamma - 1).
+
+    Returns (v in the block layout, R).
     """
-    n = x.shape[0]
-    if fused and hasattr(model, "predict_and_pullback_blocks") and to_rows is not _identity:
-        f, pullback = model.predict_and_pullback_blocks(params, x)
-        m = model.unpack_blocks(params)[1].shape[1]
-    else:
-        phi, vjp = jax.vjp(lambda p: model.features(to_rows(p), x), params)
-        m = phi.shape[1]
-        f = model.output_scale(m) * jnp.sum(phi, axis=1)
-
-        def pullback(weight):
-            return vjp(jnp.broadcast_to(weight[:, None], phi.shape).astype(phi.dtype))[0]
-
-    residual = f - y
-    omega = 1.0 / n if weights is None else weights
-    weight = jax.lax.stop_gradient(residual) * omega * m ** (model.gamma - 1.0)
-    v = jax.tree.map(jnp.negative, pullback(weight))
-    if l2:
-        c = l2 * m ** (2 * model.gamma - 2)
-        v = jax.tree.map(lambda vi, p: vi - c * p, v, params)
-    v = freeze(model, v)
-    loss = 0.5 * (jnp.mean(residual**2) if weights is None else jnp.sum(weights * residual**2))
-    return v, loss
-
-
-def _identity(theta):
-    return theta
-
-
-def freeze(model, v):
-    """Zero the velocity of the blocks ``model.trainable`` leaves out (rows or blocks)."""
-    if set(model.trainable) == set(model.present_blocks):
-        return v
-    if isinstance(v, tuple):
-        return tuple(
-            vi if blk in model.trainable else jnp.zeros_like(vi)
-            for blk, vi in zip(model.present_blocks, v, strict=True)
+    omega = 1.0 / x.shape[0] if weights is None else weights
+    m = model.width(blocks)
+    if not isinstance(model, AbstractUnitModel):
+        return energy_velocity(
+            model, blocks, l2, lambda theta: _weighted_risk(model, theta, x, y, weights)
         )
-    return v * model.mask(v.dtype)
+    if fused:
+        f, pullback = model.predict_and_pullback_blocks(blocks, x)
+    else:
+        f, pullback = features_pullback(model, blocks, x)
+    residual = f - y
+    weight = jax.lax.stop_gradient(residual) * omega * model.scaling.field(m)
+    v = jax.tree.map(jnp.negative, pullback(weight))
+    c = l2 * model.scaling.confinement(m)
+    v = jax.tree.map(lambda vi, p: vi - c.astype(p.dtype) * p, v, blocks)
+    loss = 0.5 * (jnp.mean(residual**2) if weights is None else jnp.sum(weights * residual**2))
+    return model.freeze(v), loss
+
+
+def _weighted_risk(model, theta, x, y, weights):
+    residual = model.predict(theta, x) - y
+    return 0.5 * (jnp.mean(residual**2) if weights is None else jnp.sum(weights * residual**2))
+
+
+def energy_velocity(model: AbstractModel, blocks: Blocks, l2: Array, risk) -> tuple[Blocks, Scalar]:
+    """v = -m^(2 gamma - 1) grad_theta E by autodiff of E = risk(theta) + (lambda/2)
+    mean_j |theta_j|^2, in the block layout, and the risk: the velocity of any model."""
+
+    def energy(p):
+        theta = model.from_blocks(p)
+        r = risk(theta)
+        return r + 0.5 * l2.astype(theta.dtype) * jnp.mean(jnp.sum(theta**2, axis=-1)), r
+
+    (_, loss), grad = jax.value_and_grad(energy, has_aux=True)(blocks)
+    scale = model.velocity_scale(model.width(blocks))
+    return model.freeze(jax.tree.map(lambda g: -scale * g, grad)), loss

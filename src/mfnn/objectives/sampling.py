@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import abc
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from .._typing import Inputs, Key, Targets
 from ..errors import ConfigError
-from ..targets import DataSet
+from ..targets import DataSet, InputLaw, Sign, Teacher
 
 
-class FullBatch(eqx.Module):
+class AbstractSampler(eqx.Module):
+    """Where the batch of step k comes from. ``stochastic``: it draws randomness (from
+    ``fold_in(key, step)``, so a step's batch depends only on the key and the step)."""
+
+    stochastic: ClassVar[bool]
+
+    @abc.abstractmethod
+    def __call__(self, key: Key, step) -> tuple[Inputs, Targets] | tuple[None, None]:
+        """(x, y) of step ``step``; (None, None) for the objective's exact risk."""
+
+
+class FullBatch(AbstractSampler):
     """Every step sees the whole training set (gradient flow / gradient descent)."""
 
     data: DataSet
@@ -23,7 +37,7 @@ class FullBatch(eqx.Module):
         return self.data.x, self.data.y
 
 
-class Exact(eqx.Module):
+class Exact(AbstractSampler):
     """Every step uses the objective's own exact risk: the whole data set of an
     `EmpiricalRisk`, the closed form or quadrature of a `PopulationRisk` (no batch)."""
 
@@ -34,7 +48,7 @@ class Exact(eqx.Module):
         return None, None
 
 
-class Minibatch(eqx.Module):
+class Minibatch(AbstractSampler):
     """Minibatches of the data set without replacement within each epoch.
 
     Step k lies in epoch e = k // B (B = n // batch_size batches per epoch; the remainder
@@ -63,11 +77,11 @@ class Minibatch(eqx.Module):
         return self.data.x[idx], self.data.y[idx]
 
 
-class Online(eqx.Module):
-    """Fresh samples x ~ P, y = f*(x) at every step (online SGD, seeds 002 and 003)."""
+class Online(AbstractSampler):
+    """Fresh samples x ~ P, y = f*(x) at every step (online SGD)."""
 
-    inputs: eqx.Module
-    target: eqx.Module
+    inputs: InputLaw
+    target: Sign | Teacher
     batch_size: int = eqx.field(static=True)
     dtype: str = eqx.field(static=True, default="float64")
 

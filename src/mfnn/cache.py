@@ -1,0 +1,51 @@
+"""JAX's persistent compilation cache, under the user's cache directory.
+
+A run compiles its chunk loop and its recorder once per shape; the persistent cache keeps
+the compiled executables on disk, so that a second process running the same shapes (a
+second `mfnn run NAME --quick`, the test suite, the points of a sweep) loads them instead
+of compiling again. The `mfnn` command and the test suite turn it on; a library user calls
+`enable_compilation_cache` once.
+
+Where: ``$MFNN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/mfnn/jax`` (``~/.cache/mfnn/jax``).
+``MFNN_CACHE_DIR=off`` turns it off. JAX keys each entry by the program, the backend and
+the library versions, so a cache shared across versions or machines cannot load a wrong
+executable; the cache is capped (`MAX_BYTES`, least recently used entries go first).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+MAX_BYTES = 2 * 1024**3
+MIN_COMPILE_S = 0.2  # compiles faster than this are not worth a disk entry
+
+
+def cache_dir() -> Path | None:
+    """The cache folder ``enable_compilation_cache`` uses, or None when it is turned off."""
+    value = os.environ.get("MFNN_CACHE_DIR")
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "none") else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mfnn" / "jax"
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache at ``path`` (default `cache_dir`).
+
+    Returns the folder, or None when the cache is off (``MFNN_CACHE_DIR=off``) or the
+    folder cannot be created (a read-only home: runs then compile as usual).
+    """
+    folder = Path(path) if path is not None else cache_dir()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # LRU eviction (filelock)
+    return folder

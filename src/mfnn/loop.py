@@ -1,0 +1,166 @@
+"""The compiled part of a simulation: chunks of steps in one `lax.scan`, records inside.
+
+Nothing here touches the host: `mfnn.simulate` calls these functions once per chunk and
+does the I/O in between. The particles are carried in the model's block layout
+(`mfnn.models.AbstractModel.to_blocks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._typing import Array
+from .errors import ConfigError
+
+
+@eqx.filter_jit
+def record(dynamics, integrator, recorder, theta, theta0, step, dt, key):
+    return recorder(dynamics, integrator, theta, theta0, step, dt, key)
+
+
+def all_finite(state) -> Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)]))
+
+
+@eqx.filter_jit
+def advance(
+    dynamics,
+    integrator,
+    recorder,
+    theta,
+    theta0,
+    start,
+    dt,
+    key,
+    bad,
+    n_rec,
+    every,
+    reuse,
+    each_step=False,
+):
+    """n_rec intervals of ``every`` steps from step ``start``, recording after each.
+
+    Between records the particles are carried in the model's block layout.
+    With ``reuse`` (a deterministic full-batch dynamics) the full-batch velocity a record
+    computed is the first stage of the next step, so a record costs less than a step;
+    the first step of a call always computes its own, so the result depends on the chunk
+    plan only (resume stays bit-identical).
+
+    NaN/inf: the state is frozen at the last finite particles. With ``each_step`` every
+    step is checked and ``bad`` is the first step whose update was non-finite (-1 if
+    none). Without it (the fast path: on small problems on a GPU a per-step check costs
+    as much as the step) only the end of each interval is checked; a non-finite interval
+    leaves the state at its start and ``bad`` at its first step, and `simulate` re-runs
+    that one interval with ``each_step`` to find the exact step.
+    """
+    model = dynamics.model
+
+    def plain(state, step, k1=None):
+        return dynamics.constrain(integrator.step(dynamics, state, step, dt, key, k1)[0])
+
+    def guard(new, state, bad, at):
+        ok = all_finite(new) & (bad < 0)
+        state = jax.tree.map(lambda u, s: jnp.where(ok, u, s), new, state)
+        return state, jnp.where((bad < 0) & ~ok, at, bad)
+
+    def checked_step(carry, j):
+        state, bad, base = carry
+        step = base + j
+        return (*guard(plain(state, step), state, bad, step), base), None
+
+    def plain_step(carry, j):
+        state, base = carry
+        return (plain(state, base + j), base), None
+
+    def one_record(carry, i):
+        state, bad, k1, have = carry
+        base = start + i * every
+        begin = state
+        if reuse:  # the first step of the interval from the last record's velocity
+            new = jax.lax.cond(have, lambda s: plain(s, base, k1), lambda s: plain(s, base), state)
+            if each_step:
+                state, bad = guard(new, state, bad, base)
+            else:
+                state = new
+            first = 1
+        else:
+            first = 0
+        steps = jnp.arange(first, every)
+        if each_step:
+            (state, bad, _), _ = jax.lax.scan(checked_step, (state, bad, base), steps)
+        else:
+            (state, _), _ = jax.lax.scan(plain_step, (state, base), steps)
+            state, bad = guard(state, begin, bad, base)
+        theta = model.from_blocks(state)
+        rec, (v, loss) = recorder.measure(
+            dynamics, integrator, theta, theta0, base + every, dt, key
+        )
+        return (state, bad, (model.to_blocks(v), loss), jnp.asarray(True)), rec
+
+    state = model.to_blocks(theta)
+    k1 = (jax.tree.map(jnp.zeros_like, state), jnp.zeros((), theta.dtype))
+    carry = (state, bad, k1, jnp.asarray(False))
+    (state, bad, _, _), recs = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
+    return model.from_blocks(state), bad, recs
+
+
+def stack(trees: Sequence[Any], what: str = "batch member") -> Any:
+    """Stack pytrees that differ only in the values of their arrays (equinox modules
+    included): array leaves gain a leading batch axis, everything else is shared.
+
+    Raises:
+        ConfigError: if a tree's structure, a non-array leaf (a static field) or an
+            array's shape or dtype differs from the first tree's.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> stack([(jnp.zeros(3), 1.0), (jnp.ones(3), 1.0)])[0].shape
+        (2, 3)
+    """
+    arrays = [eqx.filter(t, eqx.is_array) for t in trees]
+    static = [eqx.filter(t, eqx.is_array, inverse=True) for t in trees]
+    leaves0, def0 = jax.tree.flatten(arrays[0])
+    sdef0 = jax.tree.structure(static[0])
+    for i, (a, s) in enumerate(zip(arrays[1:], static[1:], strict=True), start=1):
+        leaves, tdef = jax.tree.flatten(a)
+        same = (
+            tdef == def0
+            and jax.tree.structure(s) == sdef0
+            and jax.tree.leaves(s) == jax.tree.leaves(static[0])
+            and all(
+                x.shape == y.shape and x.dtype == y.dtype
+                for x, y in zip(leaves, leaves0, strict=True)
+            )
+        )
+        if not same:
+            raise ConfigError(
+                f"{what} {i} differs from {what} 0 in more than its array values (structure, "
+                "a static field, or an array's shape or dtype): members of a batch must "
+                "share shapes; run them separately."
+            )
+    return eqx.combine(jax.tree.map(lambda *xs: jnp.stack(xs), *arrays), static[0])
+
+
+@eqx.filter_jit
+def record_batch(dynamics, integrator, recorder, theta, theta0, step, dt, key):
+    def one(dyn, rec, th, th0, k):
+        return rec(dyn, integrator, th, th0, step, dt, k)
+
+    return eqx.filter_vmap(one)(dynamics, recorder, theta, theta0, key)
+
+
+@eqx.filter_jit
+def advance_batch(
+    dynamics, integrator, recorder, theta, theta0, start, dt, key, bad, n_rec, every, reuse
+):
+    """`_advance` vmapped over the members (stacked dynamics, recorder, particles, keys)."""
+
+    def one(dyn, rec, th, th0, k, b):
+        return advance(dyn, integrator, rec, th, th0, start, dt, k, b, n_rec, every, reuse)
+
+    return eqx.filter_vmap(one)(dynamics, recorder, theta, theta0, key, bad)
