@@ -57,7 +57,6 @@ from rich.table import Table  # noqa: E402
 
 import mfnn  # noqa: E402
 from mfnn import DataSet, EmpiricalRisk, Euler, FullBatch, GradientFlow, Recorder, TwoLayer  # noqa: E402
-from mfnn.dynamics import Blocks  # noqa: E402
 
 DT = 1e-3
 DTYPES = ("float32", "float64")
@@ -229,16 +228,15 @@ def mfnn_timer(flow, theta, steps: int, every: int):
 
 
 def mfnn_step_timer(flow, theta, steps: int):
-    """mfnn's own Euler step, as `simulate` takes it (`Euler().step(Blocks(flow), ...)` on
-    the particles in the block layout), in a hand-written lax.scan: the cost of mfnn's
+    """mfnn's own Euler step, as `simulate` takes it (`Euler().step(flow, ...)` on the
+    particles in the model's block layout), in a hand-written lax.scan: the cost of mfnn's
     velocity alone, without simulate's finiteness check and records."""
-    blocks = Blocks(flow)
-    state = blocks.encode(jnp.asarray(theta))
+    state = flow.model.to_blocks(jnp.asarray(theta))
     key, dt = jax.random.key(2), jnp.asarray(DT, theta.dtype)
 
     def run(s):
         def body(t, k):
-            return Euler().step(blocks, t, k, dt, key)[0], None
+            return Euler().step(flow, t, k, dt, key)[0], None
 
         return jax.lax.scan(body, s, jnp.arange(steps))[0]
 

@@ -14,8 +14,8 @@ Sections (each ratio measured in the same run):
   ``--rounds`` kept. Agreement: max relative difference of the batched final losses
   from the serial ones (float64 round-off expected, not bit identity).
 - ``kernel``: where the time of a batch goes, in one process: one compiled chunk of
-  400 steps (`mfnn.simulate._advance`, the chunk `simulate` runs) for one seed, times 8,
-  against the same chunk vmapped over the 8 seeds (`_advance_batch`, what
+  400 steps (`mfnn.loop.advance`, the chunk `simulate` runs) for one seed, times 8,
+  against the same chunk vmapped over the 8 seeds (`mfnn.loop.advance_batch`, what
   `simulate_batch` runs), compilation excluded, best of 3; at m = n = 128 and 512.
 - ``chaos``: the issue's case, ``mfnn sweep chaos --quick --grid seed=0..3`` with
   ``--workers 1`` against ``--workers 2`` (a named experiment: its points are never
@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 import mfnn  # noqa: E402
 from mfnn.build import build  # noqa: E402
 from mfnn.config import load  # noqa: E402
-from mfnn.simulate import _advance, _advance_batch, stack  # noqa: E402
+from mfnn.loop import advance, advance_batch, stack  # noqa: E402
 from mfnn.sweep import read_table  # noqa: E402
 
 MFNN = [sys.executable, "-m", "mfnn.cli"]
@@ -149,7 +149,7 @@ def bench_kernel(m: int, seeds: int, steps: int = 400, repeats: int = 3) -> dict
 
     def single():
         outs = [
-            _advance(
+            advance(
                 b.dynamics,
                 b.integrator,
                 b.recorder,
@@ -173,7 +173,7 @@ def bench_kernel(m: int, seeds: int, steps: int = 400, repeats: int = 3) -> dict
     keys = jnp.stack([b.key for b in built])
 
     def batched():
-        out = _advance_batch(
+        out = advance_batch(
             dyn,
             b0.integrator,
             rec,

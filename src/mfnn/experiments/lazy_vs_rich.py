@@ -15,7 +15,7 @@ from ..config import Config
 from ..diagnostics import relative_movement
 from ..diagnostics.kernel import kernel_change
 from ..errors import ConfigError
-from ..models.two_layer import scaling_gamma
+from ..models import gamma_of
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 
@@ -209,7 +209,7 @@ def analyze(s: Study[LazyParams], runs) -> dict[str, Any]:
     stats = {}
     for sc in p.scalings:
         first = runs[f"{sc}_m{p.widths[0]}_s{p.seeds[0]}"].config.model
-        g = scaling_gamma(first.scaling, first.gamma)
+        g = gamma_of(first.scaling, first.gamma)
         per = {
             key: np.array([[per_run[f"{sc}_m{m}_s{sd}"][key] for m in p.widths] for sd in p.seeds])
             for key in ("movement", "kernel_change", "initial_loss", "final_loss")
