@@ -17,6 +17,7 @@ from .integrators import INTEGRATORS, AbstractIntegrator, BirthDeathSplitting
 from .measure import Constant, Gaussian, Uniform, load_particles, sample_particles
 from .models import AbstractModel, TwoLayer
 from .objectives import (
+    AbstractObjective,
     EmpiricalRisk,
     Exact,
     FullBatch,
@@ -51,6 +52,7 @@ class Built:
     model: AbstractModel
     train: DataSet | None
     test: DataSet | None
+    objective: AbstractObjective
     dynamics: AbstractDynamics
     integrator: AbstractIntegrator
     recorder: Recorder
@@ -311,6 +313,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         model=model,
         train=train,
         test=test,
+        objective=objective,
         dynamics=dynamics,
         integrator=integrator,
         recorder=Recorder(

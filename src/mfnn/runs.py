@@ -142,7 +142,7 @@ def single_summary(traj: Trajectory, metrics: dict, built: Built, wall: float) -
         checks["energy_identity"] = check(med, "median |energy_rel_residual| <= 0.1", med <= 0.1)
     last = {k: float(v[-1]) for k, v in metrics.items() if k not in ("step",)} if metrics else {}
     extra = {}
-    objective, model = built.dynamics.objective, built.model
+    objective, model = built.objective, built.model
     if isinstance(objective, PopulationRisk) and objective.method == "quadrature":
         # |R_q - R_2q|, first and last
         extra["quadrature_error"] = {
