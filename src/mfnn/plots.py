@@ -93,7 +93,7 @@ def run_figures(run_dir, metrics: dict, built) -> list[Path]:
 
 
 def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
-    """The seed-000 story: fits, breakpoint histograms, losses, movement.
+    """The `sign` experiment: fits, breakpoint histograms, losses, movement.
 
     ``res[scaling]`` holds: ``f0``, ``f`` (predictions on xs at start/end), ``bp0``,
     ``bp`` (breakpoints of significant neurons at start/end), ``metrics``, ``C0``, ``C``.
