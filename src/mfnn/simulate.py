@@ -112,8 +112,9 @@ def _trajectory(columns, recorder, dt, snapshots, state, status, message) -> Tra
 
 
 @dataclasses.dataclass
-class _Single:
-    """The compiled calls of one run (no batch axis)."""
+class _Engine:
+    """The compiled calls of a run, or of a batch of runs (``batched``: every array has a
+    leading member axis and the calls are the vmapped ones)."""
 
     dynamics: Any
     integrator: Any
@@ -123,87 +124,32 @@ class _Single:
     dt: Any
     reuse: bool
     n: int = 1
+    batched: bool = False
 
     def record0(self, theta):
-        return record(
-            self.dynamics,
-            self.integrator,
-            self.recorder,
-            theta,
-            self.theta0,
-            jnp.asarray(0),
-            self.dt,
-            self.key,
-        )
+        fn = record_batch if self.batched else record
+        args = (self.integrator, self.recorder, theta, self.theta0, jnp.asarray(0), self.dt)
+        return fn(self.dynamics, *args, self.key)
 
     def advance(self, theta, start, bad, n_rec, every, each_step=False):
-        return advance(
-            self.dynamics,
-            self.integrator,
-            self.recorder,
-            theta,
-            self.theta0,
-            jnp.asarray(start),
-            self.dt,
-            self.key,
-            bad,
-            n_rec,
-            every,
-            self.reuse,
-            each_step,
-        )
+        fn = advance_batch if self.batched else advance
+        extra = () if self.batched else (each_step,)  # a batch does not locate a bad step
+        return fn(
+            self.dynamics, self.integrator, self.recorder, theta, self.theta0,
+            jnp.asarray(start), self.dt, self.key, bad, n_rec, every, self.reuse, *extra,
+        )  # fmt: skip
 
     def no_bad(self):
-        """The ``bad`` of a run with no NaN/inf step yet (-1)."""
-        return jnp.asarray(-1)
+        """``bad`` with no NaN/inf step yet: -1 (a member)."""
+        return jnp.full((self.n,), -1) if self.batched else jnp.asarray(-1)
 
-    @staticmethod
-    def member(x, i):
-        return x
-
-
-@dataclasses.dataclass
-class _Batch(_Single):
-    """The compiled calls of a batch: the same, vmapped over a leading member axis."""
-
-    def record0(self, theta):
-        return record_batch(
-            self.dynamics,
-            self.integrator,
-            self.recorder,
-            theta,
-            self.theta0,
-            jnp.asarray(0),
-            self.dt,
-            self.key,
-        )
-
-    def advance(self, theta, start, bad, n_rec, every, each_step=False):
-        return advance_batch(
-            self.dynamics,
-            self.integrator,
-            self.recorder,
-            theta,
-            self.theta0,
-            jnp.asarray(start),
-            self.dt,
-            self.key,
-            bad,
-            n_rec,
-            every,
-            self.reuse,
-        )
-
-    def no_bad(self):
-        return jnp.full((self.n,), -1)
-
-    @staticmethod
-    def member(x, i):
-        return x[i]
+    def member(self, x, i):
+        """Member i of an array of the run (itself, for a single run)."""
+        return x[i] if self.batched else x
 
 
 def _loop(
-    engine: _Single,
+    engine: _Engine,
     theta,
     step: int,
     *,
@@ -261,7 +207,7 @@ def _loop(
             recs, bad_np = jax.device_get(recs), np.atleast_1d(np.asarray(bad))
             bad_step = -1
             if (bad_np >= 0).any():
-                if isinstance(engine, _Batch):
+                if engine.batched:
                     raise BatchDiverged([int(i) for i in np.flatnonzero(bad_np >= 0)], start)
                 # the interval from bad_step holds a NaN/inf: find the exact step
                 bad_step = int(bad_np[0])
@@ -386,7 +332,7 @@ def simulate(
         raise ConfigError(f"particles must be an (m, D) array; got shape {theta0.shape}.")
     state = State(theta0, theta0, 0, key) if state is None else state
     dtype = theta0.dtype
-    engine = _Single(
+    engine = _Engine(
         dynamics,
         integrator,
         recorder,
@@ -512,7 +458,7 @@ def simulate_batch(
     theta = stack([jnp.asarray(s.theta, dtype) for s in states], "batch member (particles)")
     if theta.ndim != 3:
         raise ConfigError(f"particles must be (m, D) arrays; got shape {theta.shape[1:]}.")
-    engine = _Batch(
+    engine = _Engine(
         stack(list(dynamics), "batch member (dynamics)"),
         integrator,
         stack(recorders, "batch member (recorder)"),
@@ -521,6 +467,7 @@ def simulate_batch(
         jnp.asarray(dt, dtype),
         reuse.pop(),
         n,
+        batched=True,
     )
     return _loop(
         engine,
