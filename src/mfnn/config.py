@@ -122,7 +122,7 @@ class TeacherSpec(_Strict):
 
 
 class PopulationSpec(_Strict):
-    """The population risk: no data set, E_x over the input law (THEORY.md section 2).
+    """The population risk: no data set, E_x over the input law (docs/theory.md section 3).
 
     method: closed_form (relu/erf units without bias, gaussian inputs), quadrature
     (any activation, dim <= 3; ``nodes`` per dimension) or monte_carlo (``samples``
@@ -169,7 +169,7 @@ class DataSpec(_Strict):
 
 
 class DomainSpec(_Strict):
-    """A bounded parameter domain; particles leaving it are reflected (THEORY.md s.5)."""
+    """A bounded parameter domain; particles leaving it are reflected (docs/theory.md s. 11)."""
 
     kind: Literal["ball", "box"] = "ball"
     radius: float = Field(1.0, gt=0)
@@ -188,11 +188,12 @@ class ObjectiveSpec(_Strict):
 
 
 class LangevinSpec(_Strict):
-    """Mean-field Langevin noise sqrt(2/beta(t)) dB (THEORY.md section 3).
+    """Mean-field Langevin noise sqrt(2/beta(t)) dB (docs/theory.md sections 7-9).
 
     schedule: constant, log (beta (1 + rate log(1 + t))), geometric
     (min(beta growth^(t/period), beta_max)) or piecewise (``values`` from ``times``);
-    drift_scale s multiplies the drift (McKean-Vlasov of seed 003: s = beta_e, beta = 2/tau).
+    drift_scale s multiplies the drift (the McKean-Vlasov dynamics of Tzen and Raginsky 2020:
+    s = beta_e, beta = 2/tau).
     """
 
     beta: float = Field(gt=0)
@@ -207,7 +208,7 @@ class LangevinSpec(_Strict):
 
 
 class BirthDeathSpec(_Strict):
-    """Birth-death jumps after each transport step, rate alpha (THEORY.md section 4)."""
+    """Birth-death jumps after each transport step, rate alpha (docs/theory.md section 10)."""
 
     rate: float = Field(1.0, ge=0)
 

@@ -1,4 +1,7 @@
-r"""Bounded parameter domains with normal reflection (THEORY.md section 5, seed 002 sec. 2.1).
+r"""Bounded parameter domains with normal reflection (docs/theory.md section 11).
+
+The setting of "Mean field models for neural networks in teacher-student setting",
+section 2.1: particles live in a bounded domain and are reflected at its boundary.
 
 A particle that leaves the domain after a step is put back by *normal reflection*: it is
 mirrored in the boundary, as a billiard ball would be. No particle is added, removed or

@@ -1,11 +1,11 @@
-r"""Animation of the W2 geodesic between two particle clouds (THEORY.md section 7).
+r"""Animation of the W2 geodesic between two particle clouds (docs/theory.md section 14).
 
 ``geodesic_animation(x, y, path)`` draws McCann's displacement interpolation
 
     mu_s = ((1 - s) Id + s T) # mu,   s in [0, 1],
 
-T the optimal assignment map from ``mfnn.diagnostics.transport.optimal_map`` (seed 004,
-section 3: the constant-speed geodesic of W2), frame by frame. It writes a GIF with
+T the optimal assignment map from ``mfnn.diagnostics.transport.optimal_map`` (McCann 1997:
+the constant-speed geodesic of W2), frame by frame. It writes a GIF with
 matplotlib's ``FuncAnimation`` and the Pillow writer (Pillow is a matplotlib dependency);
 where that writer is missing it writes a PNG strip of the frames instead.
 """

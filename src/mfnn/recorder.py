@@ -156,10 +156,13 @@ class Recorder(AbstractRecorder):
     - ``energy``: E = R + (lambda/2) mean_j |theta_j|^2, the functional the flow decreases;
     - ``dissipation``: -dE/dt predicted by the identity, int |grad dE/dmu|^2 dmu
       = m^(1 - 2 gamma) sum_j |v(theta_j)|^2 (= mean_j |v_j|^2 in mean_field), with the
-      full-batch velocity;
+      full-batch velocity (the dynamics' `dissipation`: for a `Langevin` drift scale s it
+      is s int |grad dE/dmu|^2 dmu, the drift's);
     - ``energy_residual``: (E(theta_{k+1}) - E(theta_k)) / dt + dissipation, where
-      theta_{k+1} is one full-batch step of the run's integrator from theta_k; the energy
-      dissipation identity dE/dt = -int |grad dE/dmu|^2 dmu says this is O(dt);
+      theta_{k+1} is the deterministic part of one full-batch step of the run's integrator
+      from theta_k (`AbstractIntegrator.drift_step`: no noise, no jumps, no domain
+      reflection); the energy dissipation identity dE/dt = -int |grad dE/dmu|^2 dmu says
+      this is O(dt) (docs/theory.md section 5);
     - ``energy_rel_residual``: energy_residual / dissipation;
     - ``movement``: |theta_k - theta_0|_F / |theta_0|_F (relative particle movement; nan
       for a start at the origin, where it has no scale).

@@ -63,7 +63,8 @@ InputLaw = UniformBox | GaussianInputs
 
 
 class Sign(eqx.Module):
-    """f*(x) = sign(x_1) (seed 000: the step a ReLU network must learn to place)."""
+    """f*(x) = sign(x_1): the jump a ReLU network must learn to place its breakpoints at
+    (the `sign` experiment; docs/theory.md section 15)."""
 
     def __call__(self, x: Inputs) -> Targets:
         return jnp.sign(x[:, 0])
@@ -72,7 +73,7 @@ class Sign(eqx.Module):
 class Teacher(eqx.Module):
     r"""Teacher network f*(x) = sum_i alpha_i a_i sigma(w_i . x + b_i) = int phi d rho*.
 
-    The teacher measure is rho* = sum_i alpha_i delta_{c_i} (THEORY.md section 6) with
+    The teacher measure is rho* = sum_i alpha_i delta_{c_i} (docs/theory.md section 12) with
     alpha_i >= 0 summing to 1; ``a`` defaults to 1 (fixed output weights) and ``b`` to 0.
     """
 
@@ -117,7 +118,7 @@ class Teacher(eqx.Module):
 
 def teacher_measure(teacher: Teacher, model) -> tuple[Float[Array, "k D"], Float[Array, " k"]]:
     r"""The teacher measure rho* = sum_i alpha_i delta_{c_i} as atoms in the student's particle
-    space (THEORY.md section 6): rows c_i = (a_i, w_i, b_i) in the layout of ``model`` and
+    space (docs/theory.md section 12): rows c_i = (a_i, w_i, b_i) in the layout of ``model`` and
     weights alpha_i.
 
     A mean-field student f = int a sigma(w . x + b) d mu equals the teacher exactly when

@@ -1,4 +1,4 @@
-"""`path_norm`: the formula of THEORY.md section 8, its invariances, the bound it gives on
+"""`path_norm`: the formula of docs/theory.md section 16, its invariances, the bound it gives on
 |f| for ReLU units, the scalings, and absent blocks."""
 
 import doctest

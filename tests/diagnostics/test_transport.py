@@ -1,4 +1,4 @@
-"""W2 tools (THEORY.md section 7): closed forms, agreement where they overlap, geodesics.
+"""W2 tools (docs/theory.md section 14): closed forms, agreement where they overlap, geodesics.
 
 Known answers: Bures-Wasserstein between Gaussians (through a Brenier map, so the sample
 value is exact and its sampling error known), translations (W2 = |v|, S_eps = |v|^2 at

@@ -1,4 +1,4 @@
-"""TwoLayer: f_m(x) = m^(-gamma) sum_j a_j sigma(w_j . x + b_j) (THEORY.md section 1)."""
+"""TwoLayer: f_m(x) = m^(-gamma) sum_j a_j sigma(w_j . x + b_j) (docs/theory.md sections 1-2)."""
 
 import math
 

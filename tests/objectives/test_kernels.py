@@ -1,4 +1,4 @@
-"""Closed-form population kernels and Gauss quadrature rules (THEORY.md section 2).
+"""Closed-form population kernels and Gauss quadrature rules (docs/theory.md section 3).
 
     relu: K(u, v) = |u| |v| / (2 pi) (sin t + (pi - t) cos t),   t = angle(u, v),
     erf:  K(u, v) = (2 / pi) arcsin(2 u.v / sqrt((1 + 2|u|^2)(1 + 2|v|^2))),

@@ -1,4 +1,4 @@
-"""EmpiricalRisk: risk, first variation and velocity (THEORY.md section 2); the samplers.
+"""EmpiricalRisk: risk, first variation and velocity (docs/theory.md sections 3-4); samplers.
 
 The velocity of particle j must be
 
@@ -34,7 +34,7 @@ M = 7
 
 
 def vscale(scaling, m):
-    """m^(2 gamma - 1), written out per regime (THEORY.md section 1 table)."""
+    """m^(2 gamma - 1), written out per regime (docs/theory.md section 2 table)."""
     return {"mean_field": float(m), "ntk": 1.0, 0.75: m**0.5}[scaling]
 
 

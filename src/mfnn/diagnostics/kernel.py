@@ -1,4 +1,4 @@
-r"""The tangent kernel of a particle network and how much it changes (THEORY.md section 7).
+r"""The tangent kernel of a particle network and how much it changes (docs/theory.md s. 15).
 
 For f(x) = m^(-gamma) sum_j phi(x; theta_j) the gradient with respect to particle j is
 m^(-gamma) grad phi(x; theta_j), so the tangent kernel is
@@ -14,7 +14,8 @@ with R = (1/(2n)) sum_i (f(x_i) - y_i)^2, the function moves by
 
 and m^(2 gamma - 1) K = (1/m) sum_j grad phi(x; theta_j) . grad phi(x'; theta_j) is an
 average over particles: O(1) in every scaling, which is why f moves O(1) in O(1) time.
-Computed with ``jax.jvp`` of the model's features, not neural-tangents (DESIGN.md).
+Computed with ``jax.jvp`` of the model's features (neural-tangents does not import with
+current JAX, and a jvp per trainable coordinate is all a sum of units needs).
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def tangent_kernel(
 
     References:
         Jacot, Gabriel, Hongler, "Neural Tangent Kernel" (NeurIPS 2018), eq. (2);
-        Chizat, Oyallon, Bach, "On Lazy Training in Differentiable Programming" (2019);
-        seed 000, the lazy vs rich table.
+        Chizat, Oyallon, Bach, "On Lazy Training in Differentiable Programming" (NeurIPS
+        2019).
     """
     return _tangent_kernel(model, theta, x, x2)
 
@@ -119,8 +120,20 @@ def kernel_change(model, theta0: Particles, theta: Particles, x: Inputs) -> floa
 
         ||K_theta(X, X) - K_theta0(X, X)||_F / ||K_theta0(X, X)||_F
 
-    Scale-free (the factor m^(-2 gamma) cancels). Lazy training (ntk) keeps it O(m^-1/2),
-    mean_field moves it O(1) (THEORY.md section 7, seed 000).
+    Scale-free (the factor m^(-2 gamma) cancels). After training for a time T = O(1) with
+    the time scaling of `mfnn.models.scaling`, each particle moves O(m^(gamma - 1)) and the
+    change is
+
+    - Theta(m^(2 (gamma - 1))) from a start symmetric under a -> -a (paired particles
+      (a, w, b), (-a, w, b), or i.i.d. output weights of a symmetric law): the first-order
+      term of the change is odd in a and averages out, so ntk (gamma = 1/2) changes the
+      kernel by Theta(1/m) (measured slope -1.0 in `lazy_vs_rich`);
+    - only O(m^(gamma - 1)) without that symmetry, i.e. O(m^-1/2) under ntk (the general
+      bound of Chizat, Oyallon and Bach 2019; a skewed start measures a slope of about
+      -0.6 to -0.7 at the experiment's widths);
+    - Theta(1) under mean_field (gamma = 1) either way: the features move (rich training).
+
+    See docs/theory.md section 15 and the `lazy_vs_rich` experiment.
 
     Args:
         model: as in `tangent_kernel`.

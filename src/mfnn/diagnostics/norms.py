@@ -1,4 +1,4 @@
-"""Norms of two-layer networks: the path norm (THEORY.md section 8, seed 001 section 2.1)."""
+"""Norms of two-layer networks: the path norm (docs/theory.md section 16)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .._typing import Particles, Scalar
 
 
 def path_norm(model, theta: Particles) -> Scalar:
-    r"""Path norm of a two-layer network (THEORY.md section 8).
+    r"""Path norm of a two-layer network (docs/theory.md section 16).
 
         ||Theta||_P = (1/m) sum_j |a_j| (||w_j||_1 + |b_j|)          (mean_field)
 
@@ -18,8 +18,9 @@ def path_norm(model, theta: Particles) -> Scalar:
     mean_field formula when gamma = 1). Units without output weights (``train_output``
     false) count a_j = 1; units without bias count b_j = 0.
 
-    The path norm bounds the Barron norm of the function it represents (seed 001,
-    Theorem 2.2: ||f||_B <= sup_N ||Theta_N||_P) and, for ReLU units,
+    The path norm bounds the Barron norm of the function it represents (E, Ma and Wu
+    2019, Theorem 5, stated as Theorem 2.2 of H. Yang's overview "Mean-field analysis of
+    neural network": ||f||_B <= sup_N ||Theta_N||_P) and, for ReLU units,
     |f(x)| <= ||Theta||_P max(1, ||x||_inf) because |relu(z)| <= |z| and
     |w . x + b| <= (||w||_1 + |b|) max(1, ||x||_inf). It is invariant under permutations
     of the particles and under the ReLU rescaling (a, w, b) -> (c a, w / c, b / c), c > 0,
@@ -41,8 +42,9 @@ def path_norm(model, theta: Particles) -> Scalar:
         4.5
 
     References:
-        Seed 001, section 2.1 (path norm, Theorems 2.1-2.2); E, Ma and Wu, "Barron spaces
-        and the compositional function spaces for neural network models" (2019), Thm 4-5.
+        E, Ma and Wu, "Barron spaces and the compositional function spaces for neural
+        network models" (2019), Theorems 4-5 (Theorems 2.1-2.2 and section 2.1 of H. Yang,
+        "Mean-field analysis of neural network: an overview").
     """
     theta = jnp.asarray(theta)
     a, w, b = model.split(theta)

@@ -1,7 +1,7 @@
 r"""Optimal transport between particle measures: W2 exact, entropic, sliced and 1-D.
 
 A particle cloud x (n, D) with weights p (n,) (p_i >= 0, sum_i p_i = 1; uniform 1/n when
-omitted) is the measure mu = sum_i p_i delta_{x_i} (THEORY.md section 1). The quadratic
+omitted) is the measure mu = sum_i p_i delta_{x_i} (docs/theory.md section 1). The quadratic
 Wasserstein distance between mu and nu = sum_j q_j delta_{y_j} is
 
     W2^2(mu, nu) = min_{pi >= 0, pi 1 = p, pi^T 1 = q} sum_ij pi_ij |x_i - y_j|^2.
@@ -21,7 +21,7 @@ function                       what it computes                use it for
 ``w2_1d``                      W2 in one dimension, exact      D = 1, any size, weights
                                (quantiles; JAX, jit-able)      allowed
 ``optimal_map``,               the optimal assignment and the  equal-size uniform clouds
-``displacement_interpolation`` W2 geodesic between two clouds  (THEORY.md section 7)
+``displacement_interpolation`` W2 geodesic between two clouds  (docs/theory.md s. 14)
 =============================  ==============================  ==========================
 
 Measured on 2 shared CPU cores, D = 10, two independent Gaussian samples, float32 for
@@ -37,7 +37,8 @@ negative or do not sum to 1, and mismatched shapes raise `ConfigError` naming th
 argument. ``wasserstein2(x, p, y, q)`` is the older name of ``w2_exact``.
 
 Between equal-size uniform clouds W2 is the quotient metric under permutations of the
-particles (seed 001, Remark 1): W2^2 = min_sigma (1/n) sum_i |x_i - y_sigma(i)|^2.
+particles (H. Yang's overview "Mean-field analysis of neural network", Remark 1, after
+Mei, Montanari and Nguyen 2018): W2^2 = min_sigma (1/n) sum_i |x_i - y_sigma(i)|^2.
 
 Example:
     >>> import numpy as np
@@ -898,7 +899,7 @@ def displacement_interpolation(x, y, s, *, permutation=None) -> np.ndarray:
 
         mu_s = ((1 - s) Id + s T) # mu,   points (1 - s) x_i + s y_sigma(i),   s in [0, 1],
 
-    T the optimal map (``optimal_map``; seed 004, section 3; THEORY.md section 7). mu_s is
+    T the optimal map (``optimal_map``; McCann 1997; docs/theory.md section 14). mu_s is
     the constant-speed W2 geodesic from mu_0 = mu to mu_1 = nu:
     W2(mu_s, mu_t) = |t - s| W2(mu, nu). It is not the linear mixture (1 - s) mu + s nu.
 
@@ -919,6 +920,9 @@ def displacement_interpolation(x, y, s, *, permutation=None) -> np.ndarray:
         >>> x, y = np.array([[0.0], [1.0]]), np.array([[3.0], [2.0]])
         >>> displacement_interpolation(x, y, 0.5)[:, 0].tolist()  # 0 -> 2, 1 -> 3
         [1.0, 2.0]
+
+    References:
+        McCann, "A convexity principle for interacting gases", Adv. Math. 128 (1997).
     """
     x, y = _cloud("x", x).astype(np.float64), _cloud("y", y).astype(np.float64)
     if permutation is None:

@@ -6,7 +6,8 @@ import numpy as np
 
 
 def relative_movement(theta, theta0) -> float:
-    """|theta - theta_0|_F / |theta_0|_F (THEORY.md section 7)."""
+    """|theta - theta_0|_F / |theta_0|_F: O(m^(gamma - 1)) after an O(1) time (docs/theory.md
+    section 15)."""
     theta, theta0 = np.asarray(theta), np.asarray(theta0)
     return float(np.linalg.norm(theta - theta0) / np.linalg.norm(theta0))
 
@@ -37,7 +38,8 @@ def breakpoint_concentration(
     A neuron is significant when its kink size |a_j w_j| (its effect on f) is at least
     ``significance`` times the mean kink size, so neurons whose output weight has died
     out do not count. For sign(x) on [-1, 1], mean_field training drives C_r towards 1
-    (features move to the jump); ntk leaves it near its initial value (seed 000).
+    (features move to the jump); ntk leaves it near its initial value (the `sign`
+    experiment; lazy training in the sense of Chizat, Oyallon and Bach 2019).
     """
     x, mass = breakpoints(model, theta)
     sig = mass >= significance * mass.mean()

@@ -1,6 +1,6 @@
 """Population integrals over the inputs: closed-form kernels and Gauss quadrature rules.
 
-For units without bias and x ~ N(0, I_d) (THEORY.md section 2), the population kernel
+For units without bias and x ~ N(0, I_d) (docs/theory.md section 3), the population kernel
 
     K(u, v) = E_x[sigma(u . x) sigma(v . x)]
 

@@ -1,4 +1,4 @@
-"""The population risk of a teacher-student problem (THEORY.md sections 2 and 6).
+"""The population risk of a teacher-student problem (docs/theory.md sections 3 and 12).
 
 Inputs x ~ P (N(0, I_d) or uniform on a box), target the teacher network
 f*(x) = int phi(x; theta) d rho*(theta), rho* = sum_i alpha_i delta_{c_i}, and
