@@ -1,7 +1,7 @@
 """`entropic_regime` (Tzen-Raginsky 2020): the sub-runs are the theorems' dynamics, the
-estimators have the stated properties, the checks fail on doctored statistics (negative
-controls), bad parameters are refused with the field named; in the slow tier the quick
-run, resume, and negative controls that rerun part of the experiment."""
+checks fail on doctored statistics (negative controls), bad parameters are refused with
+the field named; in the slow tier the quick run, resume, and negative controls that rerun
+part of the experiment. The estimators are tested in tests/diagnostics/test_entropic.py."""
 
 import json
 import math
@@ -15,18 +15,13 @@ import pytest
 
 from mfnn import ConfigError, config
 from mfnn.build import build
-from mfnn.diagnostics.entropy import w2_to_gaussian_bures
 from mfnn.experiments.entropic_regime import (
     ENTROPIC_REGIME,
-    drift_statistic,
     evaluate,
-    gaussian_kl,
-    gaussian_w2_sq,
     langevin_config,
     langevin_name,
     plan,
     tracking_configs,
-    tracking_stats,
 )
 from mfnn.objectives import ZeroRisk
 from mfnn.rundir import same_config
@@ -120,50 +115,6 @@ def test_plan_of_the_default_config_has_every_sub_run():
     assert len(names) == 6 + 32
     only = plan(study("experiment.params.parts=[tracking]"))
     assert not any(n.startswith("langevin") for n in only)
-
-
-# ------------------------------------------------------------ estimators
-
-
-def test_gaussian_w2_and_kl_from_moments():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(500, 2)) * [0.3, 0.1] + [0.2, -0.1]
-    mean, cov = x.mean(0), np.cov(x.T, bias=True)
-    assert gaussian_w2_sq(mean, cov, 0.05) == pytest.approx(float(w2_to_gaussian_bures(x, 0.05)))
-    # 1-D closed forms: W2^2 = m^2 + (s - sqrt(tau))^2,
-    # KL = (s^2/tau + m^2/tau - 1 - log(s^2/tau)) / 2
-    m, s2, tau = 0.3, 0.5, 0.8
-    assert gaussian_w2_sq(np.array([m]), np.array([[s2]]), tau) == pytest.approx(
-        m**2 + (math.sqrt(s2) - math.sqrt(tau)) ** 2
-    )
-    assert gaussian_kl(np.array([m]), np.array([[s2]]), tau) == pytest.approx(
-        0.5 * (s2 / tau + m**2 / tau - 1 - math.log(s2 / tau))
-    )
-    # Talagrand for gamma_tau: W2^2 <= 2 tau KL, equality for a shift
-    for _ in range(20):
-        a = rng.normal(size=(2, 2))
-        mean, cov = rng.normal(size=2), a @ a.T + 0.01 * np.eye(2)
-        assert gaussian_w2_sq(mean, cov, 0.3) <= 2 * 0.3 * gaussian_kl(mean, cov, 0.3) + 1e-12
-    shift = np.array([0.1, 0.2])
-    assert gaussian_w2_sq(shift, 0.3 * np.eye(2), 0.3) == pytest.approx(
-        2 * 0.3 * gaussian_kl(shift, 0.3 * np.eye(2), 0.3)
-    )
-
-
-def test_drift_statistic_sees_a_transient():
-    relax = (1 - np.exp(-np.arange(16.0))) ** 2  # W2^2 = |mean|^2, the mean relaxing at rate 1
-    assert drift_statistic(relax) > 0.4  # window from t = 0
-    assert drift_statistic(relax[5:]) < 0.02  # window after 5 relaxation times
-
-
-def test_tracking_stats_normalizes_by_the_drop():
-    mv = [np.array([1.0, 0.6, 0.2]), np.array([1.0, 0.4, 0.0])]  # mean 1.0, 0.5, 0.1: drop 0.9
-    sgd = [np.array([1.0, 0.59, 0.1])] * 2
-    tr = tracking_stats(sgd, mv)
-    assert tr["D"] == pytest.approx(0.09 / 0.9) and tr["D_over_R0"] == pytest.approx(0.09)
-    assert tr["drop_mv"] == pytest.approx(0.9) and tr["t"] == [0.0, 0.5, 1.0]
-    # the largest standard error of the difference of the means (the MV spread), / drop
-    assert tr["D_noise"] == pytest.approx(np.std([0.6, 0.4], ddof=1) / math.sqrt(2) / 0.9)
 
 
 # ------------------------------------------------------------ checks on doctored statistics

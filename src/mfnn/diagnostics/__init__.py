@@ -24,3 +24,11 @@ from .two_layer import (
 from .two_layer import (
     relative_movement as relative_movement,
 )
+from .entropic import control_variate_distances as control_variate_distances
+from .entropic import control_variate_moments as control_variate_moments
+from .entropic import control_variate_window as control_variate_window
+from .entropic import gaussian_kl as gaussian_kl
+from .entropic import gaussian_w2_sq as gaussian_w2_sq
+from .entropic import mean_field_pull as mean_field_pull
+from .entropic import relative_drift as relative_drift
+from .entropic import tracking_statistic as tracking_statistic

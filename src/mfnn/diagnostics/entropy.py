@@ -1,6 +1,6 @@
-r"""Entropy, KL and W2 of a particle cloud against the Gaussian gamma_tau (THEORY.md section 3).
+r"""Entropy, KL and W2 of a particle cloud against the Gaussian gamma_tau (Tzen-Raginsky 2020).
 
-The entropic regularization of THEORY.md section 3 (Tzen-Raginsky, seed 003) measures the
+The entropic regularization of Tzen and Raginsky (2020) measures the
 particle law mu against the Gaussian reference gamma_tau = N(0, tau I_D):
 
     F_{beta,tau}(mu) = (1/2) R~(mu) + (tau/beta) KL(mu || gamma_tau),
@@ -195,7 +195,7 @@ def knn_entropy(x: Particles, k: int = 1) -> Scalar:
     edges bias the estimate upward, the more so in higher D.
 
     Note:
-        Duplicated points (as birth-death creates, THEORY.md section 4) have eps_i = 0
+        Duplicated points (as birth-death creates) have eps_i = 0
         for k = 1. eps is clamped to the dtype's smallest normal number (log of it is
         about -708 in float64, -87 in float32) so the result is finite, but each such
         point pulls H_hat down by roughly (D/m) * 700 nats: the estimate is then
@@ -289,7 +289,7 @@ def kl_to_gaussian(x: Particles, tau: float | Scalar, k: int = 1) -> Scalar:
                             = -H(mu) + (D/2) log(2 pi tau) + E_mu |x|^2 / (2 tau),
 
     with H(mu) from ``knn_entropy(x, k)`` and E_mu |x|^2 the sample mean of |x_i|^2. This
-    is the KL of the entropic regularization in THEORY.md section 3 (seed 003), where
+    is the KL of the entropic regularization (Tzen and Raginsky 2020), where
     KL(mu* || gamma_tau) <= kappa beta^2 / tau. The error is that of ``knn_entropy`` (the
     second-moment term adds only O(m^(-1/2)) noise); the estimate can come out slightly
     negative when mu is close to gamma_tau. jit-able with ``k`` static.
@@ -334,7 +334,7 @@ def w2_to_gaussian_bures(x: Particles, tau: float | Scalar) -> Scalar:
     bound) holds for every mu with these two moments and is an equality when mu is
     Gaussian; so this is the exact W2^2 for Gaussian mu up to the O(m^(-1/2)) sampling
     error of the moments, and a lower bound otherwise (it sees only two moments). It is
-    the quantity of the claim W2^2(mu*, gamma_tau) <= kappa beta^2 (THEORY.md section 3).
+    the quantity of the claim W2^2(mu*, gamma_tau) <= kappa beta^2 (Tzen and Raginsky 2020).
     jit-able.
 
     Against ``w2_to_gaussian_sampled`` on the same x it is lower in expectation, and in
