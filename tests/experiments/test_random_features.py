@@ -1,20 +1,17 @@
-"""`random_features`: the least-squares reference, the bound ratio, gradient descent against
-the bound and the sharper quadratic constant, the checks on known and doctored statistics,
-the informational both-layer energy identity, bad parameters refused; slow: the quick run,
-a diverging step, a noisy target, resume and a changed problem."""
+"""`random_features`: the checks on known and doctored statistics, the informational
+both-layer energy identity, bad parameters refused; slow: the quick run, a diverging step, a
+noisy target, resume and a changed problem. The least-squares reference, the bound ratio and
+gradient descent against the bound are tested in tests/diagnostics/test_barron.py."""
 
-import doctest
-import importlib
 import json
 import math
 import types
 
-import numpy as np
 import pytest
 
 from mfnn import ConfigError, config
 from mfnn.experiments.random_features import RANDOM_FEATURES as RF
-from mfnn.experiments.random_features import bound_ratio, evaluate, least_squares
+from mfnn.experiments.random_features import evaluate
 from mfnn.study import Study, collect_checks, verdict
 
 
@@ -29,69 +26,6 @@ def run(out, *overrides, resume=False):
 def study(*overrides) -> Study:
     cfg = load(*overrides)
     return Study(RF, cfg, RF.validate_params(cfg), None)
-
-
-def test_docstring_examples():
-    mod = importlib.import_module("mfnn.experiments.random_features")
-    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
-
-def test_least_squares_is_the_projection_of_a0_on_the_minimizers():
-    # n < m: many minimizers, all with R* = 0; the one returned is a_0 + a vector in the row
-    # space of Phi (the limit of the flow) and is the closest to a_0
-    rng = np.random.default_rng(0)
-    n, m = 6, 15
-    phi = rng.standard_normal((n, m))
-    y, a0 = rng.standard_normal(n), rng.standard_normal(m)
-    s = least_squares(phi, y, a0)
-    assert s["r_star"] < 1e-25 and s["rel_gradient"] < 1e-12
-    delta = s["a_star"] - a0
-    proj = phi.T @ np.linalg.lstsq(phi.T, delta, rcond=None)[0]  # onto the row space
-    np.testing.assert_allclose(delta, proj, atol=1e-12)
-    null = np.linalg.svd(phi)[2][n:]  # another minimizer is farther from a_0
-    other = s["a_star"] + null[0]
-    assert np.mean((a0 - other) ** 2) > s["dist2"]
-    # L is the top eigenvalue of the Hessian Phi^T Phi / (n m) in L2(rho_0)
-    assert s["L"] == pytest.approx(np.linalg.norm(phi, 2) ** 2 / (n * m))
-
-
-def test_least_squares_with_noise_is_the_normal_equation_solution():
-    rng = np.random.default_rng(1)
-    n, m = 40, 8
-    phi = rng.standard_normal((n, m))
-    y = rng.standard_normal(n)
-    s = least_squares(phi, y, np.zeros(m))
-    a_star = np.linalg.solve(phi.T @ phi / m, phi.T @ y)  # (Phi/m)^T (Phi a/m - y) = 0
-    np.testing.assert_allclose(s["a_star"], a_star, rtol=1e-10)
-    assert s["r_star"] == pytest.approx(0.5 * np.mean((phi @ a_star / m - y) ** 2))
-
-
-def descend(dt_l: float, steps: int = 3000):
-    """Gradient descent a <- a - dt (1/n) Phi^T r on a random convex quadratic in the
-    L2(rho_0) geometry, with dt L = dt_l: (times, risks, least-squares reference)."""
-    rng = np.random.default_rng(2)
-    n, m = 30, 20
-    phi = rng.standard_normal((n, m)) * np.geomspace(1, 1e-3, m)
-    y = phi @ rng.standard_normal(m) / m
-    a = rng.standard_normal(m)
-    s = least_squares(phi, y, a)
-    dt = dt_l / s["L"]
-    risks = []
-    for _ in range(steps):
-        risks.append(0.5 * np.mean((phi @ a / m - y) ** 2))
-        a = a - dt * phi.T @ (phi @ a / m - y) / n
-    return dt * np.arange(steps), np.array(risks), s
-
-
-def test_gradient_descent_obeys_the_bound_and_the_quadratic_constant():
-    # the statement itself: dt L <= 1 gives t (R - R*) <= |a_0 - a*|^2 / (2 e)
-    t, risks, s = descend(1.0)
-    ratio = bound_ratio(t, risks, s["r_star"], s["dist2"])
-    assert 0.01 < ratio.max() <= 1 / (2 * math.e) + 1e-12  # not vacuous
-    # dt L = 2.5 > 2: gradient descent diverges and the ratio explodes
-    t, risks, s = descend(2.5, steps=200)
-    assert bound_ratio(t, risks, s["r_star"], s["dist2"]).max() > 1e3
 
 
 GOOD = {  # the statistics of a passing run (the quick run's values, rounded)

@@ -32,3 +32,11 @@ from .entropic import gaussian_w2_sq as gaussian_w2_sq
 from .entropic import mean_field_pull as mean_field_pull
 from .entropic import relative_drift as relative_drift
 from .entropic import tracking_statistic as tracking_statistic
+from .barron import GaussianMixtureMeasure as GaussianMixtureMeasure
+from .barron import abs_gaussian_mean as abs_gaussian_mean
+from .barron import barron_rate as barron_rate
+from .barron import convex_rate_ratio as convex_rate_ratio
+from .barron import feature_matrix as feature_matrix
+from .barron import random_features_solution as random_features_solution
+from .barron import relu_gaussian_moments as relu_gaussian_moments
+from .barron import sampled_error as sampled_error
