@@ -47,7 +47,7 @@ from typing import Any, Generic, TypeVar
 import annotated_types
 import numpy as np
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from . import __version__
 from .config import Config, dump, format_validation_error, parse_yaml, set_path, validate
@@ -349,10 +349,13 @@ _BOUNDS = (
 
 
 def _bound(meta) -> str:
-    """Words for a pydantic constraint (``Gt(gt=0)`` -> ``> 0``)."""
+    """Words for a pydantic constraint (``Gt(gt=0)`` -> ``> 0``; a validator function: the
+    first line of its docstring)."""
     for kind, words in _BOUNDS:
         if isinstance(meta, kind):
             return words(meta)
+    if isinstance(meta, AfterValidator) and meta.func.__doc__:
+        return meta.func.__doc__.strip().splitlines()[0]
     return str(meta)
 
 

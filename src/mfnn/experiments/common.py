@@ -26,12 +26,14 @@ from ..errors import ConfigError
 
 
 def _distinct(values: Sequence[Any]) -> Sequence[Any]:
+    """no value repeated"""
     if len(set(values)) != len(values):
         raise ValueError(f"must not repeat a value; got {list(values)}")
     return values
 
 
 def _increasing(values: Sequence[Any]) -> Sequence[Any]:
+    """strictly increasing"""
     if any(b <= a for a, b in zip(values, values[1:], strict=False)):
         raise ValueError(f"must increase strictly; got {list(values)}")
     return values
