@@ -1,30 +1,18 @@
-"""`langevin_gibbs`: the statistics against known answers, the checks on doctored
-statistics (exact draws pass, a too-short run and the Gibbs law without the risk term
-fail), bad parameters refused with the field named; behind `slow`: the quick run, a run
-too short to pass, resume and the full run."""
+"""`langevin_gibbs`: the checks on doctored statistics (exact draws pass, a too-short run
+and the Gibbs law without the risk term fail), bad parameters refused with the field
+named; behind `slow`: the quick run, a run too short to pass, resume and the full run.
+The statistics' known answers are in tests/diagnostics/test_gibbs.py."""
 
 import copy
 import math
 from types import SimpleNamespace
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mfnn import ConfigError, config
-from mfnn.build import build
-from mfnn.diagnostics.entropy import gaussian_entropy
-from mfnn.experiments.langevin_gibbs import (
-    LANGEVIN_GIBBS,
-    GibbsParams,
-    coordinate_stats,
-    evaluate,
-    gaussian_free_energy,
-    gibbs_on_grid,
-    potential_consistency,
-)
-from mfnn.stats import ks_distance
+from mfnn.diagnostics import coordinate_stats, gaussian_free_energy
+from mfnn.experiments.langevin_gibbs import LANGEVIN_GIBBS, GibbsParams, evaluate
 
 GIBBS = LANGEVIN_GIBBS
 
@@ -35,55 +23,6 @@ def load(*overrides):
 
 def run(tmp_path, *overrides, resume=False):
     return GIBBS.run(load(*overrides), tmp_path, resume=resume, progress=False)
-
-
-# ------------------------------------------------------------------ statistics
-
-
-def test_gibbs_on_grid_and_ks_against_a_known_law():
-    g = np.linspace(-8.0, 8.0, 4001)
-    rho, cdf = gibbs_on_grid(2.0 * g**2, g, beta=1.0)  # exp(-2 w^2): N(0, 1/4)
-    np.testing.assert_allclose(rho, np.exp(-2 * g**2) / math.sqrt(math.pi / 2), atol=1e-8)
-    assert cdf[0] == 0.0 and cdf[-1] == pytest.approx(1.0)
-    assert np.interp(0.5, g, cdf) == pytest.approx(0.841345, abs=1e-5)
-    # quantiles of the law itself: KS = 1/(2m) exactly (the ECDF steps around the CDF)
-    m = 200
-    x = np.interp((np.arange(m) + 0.5) / m, cdf, g)
-    assert ks_distance(x, g, cdf) == pytest.approx(0.5 / m, abs=1e-5)
-    # i.i.d. draws: sqrt(m) KS is O(1); a shifted law is far
-    d = np.random.default_rng(0).normal(0.0, 0.5, 4096)
-    assert math.sqrt(4096) * ks_distance(d, g, cdf) < 1.95
-    assert ks_distance(d + 0.3, g, cdf) > 0.2
-
-
-def test_coordinate_stats_standard_errors():
-    w = np.random.default_rng(1).normal(0.0, 2.0, (20000, 2))
-    s = coordinate_stats(w, 4.0)
-    # SE(var) = sqrt((m4 - s^4) / m) -> s^2 sqrt(2 / m) for a Gaussian
-    np.testing.assert_allclose(s["se_var"], 4.0 * math.sqrt(2 / 20000), rtol=0.05)
-    np.testing.assert_allclose(s["se_mean"], 2.0 / math.sqrt(20000), rtol=0.02)
-    assert max(s["z_mean"] + s["z_var"]) < 4
-    assert coordinate_stats(w, 4.4)["z_var"][0] > 5  # a 10 % wrong variance is seen
-
-
-@pytest.mark.parametrize(("dim", "beta", "l2"), [(1, 2.0, 0.5), (2, 1.0, 1.0), (3, 4.0, 0.1)])
-def test_gaussian_free_energy_is_the_minimum(dim, beta, l2):
-    v = 1.0 / (beta * l2)
-    h = float(gaussian_entropy(v * jnp.eye(dim)))
-    f = gaussian_free_energy(dim, beta, l2, v)
-    assert f == pytest.approx(0.5 * l2 * dim * v - h / beta, rel=1e-12)
-    assert f == pytest.approx(-dim / (2 * beta) * math.log(2 * math.pi / (beta * l2)), rel=1e-12)
-    for other in (0.8 * v, 1.25 * v):  # the Gibbs variance minimizes F over N(0, s I)
-        assert gaussian_free_energy(dim, beta, l2, other) > f
-
-
-@pytest.mark.slow  # builds and compiles the teacher objective (about 5 s of CPU)
-def test_the_potential_is_the_drift_and_contains_the_l2_term():
-    cfg = load("model.width=64")
-    flow = build(cfg).dynamics.flow
-    theta = jax.random.uniform(jax.random.key(3), (64, 1), jnp.float64, -3.0, 3.0)
-    l2_err, drift_err = potential_consistency(flow, theta, np.linspace(-4.0, 4.0, 101))
-    assert l2_err < 1e-12 and drift_err < 1e-12
 
 
 # ------------------------------------------------------------------ checks on statistics

@@ -1,6 +1,7 @@
-"""`langevin_temperature`: the window statistics, the plan (beta and lambda per run), the
-checks on doctored statistics (negative controls), bad parameters refused with the field
-named; in the slow tier the quick run, resume, runs too short, and lambda held large."""
+"""`langevin_temperature`: the plan (beta and lambda per run), the checks on doctored
+statistics (negative controls), bad parameters refused with the field named; in the slow
+tier the quick run, resume, runs too short, and lambda held large. The window statistics
+are tested in tests/diagnostics/test_gibbs.py."""
 
 import json
 
@@ -8,16 +9,14 @@ import numpy as np
 import pytest
 
 from mfnn import ConfigError, config
-from mfnn.experiments.langevin_temperature import (
-    LANGEVIN_TEMPERATURE,
-    evaluate,
-    plan,
-    run_name,
-    window_stats,
-)
+from mfnn.experiments.langevin_temperature import LANGEVIN_TEMPERATURE, evaluate, plan
 from mfnn.study import Study
 
 TEMP = LANGEVIN_TEMPERATURE
+
+
+def run_name(beta):
+    return f"beta{beta:g}"
 
 
 def load(*overrides, quick=True):
@@ -37,19 +36,9 @@ def study(tmp_path, *overrides):
 # ------------------------------------------------------------------ default tier
 
 
-def test_window_stats_averages_the_last_part():
-    t = np.linspace(0.0, 10.0, 11)
-    loss = np.where(t >= 5.0, 2.0, 100.0)
-    metrics = {"t": t, "loss": loss, "energy": loss + 1, "free_energy": loss - 1}
-    s = window_stats(metrics, 0.5)
-    assert s["risk"] == 2.0 and s["energy"] == 3.0 and s["free_energy"] == 1.0
-    assert s["records"] == 6 and s["t_from"] == 5.0
-    assert window_stats(metrics, 1.0)["risk"] == pytest.approx((5 * 100 + 6 * 2) / 11)
-
-
-def test_run_names_are_distinct():
-    names = [run_name(b) for b in (10, 30, 100, 300, 1000, 0.5, 1e6)]
-    assert len(set(names)) == len(names) and names[0] == "beta10"
+def test_run_names_are_distinct(tmp_path):
+    runs = plan(study(tmp_path, "experiment.params.betas=[0.5, 10, 300, 1e6]"))
+    assert list(runs) == ["beta0.5", "beta10", "beta300", "beta1e+06"]
 
 
 def test_plan_lowers_lambda_with_beta_and_keeps_the_start(tmp_path):

@@ -24,6 +24,15 @@ from .two_layer import (
 from .two_layer import (
     relative_movement as relative_movement,
 )
+from .gibbs import coordinate_stats as coordinate_stats
+from .gibbs import em_ou_variance as em_ou_variance
+from .gibbs import gaussian_free_energy as gaussian_free_energy
+from .gibbs import gibbs_ks as gibbs_ks
+from .gibbs import gibbs_on_grid as gibbs_on_grid
+from .gibbs import knn_free_energy_bias as knn_free_energy_bias
+from .gibbs import ou_stationary_stats as ou_stationary_stats
+from .gibbs import potential_consistency as potential_consistency
+from .gibbs import window_stats as window_stats
 from .entropic import control_variate_distances as control_variate_distances
 from .entropic import control_variate_moments as control_variate_moments
 from .entropic import control_variate_window as control_variate_window
