@@ -220,3 +220,24 @@ def loglog_fits(ax, x, series, *, guide: tuple[float, str] | None = None) -> Non
         ax.loglog(xs, y0 * (xs / xs[0]) ** guide[0], color="k", lw=0.8, alpha=0.5, label=guide[1])
     width_axis(ax, [int(v) if float(v).is_integer() else v for v in xs])
     ax.legend(fontsize=7)
+
+
+def log_curves(ax, series, *, level: float | None = None, **labels) -> None:
+    """Curves {label: (t, y)} against t on a log y axis (non-positive values left out), a
+    dotted horizontal line at ``level`` (a tolerance), a legend, and ``ax.set(**labels)``
+    (xlabel, ylabel, title).
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> t = np.arange(3.0)
+        >>> log_curves(ax, {"a": (t, 2.0**-t), "b": (t, t - 1)}, level=0.1, xlabel="t")
+        >>> [line.get_ydata().tolist() for line in ax.get_lines()[:2]], ax.get_yscale()
+        ([[1.0, 0.5, 0.25], [nan, nan, 1.0]], 'log')
+        >>> plt.close(fig)
+    """
+    for label, (t, y) in series.items():
+        ax.semilogy(t, _positive(y), label=label)
+    if level is not None:
+        ax.axhline(level, color="k", lw=0.8, ls=":")
+    ax.set(**labels)
+    ax.legend(fontsize=7)

@@ -1,13 +1,13 @@
-"""`global_convergence`: the sphere W2 and the teacher's known answers, the checks on
-doctored statistics (each fails when it should), bad parameters refused with the field
-named; slow: the quick run and a run cut short."""
+"""`global_convergence`: the teacher's known answers, the checks on doctored statistics (each
+fails when it should), bad parameters refused with the field named; slow: the quick run and
+a run cut short. The sphere W2 is tested in tests/diagnostics/test_teacher.py."""
 
 import numpy as np
 import pytest
 
 from mfnn import ConfigError, config
 from mfnn.experiments.global_convergence import GLOBAL_CONVERGENCE as GC
-from mfnn.experiments.global_convergence import sphere_w2, teacher_atoms
+from mfnn.experiments.global_convergence import teacher_atoms
 from mfnn.study import Study
 
 
@@ -17,22 +17,6 @@ def load(*overrides):
 
 def run(tmp_path, *overrides):
     return GC.run(load(*overrides), tmp_path, progress=False)
-
-
-def test_sphere_w2_is_zero_for_a_student_that_is_the_teacher():
-    """Each teacher atom split over several students (same direction, masses adding up to
-    alpha_i |c_i|, any split between a and |w|): W2 = 0 and no negative mass."""
-    c, alpha = teacher_atoms(3, 4, 0)
-    rows = []
-    for ci, ai in zip(c, alpha, strict=True):
-        for share, scale in ((0.25, 2.0), (0.75, 0.5)):  # a |w| / m must total alpha_i
-            rows.append(np.concatenate([[share * ai * 6 / scale], scale * ci]))
-    theta = np.array(rows)
-    w2, neg = sphere_w2(theta, c, alpha)
-    assert w2 < 1e-6 and neg == 0.0
-    theta[0, 0] *= -1  # a negative output weight: counted as negative mass
-    w2, neg = sphere_w2(theta, c, alpha)
-    assert neg > 0
 
 
 def test_teacher_atoms_are_unit_directions_with_weights_proportional_to_i():
@@ -68,12 +52,13 @@ def test_evaluate_on_doctored_statistics(tmp_path):
         ("experiment.params.tolerance=2", "experiment.params.tolerance"),
         ("experiment.params.widths=3", "experiment.params.widths"),
         ("experiment.params.narrow_seeds=0", "experiment.params.narrow_seeds"),
-        ("model.activation=tanh", "model.activation"),
+        ("model.activation=tanh", "data.population.method"),  # closed form: relu, erf
+        (("model.activation=tanh", "data.population.method=monte_carlo"), "model.activation"),
     ],
 )
 def test_bad_params_are_refused(tmp_path, override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        run(tmp_path, override)
+        run(tmp_path, *([override] if isinstance(override, str) else override))
     assert not (tmp_path / "runs").exists()  # refused before any compute
 
 

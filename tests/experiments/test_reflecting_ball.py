@@ -1,6 +1,7 @@
-"""`reflecting_ball`: the wall statistics' known answers, the checks on doctored statistics
-(the wall checks fail on a state the reflected flow would not keep), bad parameters refused
-with the field named; slow: the quick run, resume, and the claim's premise removed."""
+"""`reflecting_ball`: the checks on doctored statistics (the wall checks fail on a state the
+reflected flow would not keep), bad parameters refused with the field named; slow: the quick
+run, resume, and the claim's premise removed. The wall statistics' known answers are in
+tests/diagnostics/test_teacher.py."""
 
 import copy
 import json
@@ -10,7 +11,6 @@ import pytest
 
 from mfnn import ConfigError, config
 from mfnn.experiments.reflecting_ball import REFLECTING_BALL as BALL
-from mfnn.experiments.reflecting_ball import wall_stats
 from mfnn.study import Study
 
 
@@ -20,35 +20,6 @@ def load(*overrides):
 
 def run(tmp_path, *overrides, resume=False):
     return BALL.run(load(*overrides), tmp_path, resume=resume, progress=False)
-
-
-def circle(n, radius):
-    phi = 2 * np.pi * np.arange(n) / n
-    return radius * np.stack([np.cos(phi), np.sin(phi)], axis=1)
-
-
-def test_wall_stats_at_a_constrained_stationary_point_and_away_from_it():
-    w = circle(8, 1.5)
-    n = w / 1.5
-    out = wall_stats(w, 0.2 * n, 1.5, 0.5)  # outward normal: held by the wall
-    assert out["kappa"] < 1e-15 and out["held"] == pytest.approx(1.0) and out["on_wall"] == 8
-    tangent = np.stack([-n[:, 1], n[:, 0]], axis=1)
-    out = wall_stats(w, 0.2 * tangent, 1.5, 0.5)  # sliding along the wall
-    assert out["kappa"] == pytest.approx(1.0) and out["held"] == pytest.approx(0.0)
-    out = wall_stats(w, -0.2 * n, 1.5, 0.5)  # pointing inwards: leaves the wall
-    assert out["kappa"] == pytest.approx(1.0) and out["held"] == 0.0
-    out = wall_stats(w, 0.2 * (n + 0.1 * tangent), 1.5, 0.5)  # a 10 % tangential part
-    assert out["kappa"] == pytest.approx(0.1 / np.sqrt(1.01))
-
-
-def test_wall_set_is_one_step_deep_and_interior_speed_is_reported():
-    # a particle bouncing within dt |v| of the wall counts as held; a deeper one does not
-    w = np.array([[1.45, 0.0], [0.0, 1.0]])
-    v = np.array([[0.2, 0.0], [0.0, 0.2]])
-    out = wall_stats(w, v, 1.5, 0.5)  # R - |w_1| = 0.05 <= 0.1; R - |w_2| = 0.5 > 0.1
-    assert out["on_wall"] == 1 and out["kappa"] < 1e-15
-    assert out["held"] == pytest.approx(0.5) and out["interior_rms_speed"] == pytest.approx(0.2)
-    assert np.isnan(wall_stats(w[1:], v[1:], 1.5, 0.5)["kappa"])  # nobody on the wall
 
 
 def fake_stats():

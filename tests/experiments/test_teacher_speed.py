@@ -1,6 +1,8 @@
-"""`teacher_speed`: the statistics' known answers, the checks on doctored statistics (they
-fail when they should; the sweep and random placement stay informational), bad parameters
-refused with the field named; slow: the quick run, resume, checks failing on real runs."""
+"""`teacher_speed`: the initial rings, the checks on doctored statistics (they fail when they
+should; the sweep and random placement stay informational), bad parameters refused with the
+field named; slow: the quick run, resume, checks failing on real runs. The statistics'
+known answers (cluster distances, hitting times, speed ratio) are in
+tests/diagnostics/test_teacher.py."""
 
 import json
 import math
@@ -10,13 +12,7 @@ import pytest
 
 from mfnn import ConfigError, config
 from mfnn.experiments.teacher_speed import TEACHER_SPEED as TS
-from mfnn.experiments.teacher_speed import (
-    cluster_distances,
-    initial_particles,
-    ring,
-    speed_check,
-)
-from mfnn.stats import hitting_time
+from mfnn.experiments.teacher_speed import rings, speed_check
 from mfnn.study import Study, collect_checks, verdict
 
 
@@ -50,44 +46,27 @@ def test_speed_check_on_doctored_ratios(S, r, passed):
     assert speed_check(S, r, 1.5, 0.2)["passed"] is passed
 
 
-def test_hitting_time_interpolates_and_is_nan_when_never_reached():
-    t = np.array([0.0, 10.0, 20.0, 30.0])
-    d = np.array([0.3, 0.25, 0.15, 0.1])
-    assert hitting_time(t, d, 0.2) == pytest.approx(15.0)
-    assert hitting_time(t, d, 0.25) == 10.0  # reaching the level counts (<=)
-    assert math.isnan(hitting_time(t, d, 0.05))
-
-
 def test_rings_have_the_same_normalized_law():
     c = np.array([[1.0, 0.0], [0.0, 1.0]])
-    theta = initial_particles(c, 40, 10, 0.3)
+    theta = rings(c, [40, 10], 0.3)
     for i, sel in enumerate((slice(0, 40), slice(40, 50))):
         dist = np.linalg.norm(theta[sel] - c[i], axis=1)
         np.testing.assert_allclose(dist, 0.3)
         np.testing.assert_allclose(theta[sel].mean(0), c[i], atol=1e-15)
     # the ring around c_2 is the ring around c_1 rotated by the angle between them
     rot = np.array([[0.0, -1.0], [1.0, 0.0]])
-    np.testing.assert_allclose(ring(c[0], 10, 0.3) @ rot.T, ring(c[1], 10, 0.3), atol=1e-15)
+    one = [rings(c[i : i + 1], [10], 0.3) for i in (0, 1)]
+    np.testing.assert_allclose(one[0] @ rot.T, one[1], atol=1e-15)
 
 
 def test_random_placement_is_seeded_per_draw():
     c = np.array([[1.0, 0.0], [0.0, 1.0]])
-    a, b = (initial_particles(c, 20, 10, 0.3, seed=[0, d]) for d in (0, 1))
+    a, b = (rings(c, [20, 10], 0.3, np.random.default_rng([0, d])) for d in (0, 1))
     np.testing.assert_allclose(np.linalg.norm(a[:20] - c[0], axis=1), 0.3)
     np.testing.assert_allclose(np.linalg.norm(a[20:] - c[1], axis=1), 0.3)
     assert not np.allclose(a, b)
-    np.testing.assert_array_equal(a, initial_particles(c, 20, 10, 0.3, seed=[0, 0]))
+    np.testing.assert_array_equal(a, rings(c, [20, 10], 0.3, np.random.default_rng([0, 0])))
     assert np.linalg.norm(a[20:].mean(0) - c[1]) > 1e-3  # the sampled rings are off-center
-
-
-def test_cluster_distances_assign_by_the_final_positions():
-    c = np.array([[1.0, 0.0], [0.0, 1.0]])
-    w0 = np.concatenate([ring(c[0], 4, 0.3), ring(c[1], 4, 0.3)])
-    w = np.stack([w0, c[[0, 0, 0, 0, 1, 1, 1, 1]] + 0.1 * (w0 - c[[0] * 4 + [1] * 4])])
-    d = cluster_distances(np.array([0.0, 5.0]), w, c)
-    assert d["assign"].tolist() == [0] * 4 + [1] * 4
-    np.testing.assert_allclose(d["D1"], [0.3, 0.03])
-    np.testing.assert_allclose(d["C2"], [0.0, 0.0], atol=1e-15)
 
 
 def fake_stats(s, S_over_r=1.1, random=(0.9, 1.2, 1.0, 1.05)):

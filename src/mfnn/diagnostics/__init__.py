@@ -49,3 +49,10 @@ from .barron import feature_matrix as feature_matrix
 from .barron import random_features_solution as random_features_solution
 from .barron import relu_gaussian_moments as relu_gaussian_moments
 from .barron import sampled_error as sampled_error
+from .teacher import EXAMPLE_2 as EXAMPLE_2
+from .teacher import cluster_distances as cluster_distances
+from .teacher import moment_zscores as moment_zscores
+from .teacher import speed_ratio as speed_ratio
+from .teacher import sphere_w2 as sphere_w2
+from .teacher import vanishing_orders as vanishing_orders
+from .teacher import wall_stats as wall_stats
