@@ -1,7 +1,8 @@
-"""`birth_death_speedup`: the statistics on known curves, the checks on doctored statistics
-(the transport control passes the O(1/t) bound but fails speedup and loss_gain), bad
-parameters refused with the field named; behind `slow`: the quick run, its control
-re-evaluated, runs without the claim's premises or too short, resume and the full run."""
+"""`birth_death_speedup`: the curve statistics on known curves, the checks on doctored
+statistics (the transport control passes the O(1/t) bound but fails speedup and loss_gain),
+bad parameters refused with the field named (the energy ratio and the loss gain:
+tests/diagnostics/test_coupling.py); behind `slow`: the quick run, its control re-evaluated,
+runs without the claim's premises or too short, resume and the full run."""
 
 import copy
 import json
@@ -13,13 +14,12 @@ import numpy as np
 import pytest
 
 from mfnn import ConfigError, config
+from mfnn.diagnostics import loss_gain
 from mfnn.experiments.birth_death_speedup import (
     BIRTH_DEATH_SPEEDUP,
     SpeedupParams,
     curve_stats,
-    energy_ratio,
     evaluate,
-    loss_gain,
 )
 from mfnn.stats import hitting_time, window_slope
 
@@ -60,25 +60,6 @@ def test_window_slope_recovers_the_power_and_needs_the_whole_window():
     assert window_slope(t, t**-1.7, 10, 100) == pytest.approx(-1.7, abs=1e-12)
     assert math.isnan(window_slope(t, 1 / t, 10, 300))  # the run ends before t_b
     assert math.isnan(window_slope(t, 1 / t, 10, 10.6))  # under 3 records in the window
-
-
-def test_energy_ratio_is_one_when_the_identity_holds():
-    # E = exp(-2t): -dE/dt = 2 exp(-2t) split as dissipation + jump_dissipation
-    t = np.linspace(0.0, 3.0, 3001)
-    e = np.exp(-2 * t)
-    metrics = {"t": t, "energy": e, "dissipation": 1.5 * e, "jump_dissipation": 0.5 * e}
-    r = energy_ratio(metrics, 2.0)
-    assert r["with_jumps"] == pytest.approx(1.0, abs=1e-5)
-    assert r["without_jumps"] == pytest.approx(4 / 3, abs=1e-5)
-    assert r["t_end"] == pytest.approx(2.0)
-
-
-def test_loss_gain_of_a_time_rescaled_power_law():
-    # L_run(t) = L_control(k t) with L = t^-p: the ratio is k^p at every time
-    t = np.linspace(1.0, 200.0, 400)
-    assert loss_gain(t, t**-1.3, (3 * t) ** -1.3, 10, 100) == pytest.approx(3**1.3, rel=1e-12)
-    assert loss_gain(t, 1 / t, 1 / t, 10, 100) == 1.0  # the control against itself
-    assert math.isnan(loss_gain(t, 1 / t, 1 / t, 100, 400))  # the records end at 200
 
 
 # ------------------------------------------------------------- checks on statistics

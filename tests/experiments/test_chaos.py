@@ -1,7 +1,7 @@
-"""`chaos`: the layout of the stacked coupling run, the W2 sampling floor, checks that fail
-on doctored statistics, bad params refused with the field named (default tier); the quick
-run, its shared initial points, resume, a reference too small, the linear phase and a
-diverged run (slow)."""
+"""`chaos`: the layout of the stacked coupling run, checks that fail on doctored statistics,
+bad params refused with the field named (default tier; the W2 sampling floor and the
+coupling statistics: tests/diagnostics/test_coupling.py); the quick run, its shared initial
+points, resume, a reference too small, the linear phase and a diverged run (slow)."""
 
 import doctest
 import json
@@ -12,7 +12,6 @@ import pytest
 
 import mfnn.experiments.chaos as chaos_module
 from mfnn import ConfigError, config
-from mfnn.diagnostics import w2_exact
 from mfnn.experiments.chaos import CHAOS, ChaosParams, layout
 from mfnn.study import Study
 
@@ -46,27 +45,6 @@ def test_layout_covers_the_state_once():
     # parts: reference + all tracers; half reference + the widest tracers; one per width
     assert lay["sizes"][0] == 128 + sum(reps[m] * m for m in p.widths)
     assert lay["sizes"][1] == 64 + reps[32] * 32
-
-
-def test_independent_clouds_decay_like_m_to_the_minus_1_over_D(slope):
-    """The sampling floor the experiment shows, on its own: W2 between two independent
-    m-samples of N(0, I_D) decays like m^(-1/D) for D = 6, much slower than m^(-1/2);
-    in D = 1 it decays like m^(-1/2)."""
-    rng = np.random.default_rng(1)
-    ms = [16, 64, 256]
-    for dim, lo, hi in ((6, -0.3, -0.1), (1, -0.65, -0.4)):
-        w = [
-            math.sqrt(
-                np.mean(
-                    [
-                        w2_exact(rng.normal(size=(m, dim)), rng.normal(size=(m, dim))) ** 2
-                        for _ in range(8)
-                    ]
-                )
-            )
-            for m in ms
-        ]
-        assert lo <= slope(ms, w) <= hi, (dim, slope(ms, w))
 
 
 def _study(tmp_path):

@@ -1,9 +1,9 @@
-"""`lazy_vs_rich`: the initial particles, the predicted slopes, checks that fail on doctored
-statistics, bad params refused with the field named (default tier); the quick run, its table
-and shared start, resume, a run too short and a start without sign symmetry (slow)."""
+"""`lazy_vs_rich`: the initial particles, checks that fail on doctored statistics, bad params
+refused with the field named (default tier; the predicted slopes and the width fits:
+tests/diagnostics/test_coupling.py); the quick run, its table and shared start, resume, a
+run too short and a start without sign symmetry (slow)."""
 
 import copy
-import doctest
 import json
 
 import jax
@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mfnn.experiments.lazy_vs_rich as module
 from mfnn import ConfigError, config
 from mfnn.build import init_laws
-from mfnn.experiments.lazy_vs_rich import LAZY_VS_RICH, initial_particles, predicted_slopes
+from mfnn.diagnostics import width_exponents
+from mfnn.experiments.lazy_vs_rich import LAZY_VS_RICH, initial_particles
 from mfnn.study import Study
 
 E = LAZY_VS_RICH
@@ -28,18 +28,6 @@ def run(tmp_path, *overrides, resume=False):
 def study(tmp_path, *overrides):
     cfg = config.load(E.default_config(), list(E.quick) + list(overrides))
     return Study(E, cfg, E.validate_params(cfg), tmp_path, progress=False)
-
-
-def test_predicted_slopes():
-    # movement m^(gamma - 1), kernel change m^(2 (gamma - 1)) (module CLAIM)
-    assert predicted_slopes(0.5) == (-0.5, -1.0)
-    assert predicted_slopes(0.75) == (-0.25, -0.5)
-    assert predicted_slopes(1.0) == (0.0, 0.0)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # the same k = m / group = 48 draws per block for every init: one compile of the samplers
@@ -81,7 +69,7 @@ def _stats(**doctored):
     (``<stem>_<scaling>=slope`` or ``loss_<scaling>=ratio``)."""
     stats = {}
     for sc, g in (("ntk", 0.5), ("general", 0.75), ("mean_field", 1.0)):
-        pm, pk = predicted_slopes(g)
+        pm, pk = width_exponents(g)
         big = {"ntk": 0.02, "general": 0.1, "mean_field": 0.6}[sc]
         stats[sc] = {
             "gamma": g,

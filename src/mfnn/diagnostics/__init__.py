@@ -41,6 +41,17 @@ from .entropic import gaussian_w2_sq as gaussian_w2_sq
 from .entropic import mean_field_pull as mean_field_pull
 from .entropic import relative_drift as relative_drift
 from .entropic import tracking_statistic as tracking_statistic
+from .coupling import WidthFit as WidthFit
+from .coupling import coupling_distance as coupling_distance
+from .coupling import energy_ratio as energy_ratio
+from .coupling import function_distance as function_distance
+from .coupling import independent_w2 as independent_w2
+from .coupling import jump_noise_ratio as jump_noise_ratio
+from .coupling import loss_gain as loss_gain
+from .coupling import synchronous_coupling as synchronous_coupling
+from .coupling import training_change as training_change
+from .coupling import width_exponents as width_exponents
+from .coupling import width_fit as width_fit
 from .barron import GaussianMixtureMeasure as GaussianMixtureMeasure
 from .barron import abs_gaussian_mean as abs_gaussian_mean
 from .barron import barron_rate as barron_rate

@@ -3,158 +3,100 @@ ntk, a general gamma and mean_field scaling."""
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jax
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from annotated_types import Ge
+from pydantic import AfterValidator, Field, NonNegativeInt
 
 from ..build import enable_dtype, init_laws
 from ..config import Config
-from ..diagnostics import relative_movement
-from ..diagnostics.kernel import kernel_change
-from ..errors import ConfigError
+from ..diagnostics import training_change, width_exponents, width_fit
 from ..models import gamma_of
-from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
+from .common import Distinct, Increasing, require
 
 CLAIM = """\
 Lazy against rich training (Chizat, Oyallon and Bach 2019, "On lazy training in
 differentiable programming"; Jacot, Gabriel and Hongler 2018; Mei, Montanari and Nguyen
-2018). With f = m^(-gamma) sum_j phi(x; theta_j) and the time scaling
-d theta_j/dt = -m^(2 gamma - 1) dR/dtheta_j (gamma = 1/2 ntk, 1 mean_field, `gamma` for the
-general curve), f moves O(1) in O(1) time in every scaling and each particle moves
-O(m^(gamma - 1)):
-    movement = |theta(T) - theta(0)|_F / |theta(0)|_F = O(m^(gamma - 1)),
-    predicted log-log slope gamma - 1: -1/2 (ntk), -1/4 (gamma = 3/4), 0 (mean_field).
-The tangent kernel m^(2 gamma - 1) K = (1/m) sum_j k_j, k_j(x, x') = grad phi(x; theta_j) .
-grad phi(x'; theta_j), changes by (1/m) sum_j [Dk(theta_j)[dtheta_j] + O(|dtheta_j|^2)].
-The first-order term is odd under a -> -a; from a start symmetric under a -> -a it averages
-out and the second-order term leads:
-    kernel change = ||K_T - K_0||_F / ||K_0||_F = Theta(m^(2 (gamma - 1))),
-    predicted slope 2 (gamma - 1): -1 (ntk), -1/2 (gamma = 3/4), 0 (mean_field),
-the O(1/m) NTK change of Dyer and Gur-Ari ("Asymptotics of wide networks from Feynman
-diagrams", 2020). Without the symmetry the first-order term survives and the change is only
-O(m^(gamma - 1)) (the general bound of Chizat-Oyallon-Bach), which `init: skewed` shows.
+2018). With f = m^(-gamma) sum_j phi(x; theta_j) and the time scaling d theta_j/dt =
+-m^(2 gamma - 1) dR/dtheta_j (gamma = 1/2 ntk, 1 mean_field, `gamma` for the general curve),
+f moves O(1) in O(1) time in every scaling, and against the width m
+    movement |theta(T) - theta(0)|_F / |theta(0)|_F = O(m^(gamma - 1)),
+    kernel change ||K_T - K_0||_F / ||K_0||_F = Theta(m^(2 (gamma - 1)))
+from a start symmetric under a -> -a, where the first-order kernel change (odd in a)
+averages out (the O(1/m) NTK change of Dyer and Gur-Ari 2020, "Asymptotics of wide networks
+from Feynman diagrams"). Without the symmetry the change is only O(m^(gamma - 1)) (the
+general bound of Chizat-Oyallon-Bach): `init: skewed` fails kernel_slope_ntk.
 
 Setup: d = 1, n = 64 inputs x ~ U[-1, 1], a smooth teacher (three tanh units), softplus
-units with bias, Euler to T = steps * dt for every width m in `widths`, seed in `seeds` and
-scaling in `scalings`. The initial particles are drawn from the laws of `model.init`
-(`mfnn.build.init_laws`, a JAX key per (seed, m)) into inputs/m<m>_s<seed>-<digest>.npz,
-shared by the scalings. `init`: paired (m/2 draws and their mirrors (-a, w, b): f_0 = 0, the
-symmetrized start of Chizat-Oyallon-Bach), iid (m draws: an O(1) random f_0 under ntk), or
-skewed (m/3 draws of (w, b), each carried by a = (-1, -1, 2)/sqrt(2): f_0 = 0, E a^3 != 0).
+units with bias, Euler to T = steps * dt for each width, seed and scaling, from particles
+drawn from the laws of `model.init` (a JAX key per (seed, m); inputs/m<m>_s<seed>-*.npz,
+shared by the scalings). `init`: paired (m/2 draws and their mirrors (-a, w, b): f_0 = 0, the
+symmetrized start of Chizat-Oyallon-Bach), iid (an O(1) random f_0 under ntk), or skewed
+(m/3 draws of (w, b), each carried by a = (-1, -1, 2)/sqrt(2): f_0 = 0, E a^3 != 0).
 
-Statistics at T per run: movement (`mfnn.diagnostics.relative_movement`), kernel change on
-the training inputs (`mfnn.diagnostics.kernel.kernel_change`), L(0), L(T). Per scaling the
-means over seeds at each width and the least-squares slope of log(mean) against log m, with
-its 95% confidence interval (`mfnn.stats.loglog_fit`).
-
-Checks (thresholds are params): each fitted slope within slope_tolerance of its
-prediction; at the largest m the ordering ntk < general < mean_field of both statistics;
-L(T) / L(0) <= loss_ratio in every run (f moved O(1) by T: the time scaling's premise; a run
-too short fails it). A skewed start fails kernel_slope_ntk (slope about -0.6 to -0.7).
+Statistics at T per run (`mfnn.diagnostics.training_change` on the training inputs); per
+scaling their means over seeds and log-log slopes against m with 95% CIs (`width_fit`),
+predicted by `width_exponents`; L(T) / L(0) in every run (f moved O(1) by T: the premise).
 """
 
 SCALINGS = ("ntk", "general", "mean_field")
 GROUP = {"paired": 2, "iid": 1, "skewed": 3}  # particles sharing one draw of (w, b)
 # output weights of a skewed triple: sum 0 (f_0 = 0), mean square 1, sum of cubes 6 / 2^1.5
 SKEWED_A = np.array([-1.0, -1.0, 2.0]) / np.sqrt(2.0)
+STATS = ("movement", "kernel_change")  # the statistics against m
+STEMS = ("movement", "kernel")  # their names in checks and slopes
+Widths = Annotated[tuple[Annotated[int, Ge(2)], ...], Increasing]
+Seeds = Annotated[tuple[NonNegativeInt, ...], Distinct]
+
+
+def _in_order(scalings: tuple[str, ...]) -> tuple[str, ...]:
+    """put in the order ntk, general, mean_field"""
+    return tuple(sorted(scalings, key=SCALINGS.index))
+
+
+Scalings = Annotated[tuple[Literal[SCALINGS], ...], Distinct, AfterValidator(_in_order)]
 
 
 class LazyParams(Params):
-    widths: tuple[int, ...] = Field(
-        (64, 256, 1024, 4096, 16384), min_length=3, description="m: distinct widths >= 2"
-    )
-    seeds: tuple[int, ...] = Field(
-        (0, 1, 2), min_length=1, description="RNG seeds (initial particles); means over them"
-    )
+    widths: Widths = Field((64, 256, 1024, 4096, 16384), min_length=3, description="m")
+    seeds: Seeds = Field((0, 1, 2), min_length=1, description="initial draws, means over them")
     gamma: float = Field(0.75, gt=0.5, lt=1, description="gamma of the general curve")
-    scalings: tuple[Literal["ntk", "general", "mean_field"], ...] = Field(
-        SCALINGS, min_length=1, description="the scalings to train"
-    )
-    init: Literal["paired", "iid", "skewed"] = Field(
-        "paired", description="paired: m/2 draws and their mirrors (-a, w, b); iid; skewed"
-    )
+    scalings: Scalings = Field(SCALINGS, min_length=1, description="the scalings to train")
+    init: Literal["paired", "iid", "skewed"] = Field("paired", description="the start (claim)")
     slope_tolerance: float = Field(0.15, gt=0, description="|slope - predicted| <= this")
     loss_ratio: float = Field(0.25, gt=0, le=1, description="L(T) / L(0) <= this, every run")
 
-    @field_validator("widths", "seeds", "scalings")
-    @classmethod
-    def _distinct(cls, v: tuple, info) -> tuple:
-        low = {"widths": 2, "seeds": 0}.get(info.field_name)
-        if len(set(v)) != len(v) or (low is not None and min(v) < low):
-            rule = "distinct" if low is None else f"distinct integers >= {low}"
-            raise ValueError(f"entries must be {rule}; got {list(v)}")
-        order = SCALINGS.index if info.field_name == "scalings" else None
-        return tuple(sorted(v, key=order))
-
-    @model_validator(mode="after")
-    def _groups(self) -> LazyParams:
-        k = GROUP[self.init]
-        if any(m % k for m in self.widths):
-            raise ValueError(
-                f"`experiment.params.widths` must be multiples of {k} with `init: {self.init}` "
-                f"(groups of {k} particles share (w, b)); got {list(self.widths)}"
-            )
-        return self
-
     def check_config(self, cfg: Config) -> None:
-        dyn, data = cfg.dynamics, cfg.data
-        if dyn.kind != "gradient_flow" or dyn.langevin or dyn.birth_death or dyn.domain:
-            raise ConfigError(
-                "lazy_vs_rich compares plain gradient flows of free particles: "
-                "`dynamics.kind: gradient_flow` without `dynamics.langevin`, "
-                f"`dynamics.birth_death` or `dynamics.domain`; got kind {dyn.kind!r}."
-            )
-        if cfg.objective.l2 != 0:
-            raise ConfigError(
-                "`objective.l2` must be 0 for lazy_vs_rich (the claim is about the risk's "
-                f"flow); got {cfg.objective.l2}."
-            )
-        if data.population or data.path or data.target not in ("sign", "teacher"):
-            raise ConfigError(
-                "lazy_vs_rich takes the kernel on a sampled training set: `data.target: sign` "
-                "or `teacher` with `data.inputs`, without `data.population` or `data.path`; "
-                f"got target {data.target!r}."
-            )
-        if not cfg.model.train_output:
-            raise ConfigError(
-                "lazy_vs_rich needs output weights (`model.train_output: true`): the paired "
-                "and skewed starts act on a; got false."
-            )
-        if cfg.model.init.path is not None:
-            raise ConfigError(
-                "lazy_vs_rich draws the initial particles at every width from the laws "
-                f"`model.init.a`, `.w`, `.b`: remove `model.init.path` ({cfg.model.init.path!r})."
-            )
-        if dyn.steps % cfg.record.every:
-            raise ConfigError(
-                f"`record.every` must divide `dynamics.steps` ({dyn.steps}) so that T is "
-                f"recorded; got {cfg.record.every}."
-            )
-
-
-def predicted_slopes(g: float) -> tuple[float, float]:
-    """(movement, kernel change) log-log slopes against m: gamma - 1 and 2 (gamma - 1).
-
-    Example:
-        >>> [predicted_slopes(g) for g in (0.5, 0.75, 1.0)]
-        [(-0.5, -1.0), (-0.25, -0.5), (0.0, 0.0)]
-    """
-    return g - 1.0, 2.0 * (g - 1.0)
+        dyn, data, model, k = cfg.dynamics, cfg.data, cfg.model, GROUP[self.init]
+        plain = dyn.kind == "gradient_flow" and not (dyn.langevin or dyn.birth_death or dyn.domain)
+        sampled = data.population is None and data.path is None
+        require(
+            "lazy_vs_rich",
+            ("experiment.params.widths", f"multiples of {k} with `init: {self.init}` (groups of "
+             f"{k} share (w, b))", all(m % k == 0 for m in self.widths), list(self.widths)),
+            ("dynamics.kind`, `dynamics.langevin`, `dynamics.birth_death`, `dynamics.domain",
+             "gradient_flow, unset, unset, unset (a plain gradient flow)", plain, dyn.kind),
+            ("objective.l2", "0 (the risk's flow)", cfg.objective.l2 == 0, cfg.objective.l2),
+            ("data.target`, `data.population`, `data.path", "sign or teacher, unset, unset (a "
+             "sampled training set)", sampled and data.target in ("sign", "teacher"), data.target),
+            ("model.train_output", "true (the starts act on a)", model.train_output,
+             model.train_output),
+            ("model.init.path", "unset (drawn from `model.init`)", model.init.path is None,
+             model.init.path),
+            ("record.every", f"a divisor of dynamics.steps = {dyn.steps} (T is recorded)",
+             dyn.steps % cfg.record.every == 0, cfg.record.every),
+        )  # fmt: skip
 
 
 def initial_particles(cfg: Config, m: int, seed: int, init: str) -> dict[str, np.ndarray]:
-    """The particle file (a, w, b) of width m for one seed: k = m / GROUP[init] draws of
-    each block from the laws of ``model.init`` with the JAX key fold_in(key(seed), m)
-    (block i: fold_in(., i), as `mfnn.measure.sample_particles`).
-
-    paired: the k draws and their mirrors (-a, w, b), so that f_0 = m^(-gamma) sum_j
-    phi(x; theta_j) = 0 exactly; iid: m draws; skewed: each (w, b) carried by three
-    particles with a = (-1, -1, 2) / sqrt(2): again f_0 = 0, but E a^3 != 0.
-    """
+    """The particle file (a, w, b) of width m for one seed: k = m / GROUP[init] draws of each
+    block from the laws of ``model.init`` with the key fold_in(key(seed), m) (block i:
+    fold_in(., i), as `mfnn.measure.sample_particles`). paired: the draws and their mirrors
+    (-a, w, b), f_0 = 0 exactly; iid: m draws; skewed: each (w, b) carried by three particles
+    with a = (-1, -1, 2) / sqrt(2), f_0 = 0 but E a^3 != 0."""
     dtype = enable_dtype(cfg.dtype)
     copies, laws = GROUP[init], init_laws(cfg.model.init)
     k, key = m // copies, jax.random.fold_in(jax.random.key(seed), m)
@@ -188,25 +130,16 @@ def plan(s: Study[LazyParams]) -> dict[str, Run]:
 
 
 def measure(r) -> dict[str, Any]:
-    """Movement, kernel change, L(0), L(T) and the relative function change of one run."""
-    theta0, theta = r.particles("first"), r.particles("last")
-    x, y = r.built.train.x, np.asarray(r.built.train.y)
-    f0, f = (np.asarray(r.model.predict(t, x)) for t in (theta0, theta))
-    loss = r.metrics["loss"]
-    return {
-        "movement": relative_movement(theta, theta0),
-        "kernel_change": kernel_change(r.model, theta0, theta, x),
-        "initial_loss": float(loss[0]),
-        "final_loss": float(loss[-1]),
-        "function_change": float(np.linalg.norm(f - f0) / np.linalg.norm(y)),
-        "final_t": r.snapshot_steps()[-1] * r.dt,
-    }
+    """`mfnn.diagnostics.training_change` of one run on its training set, L(0), L(T), T."""
+    theta0, theta, loss = r.particles("first"), r.particles("last"), r.metrics["loss"]
+    out = training_change(r.model, theta0, theta, r.built.train.x, r.built.train.y)
+    out |= {"initial_loss": float(loss[0]), "final_loss": float(loss[-1])}
+    return out | {"final_t": r.snapshot_steps()[-1] * r.dt}
 
 
 def analyze(s: Study[LazyParams], runs) -> dict[str, Any]:
-    p = s.params
+    p, stats = s.params, {}
     per_run = {name: measure(r) for name, r in runs.items()}
-    stats = {}
     for sc in p.scalings:
         first = runs[f"{sc}_m{p.widths[0]}_s{p.seeds[0]}"].config.model
         g = gamma_of(first.scaling, first.gamma)
@@ -214,133 +147,86 @@ def analyze(s: Study[LazyParams], runs) -> dict[str, Any]:
             key: np.array([[per_run[f"{sc}_m{m}_s{sd}"][key] for m in p.widths] for sd in p.seeds])
             for key in ("movement", "kernel_change", "initial_loss", "final_loss")
         }
-        mean = {key: v.mean(axis=0) for key, v in per.items()}
-        out = {"gamma": g, "widths": list(p.widths)}
-        for key, stem, pred in zip(
-            ("movement", "kernel_change"), ("movement", "kernel"), predicted_slopes(g), strict=True
-        ):
-            fit = loglog_fit(p.widths, mean[key])
-            out |= {
-                key: mean[key].tolist(),
-                f"{stem}_slope": fit.slope,
-                f"{stem}_slope_ci95": list(fit.ci),
-                f"{stem}_predicted": pred,
-                f"{stem}_slope_seed_std": float(
-                    np.std([loglog_fit(p.widths, row).slope for row in per[key]])
-                ),
-            }
-        stats[sc] = out | {
-            "final_loss": mean["final_loss"].tolist(),
-            "loss_ratio": (mean["final_loss"] / mean["initial_loss"]).tolist(),
-            "max_loss_ratio": float(np.max(per["final_loss"] / per["initial_loss"])),
-        }
+        stats[sc] = {"gamma": g, "widths": list(p.widths)}
+        for key, stem, pred in zip(STATS, STEMS, width_exponents(g), strict=True):
+            fit = width_fit(p.widths, per[key]).as_dict()
+            stats[sc] |= {key: fit.pop("mean"), f"{stem}_predicted": pred}
+            stats[sc] |= {f"{stem}_{k}": v for k, v in fit.items()}  # slope, _ci95, _seed_std
+        initial, final = per["initial_loss"], per["final_loss"]
+        stats[sc]["final_loss"] = final.mean(axis=0).tolist()
+        stats[sc]["loss_ratio"] = (final.mean(axis=0) / initial.mean(axis=0)).tolist()
+        stats[sc]["max_loss_ratio"] = float(np.max(final / initial))
     return {
         "final_loss": stats[p.scalings[-1]]["final_loss"][-1],
         "T": s.config.dynamics.steps * s.config.dynamics.dt,
         "init": p.init,
         "stats": stats,
-        "table": comparison_table(stats, list(p.widths)),
+        "table": comparison_table(stats, p.widths[-1]),
         "runs": per_run,
-        "_metrics": {name: r.metrics for name, r in runs.items()},
     }
 
 
 def evaluate(s: Study[LazyParams], stats: dict[str, Any]) -> dict[str, dict]:
     """The checks of the CLAIM from the summary's statistics (tests doctor them)."""
     p, st, checks = s.params, stats["stats"], {}
-    tol = p.slope_tolerance
     for sc, v in st.items():
-        for key, what in (("movement", "movement"), ("kernel", "kernel change")):
-            slope, pred = v[f"{key}_slope"], v[f"{key}_predicted"]
-            checks[f"{key}_slope_{sc}"] = check(
-                slope,
-                f"|log-log slope of mean {what} against m - ({pred:g})| <= {tol:g}",
-                math.isfinite(slope) and abs(slope - pred) <= tol,
-            )
+        for stem, what in (("movement", "movement"), ("kernel", "kernel change")):
+            slope, pred = v[f"{stem}_slope"], v[f"{stem}_predicted"]
+            rule = f"|log-log slope of mean {what} vs m - ({pred:g})| <= {p.slope_tolerance:g}"
+            ok = abs(slope - pred) <= p.slope_tolerance
+            checks[f"{stem}_slope_{sc}"] = check(slope, rule, ok)
+        rule = f"max over widths and seeds of L(T) / L(0) <= {p.loss_ratio:g} (f moved O(1))"
+        ratio = v["max_loss_ratio"]
+        checks[f"function_moves_{sc}"] = check(ratio, rule, ratio <= p.loss_ratio)
     if set(st) == set(SCALINGS):
-        order = {k: [st[sc][k][-1] for sc in SCALINGS] for k in ("movement", "kernel_change")}
-        checks["ordering_at_largest_m"] = check(
-            order,
-            f"at m = {p.widths[-1]}: movement and kernel change ntk < general < mean_field",
-            all(a < b < c for a, b, c in order.values()),
-        )
-    for sc, v in st.items():
-        checks[f"function_moves_{sc}"] = check(
-            v["max_loss_ratio"],
-            f"max over widths and seeds of L(T) / L(0) <= {p.loss_ratio:g} (f moved O(1) by T)",
-            v["max_loss_ratio"] <= p.loss_ratio,
-        )
+        order = {k: [st[sc][k][-1] for sc in SCALINGS] for k in STATS}
+        rule = f"at m = {p.widths[-1]}: movement and kernel change ntk < general < mean_field"
+        ok = all(a < b < c for a, b, c in order.values())
+        checks["ordering_at_largest_m"] = check(order, rule, ok)
     return checks
 
 
-def comparison_table(stats: dict[str, dict], widths: list[int]) -> dict[str, Any]:
-    """The lazy-vs-rich table from the measured numbers: one row per scaling, the values
-    at the largest m and the fitted slopes [95% CI] next to their predictions."""
-    big, rows, lines = widths[-1], [], []
-    for sc, s in stats.items():
-        row = {"scaling": sc, "gamma": s["gamma"]}
-        for key, stem in (("movement", "movement"), ("kernel_change", "kernel")):
-            row[key], row[f"{stem}_slope"] = s[key][-1], s[f"{stem}_slope"]
-            row[f"{stem}_slope_predicted"] = s[f"{stem}_predicted"]
-        row |= {"final_loss": s["final_loss"][-1], "loss_ratio": s["loss_ratio"][-1]}
-        rows.append(row)
-        fit = {
-            k: "{:.3f} [{:.3f}, {:.3f}] ({:g})".format(
-                s[f"{k}_slope"], *s[f"{k}_slope_ci95"], s[f"{k}_predicted"]
-            )
-            for k in ("movement", "kernel")
-        }
-        cells = [sc, f"{s['gamma']:g}", f"{row['movement']:.3g}", fit["movement"]]
-        cells += [f"{row['kernel_change']:.3g}", fit["kernel"]]
-        cells += [f"{row['final_loss']:.3g}", f"{row['loss_ratio']:.3g}"]
-        lines.append("| " + " | ".join(cells) + " |")
+def comparison_table(stats: dict[str, dict], big: int) -> dict[str, Any]:
+    """One row per scaling: the values at the largest m ``big``, slopes [95% CI] (predicted)."""
     columns = ["scaling", "gamma", f"movement (m={big})", "movement slope [95% CI] (predicted)"]
     columns += [f"kernel change (m={big})", "kernel slope [95% CI] (predicted)"]
     columns += [f"train loss L(T) (m={big})", "L(T) / L(0)"]
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    rows, lines = [], ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for sc, s in stats.items():
+        row, cells = {"scaling": sc, "gamma": s["gamma"]}, [sc, f"{s['gamma']:g}"]
+        for key, stem in zip(STATS, STEMS, strict=True):
+            slope, pred, ci = (s[f"{stem}_{k}"] for k in ("slope", "predicted", "slope_ci95"))
+            row |= {key: s[key][-1], f"{stem}_slope": slope, f"{stem}_slope_predicted": pred}
+            fit = "{:.3f} [{:.3f}, {:.3f}]".format(slope, *ci)
+            cells += [f"{s[key][-1]:.3g}", f"{fit} ({pred:g})"]
+        row |= {"final_loss": s["final_loss"][-1], "loss_ratio": s["loss_ratio"][-1]}
+        cells += [f"{row['final_loss']:.3g}", f"{row['loss_ratio']:.3g}"]
+        rows.append(row)
+        lines.append("| " + " | ".join(cells) + " |")
     title = "Lazy vs rich, measured at T; means over seeds; slopes are log-log fits against m."
-    markdown = "\n".join([title, "", head, *lines]) + "\n"
-    return {"columns": columns, "rows": rows, "markdown": markdown}
+    return {"columns": columns, "rows": rows, "markdown": "\n".join([title, "", *lines]) + "\n"}
 
 
 def figures(s: Study[LazyParams], stats: dict[str, Any], runs) -> list:
-    """table.md; scaling_laws.png (movement and kernel change against m, each scaling's
-    fit and its predicted slope); training.png (loss and movement along training)."""
+    """table.md; scaling_laws.png: movement and kernel change against m (dots: seeds), each
+    scaling's fit and its predicted slope."""
     from ..plots import COLORS, loglog_fits, plt, save_figure
     from ..rundir import atomic_write_text
 
     atomic_write_text(s.out / "table.md", stats["table"]["markdown"])
     p, st = s.params, stats["stats"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, key, stem in zip(
-        axes, ("movement", "kernel_change"), ("movement", "kernel"), strict=True
-    ):
+    for ax, key, stem in zip(axes, STATS, STEMS, strict=True):
         for sc, v in st.items():
             for sd in p.seeds:
                 per_seed = [stats["runs"][f"{sc}_m{m}_s{sd}"][key] for m in p.widths]
                 ax.loglog(p.widths, per_seed, ".", color=COLORS[sc], alpha=0.35, ms=4)
-            pred = v[f"{stem}_predicted"]
-            label = f"{sc} (gamma = {v['gamma']:g})"
-            loglog_fits(
-                ax, p.widths, [(label, v[key], COLORS[sc])], guide=(pred, f"predicted {pred:g}")
-            )
+            pred, label = v[f"{stem}_predicted"], f"{sc} (gamma = {v['gamma']:g})"
+            guide = (pred, f"predicted {pred:g}")
+            loglog_fits(ax, p.widths, [(label, v[key], COLORS[sc])], guide=guide)
         ax.set(xlabel="width m", ylabel=key.replace("_", " "), title=f"{key} at T (k: predicted)")
     fig.tight_layout()
-    paths = [save_figure(fig, s.figure_path("scaling_laws.png"))]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for sc in st:
-        for i, m in enumerate(p.widths):
-            mt = stats["_metrics"][f"{sc}_m{m}_s{p.seeds[0]}"]
-            style = {"color": COLORS[sc], "alpha": 0.3 + 0.7 * (i + 1) / len(p.widths)}
-            label = sc if i == len(p.widths) - 1 else None
-            axes[0].semilogy(mt["t"], mt["loss"], label=label, **style)
-            axes[1].loglog(mt["t"][1:], mt["movement"][1:], label=label, **style)
-    axes[0].set(xlabel="t", ylabel="train loss", title=f"every width (seed {p.seeds[0]})")
-    axes[1].set(xlabel="t", ylabel="relative movement", title="darker: wider")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return paths + [save_figure(fig, s.figure_path("training.png"))]
+    return [save_figure(fig, s.figure_path("scaling_laws.png"))]
 
 
 LAZY_VS_RICH = Experiment(
