@@ -115,23 +115,23 @@ class EntropicParams(Params):
     def _grids(self) -> EntropicParams:
         dt, every, grid, ce = self.langevin_dt, self.sample_every, self.grid, self.contrast_eps
         window = _multiple(self.t_end - self.burn_in, every)
+        times = {"t_end": self.t_end, "burn_in": self.burn_in, "sample_every": every}
+        steps = {"sgd_steps": self.sgd_steps, "mv_steps": self.mv_steps}
         rules = (
-            *((k, f"a multiple of `langevin_dt` ({dt})", _multiple(getattr(self, k), dt))
-              for k in ("t_end", "burn_in", "sample_every")),
-            ("burn_in", f"a multiple of `sample_every` ({every})", _multiple(self.burn_in, every)),
-            ("t_end", f"a multiple of `sample_every` ({every}) leaving at least 8 snapshots "
-             f"after `burn_in` ({self.burn_in}): the stationarity test compares the first "
-             "quarter with the last half", window is not None and window + 1 >= 8),
-            *((k, f"a multiple of `grid` ({grid})", getattr(self, k) % grid == 0)
-              for k in ("sgd_steps", "mv_steps")),
-            ("contrast_eps", f"null or in (eps, 10] = ({self.eps}, 10], outside the small-eps "
-             "regime", ce is None or self.eps < ce <= 10),
+            *((k, v, f"a multiple of `langevin_dt` ({dt})", _multiple(v, dt))
+              for k, v in times.items()),
+            ("burn_in", self.burn_in, f"a multiple of `sample_every` ({every})",
+             _multiple(self.burn_in, every)),
+            ("t_end", self.t_end, f"a multiple of `sample_every` ({every}) leaving at least 8 "
+             f"snapshots after `burn_in` ({self.burn_in}): the stationarity test compares the "
+             "first quarter with the last half", window is not None and window + 1 >= 8),
+            *((k, v, f"a multiple of `grid` ({grid})", v % grid == 0) for k, v in steps.items()),
+            ("contrast_eps", ce, f"null or in (eps, 10] = ({self.eps}, 10], outside the "
+             "small-eps regime", ce is None or self.eps < ce <= 10),
         )  # fmt: skip
-        for key, rule, ok in rules:
+        for key, value, rule, ok in rules:
             if ok is None or ok is False:  # _multiple: None when not a multiple
-                raise ValueError(
-                    f"`experiment.params.{key}` must be {rule}; got {getattr(self, key)!r}"
-                )
+                raise ValueError(f"`experiment.params.{key}` must be {rule}; got {value!r}")
         return self
 
     @property
@@ -223,14 +223,15 @@ def tracking_configs(s: Study[EntropicParams], eps: float) -> dict[str, Config]:
                "euler_maruyama", "langevin": {"beta": 2.0 / tau, "drift_scale": beta},
                "dt": 1.0 / p.mv_steps, "steps": p.mv_steps}),
     }  # fmt: skip
+    size = {"sgd": (p.sgd_seeds, p.sgd_width), "mv": (p.mv_seeds, p.mv_width)}
     out = {}
     for kind, (w_law, dynamics) in kinds.items():
-        n = dynamics["steps"]
-        for seed in range(getattr(p, f"{kind}_seeds")):
+        n, (seeds, width) = dynamics["steps"], size[kind]
+        for seed in range(seeds):
             name = f"{kind}_eps{eps:g}_s{seed}"
             out[name] = s.sub_config(name, {
                 "seed": s.config.seed + seed,
-                "model.width": getattr(p, f"{kind}_width"),
+                "model.width": width,
                 "model.init.w": w_law,
                 "objective": {"l2": 0.0},
                 "dynamics": dynamics,
