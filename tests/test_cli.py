@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -118,6 +119,7 @@ def test_resume_command(tmp_path):
     assert res.exit_code == 2 and "not a run directory" in res.output
 
 
+@pytest.mark.slow  # a subprocess run interrupted by SIGINT: ~50 s on 2 cores
 def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
     """A real interrupt (SIGINT) mid-run, then `mfnn resume`: same files as no interruption."""
     import os

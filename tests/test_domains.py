@@ -5,9 +5,6 @@ is a jit argument: its bounds are static, a ball's center a leaf), the way `simu
 calls them; `test_jit_and_float32` checks that against the direct method call.
 """
 
-import doctest
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -270,8 +267,3 @@ def test_make_domain_builds_the_registered_classes():
     np.testing.assert_array_equal(ball.center, [0.0, 1.0])
     box = make_domain("box", low=-1, high=1)
     assert isinstance(box, Box) and (box.low, box.high) == (-1.0, 1.0)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(importlib.import_module("mfnn.domains"))
-    assert result.attempted > 0 and result.failed == 0

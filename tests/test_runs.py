@@ -77,8 +77,12 @@ class Stop(Exception):
     [
         [],
         ["dynamics.kind=sgd", "dynamics.batch_size=16", "dynamics.sampling=epochs"],
-        ["dynamics.kind=sgd", "dynamics.batch_size=8", "dynamics.sampling=online", "dtype=float32"],
-        ["dynamics.integrator=heun"],
+        pytest.param(
+            ["dynamics.kind=sgd", "dynamics.batch_size=8", "dynamics.sampling=online"]
+            + ["dtype=float32"],
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(["dynamics.integrator=heun"], marks=pytest.mark.slow),
     ],
 )
 def test_resume_is_bit_identical(tmp_path, monkeypatch, extra):

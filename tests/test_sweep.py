@@ -98,6 +98,7 @@ def test_a_failed_point_is_reported_not_fatal(tmp_path):
     assert [r["status"] for r in read_table(tmp_path / "s")] == ["completed", "failed"]
 
 
+@pytest.mark.slow  # spawns worker processes that each import JAX and compile
 def test_local_processes_match_serial(swept, tmp_path):
     out, grid, serial = swept
     par = run_sweep(RAW, grid, tmp_path / "p", workers=2, progress=False)
@@ -197,7 +198,10 @@ def yaml_dt(run_dir) -> float:
     return load_run_config(run_dir).dynamics.dt
 
 
-@pytest.mark.parametrize("kind", list(DYNAMICS))
+@pytest.mark.parametrize(
+    "kind",
+    [k if k == "gradient_flow" else pytest.param(k, marks=pytest.mark.slow) for k in DYNAMICS],
+)
 def test_batched_points_match_unbatched_runs(kind, tmp_path):
     raw, grid = _raw(kind), {"seed": [0, 1, 2]}
     batched = run_sweep(raw, grid, tmp_path / "b", workers=1, progress=False, batch_seeds=True)
@@ -279,6 +283,7 @@ def test_a_batched_point_resumes_as_an_ordinary_run(seed_sweeps, tmp_path):
     _assert_same_run(tmp_path / "r", out / "u" / "points" / rows[0]["point"])
 
 
+@pytest.mark.slow
 def test_width_grid_is_not_batched_but_runs(tmp_path):
     table = run_sweep(
         BATCH_RAW,

@@ -3,14 +3,12 @@ Carlo, the expected sampled error V(pi)/N and the inequality chain V <= B2^2 <= 
 blocked evaluation of f_N, the random-features least squares and the rate of gradient descent
 on it (and its failure past dt L = 2)."""
 
-import doctest
 import math
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mfnn.diagnostics import barron
 from mfnn.diagnostics.barron import (
     CHUNK,
     GaussianMixtureMeasure,
@@ -30,11 +28,6 @@ PI = GaussianMixtureMeasure.of(  # barron_rate's default measure, d = 4
         {"weight": 0.4, "a": -1.5, "mean": (0.0, -1.0, 0.5, 0.0, 0.0), "std": 0.75},
     ]
 )
-
-
-def test_docstring_examples():
-    result = doctest.testmod(barron, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_gaussian_moments_against_monte_carlo():

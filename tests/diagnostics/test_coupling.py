@@ -4,7 +4,6 @@ on exact power laws, the training change of a rescaled network, a run against it
 (loss gain of a time-rescaled power law, the energy identity with jumps) and the finite-m
 noise ratio of a birth-death dynamics against its pairwise definition."""
 
-import doctest
 import math
 from types import SimpleNamespace
 
@@ -13,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mfnn.diagnostics.coupling as coupling_module
 from mfnn import TwoLayer, config
 from mfnn.build import build
 from mfnn.diagnostics import (
@@ -30,12 +28,6 @@ from mfnn.diagnostics import (
     width_fit,
 )
 from mfnn.experiments.birth_death_speedup import BIRTH_DEATH_SPEEDUP
-
-
-def test_docstring_examples():
-    result = doctest.testmod(coupling_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
 
 # ------------------------------------------------------------- propagation of chaos
 

@@ -3,7 +3,6 @@ form, the control-variate estimators (known answers for shifted and scaled cloud
 stationarity drift, the mean-field pull against the velocity and a hand-written gradient,
 and the tracking statistic D."""
 
-import doctest
 import math
 
 import jax
@@ -11,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mfnn.diagnostics.entropic as entropic_module
 from mfnn import TwoLayer
 from mfnn.diagnostics.entropic import (
     control_variate_distances,
@@ -25,10 +23,6 @@ from mfnn.diagnostics.entropic import (
 )
 from mfnn.diagnostics.entropy import kl_to_gaussian, w2_to_gaussian_bures
 from mfnn.objectives import EmpiricalRisk
-
-
-def test_doctests():
-    assert doctest.testmod(entropic_module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_gaussian_w2_and_kl_from_moments():

@@ -3,8 +3,6 @@ the Ornstein-Uhlenbeck closed forms (Euler-Maruyama variance, Gaussian free ener
 minimum), standard errors of coordinate statistics, the kNN free energy's calibration,
 window statistics, and the potential-is-the-drift bookkeeping on a built problem."""
 
-import doctest
-import importlib
 import math
 
 import jax
@@ -150,8 +148,3 @@ def test_the_potential_is_the_drift_and_contains_the_l2_term():
     assert np.trapezoid(rho, grid) == pytest.approx(1.0)
     ks, ks_l2_teacher, _, _ = gibbs_ks(flow, theta, 100.0, 4001)
     assert ks_l2_teacher == ks_l2 and ks > 2 * 1.95 / 16
-
-
-def test_docstring_examples():
-    result = doctest.testmod(importlib.import_module("mfnn.diagnostics.gibbs"))
-    assert result.attempted > 0 and result.failed == 0

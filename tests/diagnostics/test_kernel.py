@@ -1,14 +1,11 @@
 """The tangent kernel: against the Jacobian of `predict`, symmetric PSD, the time scaling
 df/dt = -s K r / n of the gradient flow, frozen blocks, and the relative change."""
 
-import doctest
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mfnn.diagnostics.kernel as kernel_module
 from mfnn import TwoLayer
 from mfnn.diagnostics.kernel import feature_gradients, kernel_change, tangent_kernel
 from mfnn.objectives import EmpiricalRisk
@@ -160,8 +157,3 @@ def test_float32(key, make_problem):
     assert k.dtype == jnp.float32
     ref = jacobian_kernel(model, theta, data.x, data.x)
     np.testing.assert_allclose(k, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(kernel_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

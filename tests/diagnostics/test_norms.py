@@ -1,9 +1,6 @@
 """`path_norm`: the formula of docs/theory.md section 16, its invariances, the bound it gives on
 |f| for ReLU units, the scalings, and absent blocks."""
 
-import doctest
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,8 +67,3 @@ def test_dtype_and_jit(key):
     out = jax.jit(lambda t: path_norm(net, t))(theta)
     assert out.dtype == jnp.float32 and out.shape == ()
     assert float(out) == pytest.approx(float(path_norm(net, np.asarray(theta))), rel=1e-6)
-
-
-def test_docstring_example():
-    result = doctest.testmod(importlib.import_module("mfnn.diagnostics.norms"))
-    assert result.attempted > 0 and result.failed == 0

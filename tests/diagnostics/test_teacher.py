@@ -2,8 +2,6 @@
 constructed measures, the moment z-scores, the cluster distances and hitting times, the
 speed ratio of decoupled atoms, the sphere W2, and the wall statistics (known answers)."""
 
-import doctest
-import importlib
 import math
 
 import jax.numpy as jnp
@@ -23,12 +21,6 @@ from mfnn.diagnostics import (
 
 ODD = ("tanh", "arctan", "sigmoid")
 EVEN = ("gaussian", "quadratic")
-
-
-def test_docstring_examples():
-    mod = importlib.import_module("mfnn.diagnostics.teacher")
-    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------ Example 2

@@ -5,8 +5,6 @@ value is exact and its sampling error known), translations (W2 = |v|, S_eps = |v
 every eps, SW2 = |v| / sqrt(D)), 1-D quantiles, POT's network simplex and an independent LP.
 """
 
-import doctest
-import importlib
 import itertools
 import warnings
 
@@ -68,12 +66,6 @@ def _brenier_pair(rng, n, d):
 
 
 # ------------------------------------------------------------------ docstrings
-
-
-@pytest.mark.parametrize("name", ["mfnn.diagnostics.transport", "mfnn.plots_transport"])
-def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------ Gaussians

@@ -1,14 +1,11 @@
 """Tracers, Replicas and Stack: the tracer field is -grad dR/dmu of the reference, the
 reference part is the plain flow, replicas and stacked parts are the separate runs."""
 
-import doctest
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mfnn.dynamics.tracers as tracers_module
 from mfnn import (
     ConfigError,
     EmpiricalRisk,
@@ -45,11 +42,6 @@ def _central_differences(phi, points, h=1e-6):
     minus = (points[:, None, :] - steps[None]).reshape(-1, dim)
     values = np.asarray(phi(jnp.concatenate([plus, minus])))
     return (values[: k * dim] - values[k * dim :]).reshape(k, dim) / (2 * h)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(tracers_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.3])

@@ -228,6 +228,7 @@ def test_a_changed_measure_is_not_reused(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_full_experiment_checks_hold(tmp_path):
     # the full run (test_full_runs.py leaves barron_rate to this file)
     s = BR.run(config.load(BR.default_config()), tmp_path, progress=False)

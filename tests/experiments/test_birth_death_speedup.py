@@ -224,6 +224,7 @@ def test_checks_fail_when_the_runs_are_too_short(quick, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_full_experiment(tmp_path):
     s = run(tmp_path, quick=False)
     assert s["status"] == "completed"

@@ -3,14 +3,12 @@ bad params refused with the field named (default tier; the W2 sampling floor and
 coupling statistics: tests/diagnostics/test_coupling.py); the quick run, its shared initial
 points, resume, a reference too small, the linear phase and a diverged run (slow)."""
 
-import doctest
 import json
 import math
 
 import numpy as np
 import pytest
 
-import mfnn.experiments.chaos as chaos_module
 from mfnn import ConfigError, config
 from mfnn.experiments.chaos import CHAOS, ChaosParams, layout
 from mfnn.study import Study
@@ -19,11 +17,6 @@ from mfnn.study import Study
 def run(tmp_path, *overrides, resume=False):
     cfg = config.load(CHAOS.default_config(), list(CHAOS.quick) + list(overrides))
     return CHAOS.run(cfg, tmp_path, resume=resume, progress=False)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(chaos_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_layout_covers_the_state_once():

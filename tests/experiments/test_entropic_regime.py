@@ -333,6 +333,7 @@ def test_tracking_fails_outside_the_small_eps_regime(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_full_experiment_checks_hold(tmp_path):
     s = E.run(quick_config(quick=False), tmp_path, progress=False)
     failed = {k: v for k, v in s["checks"].items() if not v["passed"]}

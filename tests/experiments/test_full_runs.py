@@ -21,6 +21,7 @@ OWN_FULL_TEST = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(EXPERIMENTS) - OWN_FULL_TEST))
+@pytest.mark.full
 def test_full_experiment_checks_hold(tmp_path, name):
     experiment = EXPERIMENTS[name]
     s = experiment.run(config.load(experiment.default_config()), tmp_path, progress=False)

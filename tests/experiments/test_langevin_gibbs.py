@@ -193,6 +193,7 @@ def test_checks_fail_when_the_runs_are_too_short(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_full_experiment_checks_hold(tmp_path):
     s = GIBBS.run(config.load(GIBBS.default_config()), tmp_path, progress=False)
     failed = {k: v for k, v in s["checks"].items() if not v["passed"]}

@@ -178,6 +178,7 @@ def test_checks_fail_when_the_runs_are_too_short(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_full_experiment_checks_hold_and_fail_with_lambda_fixed_large(tmp_path):
     s = run(tmp_path / "default", quick=False)
     failed = {k: v for k, v in s["checks"].items() if not v["passed"]}

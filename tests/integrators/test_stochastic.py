@@ -134,9 +134,10 @@ def test_jumps_keep_m_and_copy_existing_particles(key, make_problem):
     bd = BirthDeath(flow, 50.0)  # alpha |g| dt of order 1: many events per step
     g = bd.centered_potential(theta)
     assert float(jnp.abs(g).max()) * 50.0 * 0.1 > 1.0
+    jump = eqx.filter_jit(bd.jump)  # one compile; eager calls would trace each step
     new = theta
     for step in range(20):
-        new = bd.jump(new, step, 0.1, key)
+        new = jump(new, jnp.asarray(step), 0.1, key)
         assert new.shape == theta.shape and bool(jnp.all(jnp.isfinite(new)))
     # every particle is a copy of an initial one (jumps create no new positions)
     d = np.min(np.linalg.norm(np.asarray(new)[:, None] - np.asarray(theta)[None], axis=-1), 1)

@@ -60,9 +60,15 @@ class AbstractObjective(eqx.Module):
     def velocity(
         self, model: AbstractModel, theta: Particles, x: Inputs | None = None, y=None
     ) -> tuple[Particles, Scalar]:
-        """`velocity_blocks` for particles as rows: (v (m, D), R)."""
-        v, loss = self.velocity_blocks(model, model.to_blocks(theta), x, y)
-        return model.from_blocks(v), loss
+        """`velocity_blocks` for particles as rows: (v (m, D), R), compiled as one program
+        (eager, the pullback would dispatch and compile its primitives one by one)."""
+        return _velocity_rows(self, model, theta, x, y)
+
+
+@eqx.filter_jit
+def _velocity_rows(objective: AbstractObjective, model: AbstractModel, theta, x, y):
+    v, loss = objective.velocity_blocks(model, model.to_blocks(theta), x, y)
+    return model.from_blocks(v), loss
 
 
 Batch = tuple[Inputs, Targets] | tuple[None, None]

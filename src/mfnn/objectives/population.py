@@ -154,6 +154,7 @@ class PopulationRisk(AbstractObjective):
     def _kernel(self, u, v):
         return get_kernel(self.teacher.activation)(u, v)
 
+    @eqx.filter_jit
     def interaction(self, model, p: Particles, q: Particles) -> Float[Array, "k l"]:
         """U(p_i, q_j) = E_x[phi(x; p_i) phi(x; q_j)]."""
         if self.method == "closed_form":
@@ -163,6 +164,7 @@ class PopulationRisk(AbstractObjective):
         fp, fq = model.features(p, self.x), model.features(q, self.x)
         return fp.T @ (self.weights[:, None] * fq)
 
+    @eqx.filter_jit
     def potential(self, model, points: Particles) -> Float[Array, " k"]:
         """V(theta) = -E_x[f*(x) phi(x; theta)]."""
         if self.method == "closed_form":
@@ -179,6 +181,7 @@ class PopulationRisk(AbstractObjective):
             return 0.5 * ta @ self._kernel(tw, tw) @ ta
         return 0.5 * jnp.sum(self.weights * self.y**2)
 
+    @eqx.filter_jit
     def decomposition(self, model, theta: Particles) -> dict[str, Scalar]:
         """R0, the potential term m^(-gamma) sum_j V(theta_j) (= int V dmu in mean_field),
         the interaction term (1/2) m^(-2 gamma) sum_jk U (= (1/2) int int U dmu dmu) and
@@ -190,6 +193,7 @@ class PopulationRisk(AbstractObjective):
         return {"R0": r0, "potential": pot, "interaction": inter, "risk": r0 + pot + inter}
 
     # ------------------------------------------------------------------- risk
+    @eqx.filter_jit
     def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
         """R(mu_m(theta)); on the batch (x, y) if one is given."""
         if x is not None:
@@ -198,6 +202,7 @@ class PopulationRisk(AbstractObjective):
             return self.decomposition(model, theta)["risk"]
         return 0.5 * jnp.sum(self.weights * (model.predict(theta, self.x) - self.y) ** 2)
 
+    @eqx.filter_jit
     def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:
         """Phi(theta') at each row of ``points``, with mu = mu_m(theta) held fixed."""
         m = theta.shape[0]
