@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mfnn import config, rundir, runs
 from mfnn.build import build
 from mfnn.cli import app
+from tiers import first_by_default
 
 TEACHER = {"w": [[1.0, 0.0], [0.0, 1.0]], "alpha": [0.7, 0.3]}
 
@@ -41,7 +42,7 @@ def cfg_for(method, **extra):
     return config.load(raw)
 
 
-@pytest.mark.parametrize("method", ["closed_form", "quadrature", "monte_carlo"])
+@pytest.mark.parametrize("method", first_by_default(["closed_form", "quadrature", "monte_carlo"]))
 def test_population_run_records_the_population_risk(tmp_path, method):
     cfg = cfg_for(method)
     traj, built, summary = runs.execute(cfg, tmp_path, progress=False)

@@ -108,6 +108,7 @@ def test_w2_teacher_zero_at_rho_star_and_translation(tmp_path):
         assert got == pytest.approx(expected, rel=1e-10 if method == "exact" else 0.05)
 
 
+@pytest.mark.slow  # four runs, ~20 s
 def test_w2_reference_same_run_is_zero_and_other_dt_matches_by_time(tmp_path):
     """A run compared with its own twin has w2_reference == 0 at every snapshot time and
     NaN where the reference has no snapshot; a reference stepped with dt / 2 is matched by

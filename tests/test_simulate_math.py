@@ -174,7 +174,10 @@ def _movement(key, scaling, m, T=1.0, dt=0.1):
 WIDTHS = [64, 256, 1024, 4096]
 
 
-@pytest.mark.parametrize("scaling,lo,hi", [("ntk", -0.65, -0.35), ("mean_field", -0.15, 0.15)])
+@pytest.mark.parametrize(
+    "scaling,lo,hi",
+    [("ntk", -0.65, -0.35), pytest.param("mean_field", -0.15, 0.15, marks=pytest.mark.slow)],
+)
 def test_movement_scales_with_width(key, slope, scaling, lo, hi):
     """ntk is lazy: |theta(T) - theta(0)| / |theta(0)| = O(m^-1/2); mean_field moves O(1)."""
     moves = [_movement(key, scaling, m) for m in WIDTHS]

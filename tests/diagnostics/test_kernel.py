@@ -9,6 +9,7 @@ import pytest
 from mfnn import TwoLayer
 from mfnn.diagnostics.kernel import feature_gradients, kernel_change, tangent_kernel
 from mfnn.objectives import EmpiricalRisk
+from tiers import covering
 
 SCALINGS = [("mean_field", None), ("ntk", None), ("general", 0.7)]
 
@@ -26,11 +27,16 @@ def jacobian_kernel(model, theta, x, x2):
     ("scaling", "gamma", "activation", "bias", "train_output", "trainable"),
     [
         ("mean_field", None, "tanh", True, True, None),
-        ("ntk", None, "softplus", True, True, None),
-        ("general", 0.7, "relu", True, True, None),
-        ("ntk", None, "gaussian", False, True, None),
-        ("mean_field", None, "tanh", True, False, None),  # a == 1, particles (w, b)
         ("general", 0.8, "softplus", True, True, ("a", "b")),  # w frozen
+    ]
+    + [
+        pytest.param(*case, marks=pytest.mark.slow)
+        for case in [
+            ("ntk", None, "softplus", True, True, None),
+            ("general", 0.7, "relu", True, True, None),
+            ("ntk", None, "gaussian", False, True, None),
+            ("mean_field", None, "tanh", True, False, None),  # a == 1, particles (w, b)
+        ]
     ],
 )
 def test_matches_jacobian_of_predict(
@@ -93,8 +99,13 @@ def test_time_scaled_kernel_is_the_same_in_every_scaling(key, make_problem):
     )
 
 
-@pytest.mark.parametrize(("scaling", "gamma"), SCALINGS)
-@pytest.mark.parametrize("trainable", [None, ("a",), ("w", "b")])
+@pytest.mark.parametrize(
+    ("scaling", "gamma", "trainable"),
+    [
+        pytest.param(*case.values[0], case.values[1], marks=case.marks)
+        for case in covering(SCALINGS, [None, ("a",), ("w", "b")])
+    ],
+)
 def test_function_moves_by_minus_s_k_residual(key, make_problem, scaling, gamma, trainable):
     # one tiny Euler step of the gradient flow: (f(theta + h v) - f(theta)) / h
     # -> df/dt = -velocity_scale * K r / n, the kernel over the trainable coordinates

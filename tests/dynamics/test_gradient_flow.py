@@ -17,10 +17,12 @@ from mfnn import (
     TwoLayer,
     simulate,
 )
+from tiers import covering
 
 
-@pytest.mark.parametrize("trainable", [None, ("a",), ("w", "b")])
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize(
+    ("trainable", "fused"), covering([None, ("a",), ("w", "b")], [True, False])
+)
 def test_velocity_is_the_scaled_energy_gradient(key, make_problem, trainable, fused):
     """v_j = -m^(2 gamma - 1) dE/dtheta_j on the step's batch (autodiff of the energy on
     rows, an independent reference), zero on frozen blocks, the same in the block layout."""

@@ -48,8 +48,11 @@ def em_moments(mean0, var0, lam, dt, betas):
     "temperature",
     [
         Temperature(4.0),
-        Temperature(1.0, "log", rate=2.0),
-        Temperature(1.0, "geometric", growth=3.0, period=0.5, beta_max=8.0),
+        pytest.param(Temperature(1.0, "log", rate=2.0), marks=pytest.mark.slow),
+        pytest.param(
+            Temperature(1.0, "geometric", growth=3.0, period=0.5, beta_max=8.0),
+            marks=pytest.mark.slow,
+        ),
         Temperature(1.0, "piecewise", values=(1.0, 2.0, 10.0), times=(0.0, 0.3, 0.7)),
     ],
     ids=["constant", "log", "geometric", "piecewise"],

@@ -26,6 +26,7 @@ from mfnn import (
     Teacher,
     TwoLayer,
 )
+from tiers import covering
 
 ACTIVATIONS = ["relu", "softplus", "tanh", "sigmoid", "arctan", "erf", "gaussian", "quadratic"]
 SMOOTH = [a for a in ACTIVATIONS if a != "relu"]
@@ -52,8 +53,7 @@ def grad_first_variation(obj, net, theta):
     return jax.vmap(jax.grad(phi))(theta)
 
 
-@pytest.mark.parametrize("scaling", SCALINGS)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize(("activation", "scaling"), covering(ACTIVATIONS, SCALINGS))
 def test_velocity_identities(key, make_problem, activation, scaling):
     """v = -m^(2 gamma - 1) dE/dtheta = -grad Phi (mu fixed), for every activation.
 
@@ -308,16 +308,15 @@ def test_online_fresh_samples_per_step_and_reproducible(key):
     assert abs(xs.mean()) < 0.1 and abs(xs.var() - 1) < 0.15
 
 
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize(
-    "layout",
-    [
-        {"bias": True, "train_output": True},
-        {"bias": False, "train_output": True},
-        {"bias": True, "train_output": False},
-        {"bias": True, "train_output": True, "trainable": ("a",), "scaling": "ntk"},
-    ],
-)
+LAYOUTS = [
+    {"bias": True, "train_output": True},
+    {"bias": False, "train_output": True},
+    {"bias": True, "train_output": False},
+    {"bias": True, "train_output": True, "trainable": ("a",), "scaling": "ntk"},
+]
+
+
+@pytest.mark.parametrize(("layout", "activation"), covering(LAYOUTS, sorted(ACTIVATIONS)))
 def test_fused_velocity_equals_autodiff_pullback(key, make_problem, activation, layout):
     """The hand-fused fast path (two GEMMs) is the jax.vjp path, to rounding."""
     data, _ = make_problem(key, n=33, d=4, m=9)
