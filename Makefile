@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# test processes (pytest-xdist); each compiles its own programs, so more than the cores
+# does not help
+WORKERS ?= 2
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run quick test test-slow lint format bench clean
@@ -21,10 +24,10 @@ quick: $(STAMP)
 	$(BIN)/mfnn run sign --quick --out runs/sign-quick --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(WORKERS) --dist load
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

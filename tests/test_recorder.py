@@ -145,8 +145,9 @@ def test_w2_reference_same_run_is_zero_and_other_dt_matches_by_time(tmp_path):
     assert m["w2_reference"][0] == 0.0 and 0 < m["w2_reference"][-1] < 0.05
 
 
-def test_sliced_is_a_lower_bound_and_exact_in_one_dimension(tmp_path):
-    """record.w2.method: sliced records SW2 <= W2; with D = 1 it is W2 itself."""
+@pytest.mark.slow  # two runs
+def test_sliced_records_a_lower_bound(tmp_path):
+    """record.w2.method: sliced records SW2 <= W2, and not a degenerate bound."""
     cfg = teacher_cfg(w2={"initial": True, "teacher": True, "method": "sliced"})
     runs.execute(cfg, tmp_path / "s", progress=False, make_figures=False)
     cfg = teacher_cfg(w2={"initial": True, "teacher": True})
@@ -155,6 +156,10 @@ def test_sliced_is_a_lower_bound_and_exact_in_one_dimension(tmp_path):
     for name in ("w2_initial", "w2_teacher"):
         assert np.all(s[name] <= e[name] + 1e-12)
         assert np.all(s[name][1:] > 0.2 * e[name][1:])  # not degenerate
+
+
+def test_sliced_monitor_is_exact_in_one_dimension():
+    """With D = 1 every projection is the line itself: the sliced monitor is W2."""
     x = jax.random.normal(jax.random.key(1), (50, 1))
     y = 2.0 * jax.random.normal(jax.random.key(2), (40, 1)) + 1.0
     mon = W2Monitor(method="sliced", projections=3)
@@ -163,6 +168,7 @@ def test_sliced_is_a_lower_bound_and_exact_in_one_dimension(tmp_path):
     assert got == pytest.approx(float(w2_sliced(x, y, jax.random.key(3), 3)), rel=1e-12)
 
 
+@pytest.mark.slow  # a float32 run
 def test_w2_float32_path(tmp_path):
     """float32 runs (the fast path) record W2 in float32, within float32 round-off of the
     float64 W2 of the same particles."""
@@ -207,13 +213,17 @@ def test_w2_bad_input_names_the_field(overrides, w2, match):
         build(teacher_cfg(*overrides, w2=w2))
 
 
-def test_w2_reference_without_snapshots_or_other_width(tmp_path):
+@pytest.mark.slow  # a run, then its snapshots deleted
+def test_w2_reference_without_snapshots(tmp_path):
     ref = tmp_path / "ref"
     runs.execute(teacher_cfg(), ref, progress=False, make_figures=False)
     for p in rundir.list_snapshots(ref).values():
         p.unlink()
     with pytest.raises(ConfigError, match=r"record\.w2\.reference.*no snapshots"):
         build(teacher_cfg(w2={"reference": str(ref)}))
+
+
+def test_teacher_measure_needs_the_students_blocks():
     wrong = TwoLayer(d=2, activation="tanh", bias=False)
     with pytest.raises(ConfigError, match=r"data\.teacher\.b"):
         teacher_measure(Teacher(**_teacher_args()), wrong)

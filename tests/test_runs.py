@@ -76,7 +76,10 @@ class Stop(Exception):
     "extra",
     [
         [],
-        ["dynamics.kind=sgd", "dynamics.batch_size=16", "dynamics.sampling=epochs"],
+        pytest.param(
+            ["dynamics.kind=sgd", "dynamics.batch_size=16", "dynamics.sampling=epochs"],
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             ["dynamics.kind=sgd", "dynamics.batch_size=8", "dynamics.sampling=online"]
             + ["dtype=float32"],

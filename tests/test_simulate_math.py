@@ -19,6 +19,7 @@ from mfnn import (
     TwoLayer,
     simulate,
 )
+from tiers import covering
 
 # --------------------------------------------------- gradient descent written by hand
 
@@ -70,8 +71,9 @@ def _problem(key, activation, scaling, n=20, m=7, d=3):
     return GradientFlow(net, EmpiricalRisk(data), FullBatch(data)), theta
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-@pytest.mark.parametrize("scaling", ["mean_field", "ntk"])
+@pytest.mark.parametrize(
+    ("scaling", "activation"), covering(["mean_field", "ntk"], ["relu", "tanh"])
+)
 def test_euler_is_gradient_descent_written_by_hand(key, activation, scaling):
     flow, theta = _problem(key, activation, scaling)
     dt, steps = 0.2, 50
@@ -176,8 +178,9 @@ WIDTHS = [64, 256, 1024, 4096]
 
 @pytest.mark.parametrize(
     "scaling,lo,hi",
-    [("ntk", -0.65, -0.35), pytest.param("mean_field", -0.15, 0.15, marks=pytest.mark.slow)],
+    [("ntk", -0.65, -0.35), ("mean_field", -0.15, 0.15)],
 )
+@pytest.mark.slow  # four widths up to 4096 (lazy_vs_rich measures the same in its quick run)
 def test_movement_scales_with_width(key, slope, scaling, lo, hi):
     """ntk is lazy: |theta(T) - theta(0)| / |theta(0)| = O(m^-1/2); mean_field moves O(1)."""
     moves = [_movement(key, scaling, m) for m in WIDTHS]
@@ -202,7 +205,7 @@ def test_velocity_is_permutation_equivariant(key):
                                rtol=1e-13)  # fmt: skip
 
 
-@pytest.mark.parametrize("integrator", [Euler(), Heun()])
+@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
 def test_trajectory_is_permutation_equivariant(key, integrator):
     flow, theta = _problem(key, "tanh", "mean_field")
     perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), theta.shape[0]))
@@ -278,7 +281,7 @@ def test_second_simulate_call_does_not_recompile(key):
 # --------------------------------------------------- records reuse the velocity
 
 
-@pytest.mark.parametrize("integrator", [Euler(), Heun()])
+@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
 def test_reusing_the_record_velocity_changes_nothing(key, integrator):
     """A full-batch step starts from the velocity its record computed; a sampler holding
     an equal but distinct data set turns that off: the two runs must agree."""
@@ -311,15 +314,19 @@ def test_divergence_reports_the_exact_step(key):
     dt = 1.0
     state, bad = theta, None  # reference: Euler by hand until an update is non-finite
     net = flow.model
+
+    @jax.jit
+    def euler(state, k):
+        return net.from_blocks(Euler().step(flow, net.to_blocks(state), k, dt, key)[0])
+
     for k in range(200):
-        new, _ = Euler().step(flow, net.to_blocks(state), k, dt, key)
-        new = net.from_blocks(new)
+        new = euler(state, k)
         if not np.all(np.isfinite(np.asarray(new))):
             bad = k
             break
         state = new
     assert bad is not None and bad > 4  # diverges, past the first interval of every=4
-    for every in (1, 4, 50):
+    for every in (4, 50):  # the bad step past the first interval of 4, and within one of 50
         traj = simulate(flow, Euler(), theta, dt=dt, steps=200, key=key, recorder=Recorder(every))
         assert traj.status == "diverged"
         assert traj.state.step == bad, every

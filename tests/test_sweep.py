@@ -122,6 +122,7 @@ def test_dask_local_cluster_on_loopback(swept, tmp_path):
     assert [r["final_loss"] for r in table] == [r["final_loss"] for r in serial]
 
 
+@pytest.mark.slow  # waits for the connection timeout
 def test_unreachable_dask_address_fails_fast(tmp_path):
     pytest.importorskip("distributed")
     t0 = time.perf_counter()
@@ -322,6 +323,7 @@ def test_seed_batches_group_and_split():
     assert seed_batches(expand({"seed": [0]}), {"seed=0": True}) == []  # a batch of one is none
 
 
+@pytest.mark.slow  # two sweeps of three points
 def test_a_failing_batch_falls_back_to_single_points(tmp_path):
     # quadratic activation, dt = 2: seed 1 becomes NaN at step 5, seeds 0 and 2 complete
     raw = json.loads(json.dumps(RAW))

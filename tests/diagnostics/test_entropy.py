@@ -48,7 +48,9 @@ def kl_gauss_iso(mean, s2, tau):
 # ------------------------------------------------------------------ knn_entropy
 
 
-@pytest.mark.parametrize("d", [1, 2, 5])
+@pytest.mark.parametrize(
+    "d", [2, pytest.param(1, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)]
+)
 def test_knn_entropy_matches_gaussian_entropy(key, d):
     cov = COVS[d]
     exact = float(gaussian_entropy(jnp.asarray(cov)))

@@ -161,6 +161,7 @@ def test_kernel_change(key, make_problem):
     assert kernel_change(mf, theta, other, data.x) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow  # the float32 kernel against the float32 Jacobian (a second set of compiles)
 def test_float32(key, make_problem):
     data, theta = make_problem(key, n=8, d=2, m=6, dtype=jnp.float32)
     model = TwoLayer(d=2, activation="tanh", scaling="ntk")

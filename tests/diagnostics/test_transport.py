@@ -129,6 +129,7 @@ def test_sinkhorn_divergence_of_a_translation_is_exact_at_every_epsilon(eps):
     assert biased.value > 1.0 + 1e-4
 
 
+@pytest.mark.slow  # four epsilons
 def test_sinkhorn_divergence_tends_to_the_mean_gap_as_epsilon_grows():
     """Feydy et al. Thm. 1: S_eps -> |mean(mu) - mean(nu)|^2 as eps -> infinity."""
     rng = np.random.default_rng(13)
@@ -286,6 +287,7 @@ def test_sinkhorn_divergence_tends_to_w2_squared_as_epsilon_decreases():
 # ------------------------------------------------------------------ Sinkhorn mechanics
 
 
+@pytest.mark.slow  # a second compile of every Sinkhorn program, in blocks
 def test_sinkhorn_blocks_agree_with_the_dense_cost(monkeypatch):
     rng = np.random.default_rng(6)
     x, y = rng.standard_normal((70, 3)), rng.standard_normal((50, 3)) + 1.0
@@ -376,6 +378,7 @@ def test_displacement_interpolation_is_a_constant_speed_geodesic():
     assert detour > 1.2 * w01
 
 
+@pytest.mark.slow  # renders a GIF
 def test_geodesic_animation_gif_and_png_fallback(tmp_path, monkeypatch):
     from matplotlib import animation
     from PIL import Image

@@ -53,7 +53,10 @@ def em_moments(mean0, var0, lam, dt, betas):
             Temperature(1.0, "geometric", growth=3.0, period=0.5, beta_max=8.0),
             marks=pytest.mark.slow,
         ),
-        Temperature(1.0, "piecewise", values=(1.0, 2.0, 10.0), times=(0.0, 0.3, 0.7)),
+        pytest.param(
+            Temperature(1.0, "piecewise", values=(1.0, 2.0, 10.0), times=(0.0, 0.3, 0.7)),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["constant", "log", "geometric", "piecewise"],
 )
@@ -133,6 +136,7 @@ def test_frozen_blocks_get_no_noise(key, make_problem):
     assert not np.allclose(traj.final[:, 1:4], theta[:, 1:4])
 
 
+@pytest.mark.slow  # tests/test_runs.py resumes by default; here the noise keys as well
 def test_resumed_run_is_bit_identical(key):
     dyn = ou()
     theta0 = jax.random.normal(key, (64, 2))

@@ -79,7 +79,7 @@ def test_tracer_velocity_with_closed_form_population_risk(key):
     np.testing.assert_allclose(v_on[10:], v_on[:10], rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("integrator", [Euler(), Heun()])
+@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
 def test_tracer_started_on_a_reference_particle_stays_on_it(key, make_problem, integrator):
     """Same field at the same point: the tracer follows its reference particle (to round-off:
     the two velocities come from two code paths, the fused pullback and autodiff of Phi)."""
@@ -151,6 +151,7 @@ def test_domain_reflects_the_tracers_too(key, make_problem):
     np.testing.assert_allclose(final[16:], final[:16], rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.slow  # five runs; the Replicas doctest checks the velocity by default
 def test_replicas_are_the_separate_runs(key, make_problem):
     data, _ = make_problem(key, n=20, d=3, m=1)
     flow = _flow(data)

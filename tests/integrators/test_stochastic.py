@@ -158,7 +158,7 @@ def test_expected_jump_decrease_matches_the_identity(key, make_problem):
 
     def rate(dt):
         keys = jax.random.split(jax.random.fold_in(key, 7), 4000)
-        ds = jax.vmap(lambda k: (flow.energy(bd.jump(theta, 0, dt, k)) - e0) / dt)(keys)
+        ds = jax.jit(jax.vmap(lambda k: (flow.energy(bd.jump(theta, 0, dt, k)) - e0) / dt))(keys)
         return float(ds.mean()), float(ds.std() / np.sqrt(len(keys)))
 
     (r1, se1), (r2, se2) = rate(0.02), rate(0.01)
@@ -176,6 +176,7 @@ def test_recorder_jump_dissipation_is_alpha_times_the_variance(key, make_problem
     np.testing.assert_allclose(out["jump_dissipation"], 3.0 * np.var(phi), rtol=1e-12)
 
 
+@pytest.mark.slow  # a third compiled dynamics of the module
 def test_birth_death_with_langevin_noise_runs(key, make_problem):
     flow, theta = _flow(key, make_problem)
     dyn = BirthDeath(Langevin(flow, Temperature(20.0)), 1.0)

@@ -34,7 +34,7 @@ def _pair(teacher, net, nodes=96):
     return exact, quad
 
 
-@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("activation", ["relu", pytest.param("erf", marks=pytest.mark.slow)])
 def test_closed_form_matches_quadrature(key, activation):
     teacher, net, theta = _problem(key, activation)
     exact, quad = _pair(teacher, net)
@@ -128,7 +128,7 @@ def test_first_variation_is_the_derivative_along_a_mixture(key, activation):
     np.testing.assert_allclose(fd, want, rtol=RTOL[activation] * 10, atol=1e-9)
 
 
-@pytest.mark.parametrize("scaling", ["mean_field", "ntk"])
+@pytest.mark.parametrize("scaling", ["mean_field", pytest.param("ntk", marks=pytest.mark.slow)])
 def test_velocity_is_minus_grad_first_variation(key, scaling):
     teacher, _, theta = _problem(key, "relu")
     net = TwoLayer(d=2, activation="relu", bias=False, scaling=scaling)
@@ -142,7 +142,7 @@ def test_velocity_is_minus_grad_first_variation(key, scaling):
     np.testing.assert_allclose(v, -(m ** (2 * net.gamma - 1)) * dE, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("activation", ["relu", pytest.param("erf", marks=pytest.mark.slow)])
 def test_velocity_finite_at_coincident_and_antiparallel_neurons(key, activation):
     teacher, net, _ = _problem(key, activation, k=2)
     w = np.asarray(teacher.w)
