@@ -107,7 +107,7 @@ def _energy_run(key, make_problem, scaling, dt, integrator=None):
     return flow, traj
 
 
-@pytest.mark.parametrize("scaling", ["mean_field", "ntk"])
+@pytest.mark.parametrize("scaling", ["mean_field", pytest.param("ntk", marks=pytest.mark.slow)])
 def test_energy_dissipation_identity_is_first_order(key, make_problem, slope, scaling):
     """(E(theta_{k+1}) - E(theta_k)) / dt + m^(1-2 gamma) sum_j |v_j|^2 = O(dt) for Euler.
 

@@ -171,6 +171,7 @@ def test_replicas_are_the_separate_runs(key, make_problem):
     np.testing.assert_allclose(traj["loss"], np.mean(losses, axis=0), rtol=1e-12)
 
 
+@pytest.mark.slow  # three runs; the Stack doctest checks the velocity by default
 def test_stack_is_the_separate_runs(key, make_problem):
     data, theta = make_problem(key, n=20, d=3, m=10)
     flow = _flow(data)

@@ -69,7 +69,7 @@ def test_relu_quadrature_converges_to_the_closed_form(key):
     assert errs[1] < 0.6 * errs[0] and errs[2] < 0.6 * errs[1], errs
 
 
-@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("activation", ["relu", pytest.param("erf", marks=pytest.mark.slow)])
 def test_closed_form_within_monte_carlo_confidence(key, activation):
     """d = 5 (no quadrature): the exact risk lies within 5 standard errors of a Monte
     Carlo mean of (1/2)(f - f*)^2 over 2e5 fresh Gaussian inputs."""

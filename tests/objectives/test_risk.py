@@ -191,8 +191,10 @@ def test_frozen_blocks_do_not_move(key, make_problem, kwargs, frozen, scaling):
     assert float(jnp.abs(v).max()) > 1e-3
 
 
-@pytest.mark.parametrize("kwargs", [{"train_output": False}, {"bias": False}])
-@pytest.mark.parametrize("scaling", ["mean_field", "ntk"])
+@pytest.mark.parametrize(
+    ("kwargs", "scaling"),
+    covering([{"train_output": False}, {"bias": False}], ["mean_field", "ntk"]),
+)
 def test_velocity_identity_for_other_layouts(key, make_problem, kwargs, scaling):
     data, _ = make_problem(key, m=M)
     net = TwoLayer(d=3, activation="sigmoid", scaling=scaling, **kwargs)
