@@ -251,7 +251,8 @@ TEACHER_SPEED = Experiment(
             "sweep_speed_ratio_*",
             "r / factor <= T_2/T_1 <= factor r at the larger ratios sweep_ratios",
             informational="the claim is checked at `ratios`; these report where the band stops "
-            "holding (section 2.2's decoupling is a scale argument with no error bound)",
+            "holding (the decoupling of the teacher-student paper, section 2.2, is a scale "
+            "argument with no error bound)",
         ),
         CheckSpec(
             "random_placement_in_band",
