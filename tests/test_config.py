@@ -152,3 +152,13 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     cfg = config.load(str(path), ["dynamics.steps=100", "objective.l2=2e-4"])
     assert cfg.objective.l2 == 2e-4 and cfg.dynamics.dt == 0.05 and cfg.dynamics.steps == 100
     assert config.load(str(path)).objective.l2 == 1e-3
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "a\\b", "x" * 101, "tab\there"])
+def test_name_must_be_one_folder_name(name):
+    with pytest.raises(ConfigError, match=r"`name` must be one folder name"):
+        load(raw={"name": name})
+
+
+def test_a_plain_name_is_kept():
+    assert load(raw={"name": "sign.wide-2_b"}).name == "sign.wide-2_b"

@@ -263,6 +263,9 @@ class ExperimentSpec(_Strict):
     params: dict[str, Any] = {}
 
 
+MAX_NAME = 100  # leaves room for the '-quick-YYYYmmdd-HHMMSS' suffix in 255 bytes
+
+
 class Config(_Strict):
     seed: int = 0
     dtype: Literal["float64", "float32"] = "float64"
@@ -274,6 +277,21 @@ class Config(_Strict):
     dynamics: DynamicsSpec = DynamicsSpec()
     record: RecordSpec = RecordSpec()
     mfnn_version: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_path_component(cls, v):
+        """`name` becomes a folder name under ``runs/``: one path component, printable."""
+        if v is None:
+            return v
+        bad = [c for c in v if c in "/\\" or not c.isprintable()]
+        if not v.strip() or v in (".", "..") or bad or len(v) > MAX_NAME:
+            raise ValueError(
+                f"`name` must be one folder name of 1 to {MAX_NAME} printable characters "
+                f"without '/' or '\\' (it names the run directory under runs/); got {v!r}. "
+                "Use letters, digits, '-', '_' and '.'."
+            )
+        return v
 
     @model_validator(mode="after")
     def _cross_fields(self):
