@@ -7,6 +7,7 @@ import pytest
 
 from mfnn import config, rundir, runs
 from mfnn.measure import load_particles
+from tiers import first_by_default
 
 SMALL = [
     "model.width=24",
@@ -74,19 +75,15 @@ class Stop(Exception):
 
 @pytest.mark.parametrize(
     "extra",
-    [
-        [],
-        pytest.param(
+    first_by_default(
+        [
+            [],
             ["dynamics.kind=sgd", "dynamics.batch_size=16", "dynamics.sampling=epochs"],
-            marks=pytest.mark.slow,
-        ),
-        pytest.param(
             ["dynamics.kind=sgd", "dynamics.batch_size=8", "dynamics.sampling=online"]
             + ["dtype=float32"],
-            marks=pytest.mark.slow,
-        ),
-        pytest.param(["dynamics.integrator=heun"], marks=pytest.mark.slow),
-    ],
+            ["dynamics.integrator=heun"],
+        ]
+    ),
 )
 def test_resume_is_bit_identical(tmp_path, monkeypatch, extra):
     cfg = small(*extra, "record.snapshot_every=30")

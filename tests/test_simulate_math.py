@@ -19,7 +19,7 @@ from mfnn import (
     TwoLayer,
     simulate,
 )
-from tiers import covering
+from tiers import covering, first_by_default
 
 # --------------------------------------------------- gradient descent written by hand
 
@@ -107,7 +107,7 @@ def _energy_run(key, make_problem, scaling, dt, integrator=None):
     return flow, traj
 
 
-@pytest.mark.parametrize("scaling", ["mean_field", pytest.param("ntk", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("scaling", first_by_default(["mean_field", "ntk"]))
 def test_energy_dissipation_identity_is_first_order(key, make_problem, slope, scaling):
     """(E(theta_{k+1}) - E(theta_k)) / dt + m^(1-2 gamma) sum_j |v_j|^2 = O(dt) for Euler.
 
@@ -139,7 +139,7 @@ def test_energy_dissipation_by_finite_differences_in_time(key, make_problem):
     np.testing.assert_allclose(-de_dt, diss[1:-1], rtol=0.05, atol=1e-6)
 
 
-@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", first_by_default([Euler(), Heun()]))
 def test_energy_does_not_increase_along_gradient_flow(key, make_problem, integrator):
     _, traj = _energy_run(key, make_problem, "mean_field", 0.025, integrator)
     e = traj["energy"]
@@ -205,7 +205,7 @@ def test_velocity_is_permutation_equivariant(key):
                                rtol=1e-13)  # fmt: skip
 
 
-@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", first_by_default([Euler(), Heun()]))
 def test_trajectory_is_permutation_equivariant(key, integrator):
     flow, theta = _problem(key, "tanh", "mean_field")
     perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), theta.shape[0]))
@@ -223,7 +223,7 @@ def test_trajectory_is_permutation_equivariant(key, integrator):
 # --------------------------------------------------- dtypes
 
 
-@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", first_by_default([Euler(), Heun()]))
 def test_float32_and_float64_both_run(key, integrator):
     flow64, theta64 = _problem(key, "tanh", "mean_field")
     data32 = jax.tree.map(lambda a: a.astype(jnp.float32), flow64.objective.data)
@@ -281,7 +281,7 @@ def test_second_simulate_call_does_not_recompile(key):
 # --------------------------------------------------- records reuse the velocity
 
 
-@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", first_by_default([Euler(), Heun()]))
 def test_reusing_the_record_velocity_changes_nothing(key, integrator):
     """A full-batch step starts from the velocity its record computed; a sampler holding
     an equal but distinct data set turns that off: the two runs must agree."""

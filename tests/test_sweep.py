@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from mfnn.cli import app
 from mfnn.errors import ConfigError
 from mfnn.sweep import expand, parse_grid, read_table, run_sweep, seed_batches
+from tiers import first_by_default
 
 RAW = {
     "model": {"width": 8, "activation": "tanh", "bias": False},
@@ -201,7 +202,7 @@ def yaml_dt(run_dir) -> float:
 
 @pytest.mark.parametrize(
     "kind",
-    [k if k == "gradient_flow" else pytest.param(k, marks=pytest.mark.slow) for k in DYNAMICS],
+    first_by_default(list(DYNAMICS)),  # gradient_flow by default
 )
 def test_batched_points_match_unbatched_runs(kind, tmp_path):
     raw, grid = _raw(kind), {"seed": [0, 1, 2]}

@@ -22,6 +22,7 @@ from mfnn.diagnostics.entropy import (
     w2_to_gaussian_sampled,
 )
 from mfnn.errors import ConfigError
+from tiers import first_by_default
 
 COVS = {
     1: np.array([[2.0]]),
@@ -48,9 +49,7 @@ def kl_gauss_iso(mean, s2, tau):
 # ------------------------------------------------------------------ knn_entropy
 
 
-@pytest.mark.parametrize(
-    "d", [2, pytest.param(1, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("d", first_by_default([2, 1, 5]))
 def test_knn_entropy_matches_gaussian_entropy(key, d):
     cov = COVS[d]
     exact = float(gaussian_entropy(jnp.asarray(cov)))

@@ -23,6 +23,7 @@ from mfnn.build import build
 from mfnn.dynamics import Langevin, Temperature, mckean_vlasov
 from mfnn.integrators import EulerMaruyama
 from mfnn.objectives import Exact, ZeroRisk
+from tiers import first_by_default
 
 
 def ou(beta=4.0, lam=1.5, d=2, temperature=None):
@@ -46,18 +47,14 @@ def em_moments(mean0, var0, lam, dt, betas):
 
 @pytest.mark.parametrize(
     "temperature",
-    [
-        Temperature(4.0),
-        pytest.param(Temperature(1.0, "log", rate=2.0), marks=pytest.mark.slow),
-        pytest.param(
+    first_by_default(
+        [
+            Temperature(4.0),
+            Temperature(1.0, "log", rate=2.0),
             Temperature(1.0, "geometric", growth=3.0, period=0.5, beta_max=8.0),
-            marks=pytest.mark.slow,
-        ),
-        pytest.param(
             Temperature(1.0, "piecewise", values=(1.0, 2.0, 10.0), times=(0.0, 0.3, 0.7)),
-            marks=pytest.mark.slow,
-        ),
-    ],
+        ]
+    ),
     ids=["constant", "log", "geometric", "piecewise"],
 )
 def test_ou_law_stays_gaussian_with_the_exact_moments(key, temperature):

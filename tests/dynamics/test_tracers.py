@@ -26,6 +26,7 @@ from mfnn.domains import Ball
 from mfnn.dynamics.tracers import Replicas, Stack, Tracers
 from mfnn.objectives import Exact
 from mfnn.targets import GaussianInputs
+from tiers import first_by_default
 
 
 def _flow(data, l2=0.0, trainable=None, activation="tanh", domain=None):
@@ -79,7 +80,7 @@ def test_tracer_velocity_with_closed_form_population_risk(key):
     np.testing.assert_allclose(v_on[10:], v_on[:10], rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("integrator", [Euler(), pytest.param(Heun(), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", first_by_default([Euler(), Heun()]))
 def test_tracer_started_on_a_reference_particle_stays_on_it(key, make_problem, integrator):
     """Same field at the same point: the tracer follows its reference particle (to round-off:
     the two velocities come from two code paths, the fused pullback and autodiff of Phi)."""

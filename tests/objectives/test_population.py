@@ -9,6 +9,7 @@ import pytest
 
 from mfnn import ConfigError, GaussianInputs, Teacher, TwoLayer, UniformBox
 from mfnn.objectives import PopulationRisk
+from tiers import first_by_default
 
 # relu's kink makes Gauss-Hermite converge like 1/nodes (pointwise errors ~1e-2 at 96
 # nodes; `test_relu_quadrature_converges_to_the_closed_form`); erf is smooth (spectral)
@@ -34,7 +35,7 @@ def _pair(teacher, net, nodes=96):
     return exact, quad
 
 
-@pytest.mark.parametrize("activation", ["relu", pytest.param("erf", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("activation", first_by_default(["relu", "erf"]))
 def test_closed_form_matches_quadrature(key, activation):
     teacher, net, theta = _problem(key, activation)
     exact, quad = _pair(teacher, net)
@@ -69,7 +70,7 @@ def test_relu_quadrature_converges_to_the_closed_form(key):
     assert errs[1] < 0.6 * errs[0] and errs[2] < 0.6 * errs[1], errs
 
 
-@pytest.mark.parametrize("activation", ["relu", pytest.param("erf", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("activation", first_by_default(["relu", "erf"]))
 def test_closed_form_within_monte_carlo_confidence(key, activation):
     """d = 5 (no quadrature): the exact risk lies within 5 standard errors of a Monte
     Carlo mean of (1/2)(f - f*)^2 over 2e5 fresh Gaussian inputs."""
@@ -128,7 +129,7 @@ def test_first_variation_is_the_derivative_along_a_mixture(key, activation):
     np.testing.assert_allclose(fd, want, rtol=RTOL[activation] * 10, atol=1e-9)
 
 
-@pytest.mark.parametrize("scaling", ["mean_field", pytest.param("ntk", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("scaling", first_by_default(["mean_field", "ntk"]))
 def test_velocity_is_minus_grad_first_variation(key, scaling):
     teacher, _, theta = _problem(key, "relu")
     net = TwoLayer(d=2, activation="relu", bias=False, scaling=scaling)
@@ -142,7 +143,7 @@ def test_velocity_is_minus_grad_first_variation(key, scaling):
     np.testing.assert_allclose(v, -(m ** (2 * net.gamma - 1)) * dE, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["relu", pytest.param("erf", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("activation", first_by_default(["relu", "erf"]))
 def test_velocity_finite_at_coincident_and_antiparallel_neurons(key, activation):
     teacher, net, _ = _problem(key, activation, k=2)
     w = np.asarray(teacher.w)
