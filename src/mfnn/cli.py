@@ -71,6 +71,21 @@ def _resolve_target(target: str | None):
     )
 
 
+# a plain config's --quick: at most this many steps (an experiment declares its own quick)
+QUICK_STEPS = 1000
+
+
+def quick_overrides(raw: dict, exp) -> list[str]:
+    """The overrides ``--quick`` adds: an experiment's declared quick variant, or for a
+    plain config its step count capped at `QUICK_STEPS`."""
+    if exp is not None:
+        return list(exp.quick)
+    steps = (raw.get("dynamics") or {}).get("steps", 2000)
+    if isinstance(steps, int | float) and not isinstance(steps, bool) and steps > QUICK_STEPS:
+        return [f"dynamics.steps={QUICK_STEPS}"]
+    return []
+
+
 def _report(summary: dict, out: Path) -> int:
     status = summary.get("status", "failed")
     checks = summary.get("checks", {})
@@ -156,11 +171,7 @@ def run(
         raw, exp, base = _resolve_target(target)
         overrides = list(set_ or [])
         if quick:
-            if exp is not None:
-                overrides = list(exp.quick) + overrides
-            else:
-                steps = int((raw.get("dynamics") or {}).get("steps", 2000))
-                overrides = [f"dynamics.steps={min(steps, 1000)}"] + overrides
+            overrides = quick_overrides(raw, exp) + overrides
         cfg = cfgmod.load(raw, overrides)
         name = cfg.name or (exp.name if exp else Path(target).stem if target else "run")
         if out is None:
