@@ -106,7 +106,7 @@ def test_diverged_run_exits_nonzero_with_advice(tmp_path):
     )
     res = invoke("run", cfg, "--out", tmp_path / "o", "--no-progress")
     assert res.exit_code == 1
-    assert "diverged" in res.output and "smaller `dynamics.dt`" in res.output
+    assert "diverged" in res.output and "`dynamics.dt` <=" in res.output
 
 
 def test_resume_command(tmp_path):

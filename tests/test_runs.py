@@ -117,11 +117,14 @@ def test_divergence_keeps_what_was_written(tmp_path):
     cfg = small("dynamics.dt=200.0", "model.activation=quadratic", "dynamics.steps=300")
     traj, _, s = runs.execute(cfg, tmp_path, progress=False)
     assert s["status"] == "diverged"
-    assert "NaN/inf at step" in s["message"] and "smaller `dynamics.dt`" in s["message"]
+    assert "`dynamics.dt` <=" in s["message"]  # NaN/inf at step 4, before the first record
+    div = s["divergence"]
     m = rundir.read_metrics(tmp_path)
     assert np.all(np.isfinite(m["loss"]))
     bad_step = s["final_step"]
-    assert m["step"][-1] <= bad_step < 300
+    assert m["step"][-1] <= bad_step == div["kept_step"] < div["step"] < 300
+    assert len(set(m["step"])) == len(m["step"])  # no row twice
+    assert (tmp_path / div["kept_file"]).is_file()
     snaps = rundir.list_snapshots(tmp_path)
     assert bad_step in snaps  # the last finite state is saved
     last = np.load(snaps[bad_step])

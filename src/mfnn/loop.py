@@ -45,6 +45,9 @@ def advance(
 ):
     """n_rec intervals of ``every`` steps from step ``start``, recording after each.
 
+    Returns (particles, bad, records, peaks): the records are the recorder's columns
+    (n_rec,) each, the peaks max |theta| at each record (n_rec,) for `mfnn.guard`.
+
     Between records the particles are carried in the model's block layout.
     With ``reuse`` (a deterministic full-batch dynamics) the full-batch velocity a record
     computed is the first stage of the next step, so a record costs less than a step;
@@ -100,13 +103,14 @@ def advance(
         rec, (v, loss) = recorder.measure(
             dynamics, integrator, theta, theta0, base + every, dt, key
         )
-        return (state, bad, (model.to_blocks(v), loss), jnp.asarray(True)), rec
+        peak = jnp.max(jnp.abs(theta))  # for the divergence guard (`mfnn.guard`)
+        return (state, bad, (model.to_blocks(v), loss), jnp.asarray(True)), (rec, peak)
 
     state = model.to_blocks(theta)
     k1 = (jax.tree.map(jnp.zeros_like, state), jnp.zeros((), theta.dtype))
     carry = (state, bad, k1, jnp.asarray(False))
-    (state, bad, _, _), recs = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
-    return model.from_blocks(state), bad, recs
+    (state, bad, _, _), (recs, peaks) = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
+    return model.from_blocks(state), bad, recs, peaks
 
 
 def stack(trees: Sequence[Any], what: str = "batch member") -> Any:

@@ -27,6 +27,7 @@ from .rundir import (
     read_checkpoint,
     read_metrics,
     same_config,
+    snapshot_path,
     write_json,
 )
 from .simulate import State, Trajectory, simulate
@@ -150,6 +151,9 @@ def single_summary(traj: Trajectory, metrics: dict, built: Built, wall: float) -
             "initial": float(objective.quadrature_error(model, jnp.asarray(built.theta0))),
             "final": float(objective.quadrature_error(model, jnp.asarray(traj.final))),
         }
+    if traj.divergence is not None:
+        kept = traj.divergence["kept_step"]
+        extra["divergence"] = traj.divergence | {"kept_file": str(snapshot_path(Path(), kept))}
     return extra | {
         "status": traj.status,
         "message": traj.message,

@@ -20,6 +20,8 @@ import numpy as np
 from ._typing import Key, Particles
 from .dynamics.base import AbstractDynamics
 from .errors import ConfigError
+from .guard import DEFAULT as DEFAULT_GUARD
+from .guard import FINITE, Guard, stable_dt
 from .integrators.base import AbstractIntegrator
 from .loop import advance, advance_batch, record, record_batch, stack
 from .recorder import AbstractRecorder, Recorder
@@ -29,7 +31,8 @@ __all__ = ["BatchDiverged", "State", "Trajectory", "simulate", "simulate_batch"]
 
 
 class BatchDiverged(RuntimeError):
-    """A member of a `simulate_batch` became NaN/inf; ``members`` are their indices.
+    """A member of a `simulate_batch` diverged (NaN/inf, or beyond its `Guard`);
+    ``members`` are their indices.
 
     The batch stops at the start of the failing chunk (rows, snapshots and checkpoints
     written up to there stay valid); run the members one by one with `simulate` (from
@@ -39,8 +42,8 @@ class BatchDiverged(RuntimeError):
     def __init__(self, members: list[int], step: int):
         self.members, self.step = members, step
         super().__init__(
-            f"batch members {members} became NaN/inf in the interval from step {step}; "
-            "run them unbatched to find each one's step."
+            f"batch members {members} diverged (NaN/inf or beyond the divergence guard) in "
+            f"the interval from step {step}; run them unbatched to find each one's step."
         )
 
 
@@ -93,7 +96,9 @@ def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:
     return rows
 
 
-def _trajectory(columns, recorder, dt, snapshots, state, status, message) -> Trajectory:
+def _trajectory(
+    columns, recorder, dt, snapshots, state, status, message, divergence=None
+) -> Trajectory:
     """The `Trajectory` of the recorded chunks ``columns`` (one dict of arrays each)."""
     names = ["step", "t", *recorder.names()]
     empty = {k: np.zeros(0, int if k == "step" else float) for k in names}
@@ -108,6 +113,7 @@ def _trajectory(columns, recorder, dt, snapshots, state, status, message) -> Tra
         status=status,
         message=message,
         state=state,
+        divergence=divergence,
     )
 
 
@@ -161,6 +167,7 @@ def _loop(
     observers: list,
     progress: Callable[[dict[str, Any]], None] | None,
     keep_snapshots: bool,
+    guard: Guard | None,
 ) -> list[Trajectory]:
     """The host loop: chunks from ``step`` to ``steps``, rows, snapshots and checkpoints
     handed to each member's observer as they come."""
@@ -191,44 +198,102 @@ def _loop(
             engine.member(theta, i), engine.member(th0, i), at, engine.member(engine.key, i)
         )
 
+    divergence: dict[str, Any] | None = None
+
+    def advice(theta_now) -> str:
+        """Which step size to try (an estimate of 2 / L on a single run)."""
+        est = None
+        if not engine.batched:
+            est = stable_dt(engine.dynamics, [theta_now, th0], engine.key)
+        divergence["stable_dt"] = est
+        if est is None:
+            return f"Try a smaller `dynamics.dt` (now {dt:g}) or a smaller initialization scale."
+        return (
+            f"Try `dynamics.dt` <= {est / 2:.3g} (now {dt:g}): explicit steps of this flow are "
+            f"stable for dt < 2/L = {est:.3g}, with L the Lipschitz constant of the velocity "
+            "near the initial and the last kept state (power iteration)."
+        )
+
     status, message = "completed", f"completed {steps} steps (t = {steps * dt:g})"
+    # step 0's record: the first row of a fresh run, the guard's reference on a resume
+    rec0 = jax.device_get(engine.record0(theta if step == 0 else th0))
     if step == 0:
-        rec0 = jax.device_get(engine.record0(theta))
         for i in range(n):
             values = {k: np.atleast_1d(engine.member(np.asarray(v), i)) for k, v in rec0.items()}
             emit(i, {"step": np.array([0])} | values)
         emit_snapshots(0, theta)
+    if guard is not None:
+        th0_np = np.asarray(th0)
+        loss0 = np.atleast_1d(np.asarray(rec0["loss"]))
+        bounds = [
+            guard.bounds(float(loss0[i if engine.batched else 0]), engine.member(th0_np, i))
+            for i in range(n)
+        ]
     t_start, steps_done = time.perf_counter(), 0
     bad0 = engine.no_bad()
     bad = bad0
     try:
         for start, n_rec, seg_every in plan.segments(step):
-            new, bad, recs = engine.advance(theta, start, bad, n_rec, seg_every)
-            recs, bad_np = jax.device_get(recs), np.atleast_1d(np.asarray(bad))
+            new, bad, recs, peaks = engine.advance(theta, start, bad, n_rec, seg_every)
+            recs, peaks = jax.device_get((recs, peaks))
+            bad_np = np.atleast_1d(np.asarray(bad))
+            rec_steps = start + seg_every * np.arange(1, n_rec + 1)
+            trips = []
+            if guard is not None:  # the first record beyond the bounds, per member
+                for i in range(n):
+                    values = {k: engine.member(np.asarray(recs[k]), i) for k in FINITE if k in recs}
+                    trips.append(guard.first_violation(values, engine.member(peaks, i), *bounds[i]))
+            gone = [i for i in range(n) if bad_np[i] >= 0 or (trips and trips[i] is not None)]
+            if gone and engine.batched:
+                raise BatchDiverged(gone, start)
+            trip = trips[0] if trips else None
             bad_step = -1
-            if (bad_np >= 0).any():
-                if engine.batched:
-                    raise BatchDiverged([int(i) for i in np.flatnonzero(bad_np >= 0)], start)
+            if bad_np[0] >= 0:
                 # the interval from bad_step holds a NaN/inf: find the exact step
                 bad_step = int(bad_np[0])
-                found, again, _ = engine.advance(new, bad_step, bad0, 1, seg_every, True)
+                found, again, _, _ = engine.advance(new, bad_step, bad0, 1, seg_every, True)
                 if int(again) >= 0:  # else keep the interval's start (finite) as the state
                     new, bad_step = found, int(again)
+                if trip is not None and rec_steps[trip[0]] > bad_step:
+                    trip = None  # the NaN/inf came first: reported as such
+            if trip is not None:
+                # keep the state of the last record within the bounds (bit-identical: the
+                # same compiled steps from the interval's start)
+                r = trip[0]
+                new = engine.advance(theta, start, bad0, r, seg_every)[0] if r else theta
+                bad_step = start + r * seg_every
             theta = new
-            rec_steps = start + seg_every * np.arange(1, n_rec + 1)
             keep = rec_steps <= bad_step if bad_step >= 0 else np.ones(n_rec, bool)
             rows = []
             for i in range(n):
                 values = {k: engine.member(np.asarray(v), i)[keep] for k, v in recs.items()}
                 emitted = emit(i, {"step": rec_steps[keep]} | values)
                 rows = emitted if i == 0 else rows
+            if trip is not None:
+                r, quantity, value, rule = trip
+                step, status = bad_step, "diverged"
+                divergence = dict(
+                    step=int(rec_steps[r]), quantity=quantity, value=value, rule=rule,
+                    kept_step=bad_step,
+                )  # fmt: skip
+                message = (
+                    f"diverged at step {int(rec_steps[r])} (t = {rec_steps[r] * dt:g}): "
+                    f"{quantity} = {value:.4g} breaks the divergence guard's rule {rule}. "
+                    f"The particles of step {bad_step}, the last record within the bounds, "
+                    f"are kept as the final state and snapshot. {advice(theta)}"
+                )
+                emit_snapshots(bad_step, theta)
+                break
             if bad_step >= 0:
                 step, status = bad_step, "diverged"
+                divergence = dict(
+                    step=bad_step + 1, quantity="particles", value=float("nan"),
+                    rule="particles finite", kept_step=bad_step,
+                )  # fmt: skip
                 message = (
                     f"particles became NaN/inf at step {bad_step + 1} "
-                    f"(t = {(bad_step + 1) * dt:g}); "
-                    f"the state of step {bad_step} is kept. Try a smaller `dynamics.dt` "
-                    f"(now {dt:g}) or a smaller initialization scale."
+                    f"(t = {(bad_step + 1) * dt:g}); the particles of step {bad_step} are "
+                    f"kept as the final state and snapshot. {advice(theta)}"
                 )
                 emit_snapshots(bad_step, theta)
                 break
@@ -259,7 +324,14 @@ def _loop(
         message = f"interrupted at step {step} (t = {step * dt:g}); continue it with `mfnn resume`."
     return [
         _trajectory(
-            columns[i], recorders[i], dt, snapshots[i], state_of(i, theta, step), status, message
+            columns[i],
+            recorders[i],
+            dt,
+            snapshots[i],
+            state_of(i, theta, step),
+            status,
+            message,
+            divergence,
         )
         for i in range(n)
     ]
@@ -280,6 +352,7 @@ def simulate(
     observer: Observer | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     keep_snapshots: bool = True,
+    guard: Guard | None = DEFAULT_GUARD,
 ) -> Trajectory:
     r"""Integrate the particles from ``theta0`` for ``steps`` steps of size ``dt``.
 
@@ -307,11 +380,15 @@ def simulate(
         progress: called after each chunk with step, t, loss, steps_per_s, eta_s.
         keep_snapshots: keep snapshots in the returned `Trajectory` (set False when an
             observer writes them, to hold memory flat).
+        guard: the divergence rule checked at every record (`mfnn.guard.Guard`: loss,
+            energy and dissipation finite, the loss within 1e6 x max(initial loss, 1),
+            max |theta| within 1e6 x max(initial max |theta|, 1)); None: NaN/inf only.
 
     Returns:
-        A `Trajectory`; ``status`` is "diverged" (with the step and advice in
-        ``message``) if the particles became NaN/inf, and the state before the failing
-        step is the final one.
+        A `Trajectory`; ``status`` is "diverged" (with the step, the quantity, the rule
+        and a step size to try in ``message``) if the particles became NaN/inf or a
+        record broke the guard; the state before the failing step (NaN/inf) or of the
+        last record within the bounds (guard) is the final one.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -353,6 +430,7 @@ def simulate(
         observers=[observer],
         progress=progress,
         keep_snapshots=keep_snapshots,
+        guard=guard,
     )
     return traj
 
@@ -371,6 +449,7 @@ def simulate_batch(
     state: Sequence[State | None] | None = None,
     observer: Sequence[Observer] | None = None,
     keep_snapshots: bool = True,
+    guard: Guard | None = DEFAULT_GUARD,
 ) -> list[Trajectory]:
     r"""`simulate` B runs of the same shapes at once: one compiled loop, vmapped.
 
@@ -387,7 +466,7 @@ def simulate_batch(
     summation order or blocking; the per-member arithmetic is otherwise the same (same
     keys, same steps, same chunk boundaries).
 
-    A batch is all or nothing about failure: if any member becomes NaN/inf the batch
+    A batch is all or nothing about failure: if any member diverges the batch
     stops before writing that chunk and raises `BatchDiverged`; each member's observer
     has everything up to the previous chunk (its checkpoint included), so the members
     can be finished one by one with `simulate`, which finds each one's exact step.
@@ -396,7 +475,8 @@ def simulate_batch(
         dynamics: B dynamics of the same structure and shapes.
         integrator: one integrator (shared).
         theta0: B initial particle arrays (m, D).
-        dt, steps, snapshot_every, chunk, keep_snapshots: as in `simulate` (shared).
+        dt, steps, snapshot_every, chunk, keep_snapshots, guard: as in `simulate`
+            (shared; each member's bounds come from its own start).
         key: B keys.
         recorder: B recorders (default `Recorder()` each).
         state: B states to continue from (None entries: from step 0); all at one step.
@@ -406,7 +486,7 @@ def simulate_batch(
         B `Trajectory` objects, as `simulate` would return them.
 
     Raises:
-        BatchDiverged: a member's particles became NaN/inf.
+        BatchDiverged: a member diverged (NaN/inf or beyond the guard).
         ConfigError: bad arguments (as `simulate`), members of different shapes, or
             states at different steps.
 
@@ -481,4 +561,5 @@ def simulate_batch(
         observers=observers,
         progress=None,
         keep_snapshots=keep_snapshots,
+        guard=guard,
     )

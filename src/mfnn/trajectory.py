@@ -34,6 +34,9 @@ class Trajectory:
         status: "completed", "diverged" or "interrupted".
         message: what happened, with advice when the run did not complete.
         state: the final `State` (to continue).
+        divergence: for a diverged run, what broke: ``step`` (the first failing step or
+            record), ``quantity``, ``value``, ``rule``, ``kept_step`` (the step of the
+            final state), ``stable_dt`` (2/L, or None); None otherwise.
     """
 
     steps: np.ndarray
@@ -44,6 +47,7 @@ class Trajectory:
     status: str
     message: str
     state: State
+    divergence: dict | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.metrics[name]

@@ -130,7 +130,7 @@ def weighted_velocity(
     else:
         f, pullback = features_pullback(model, blocks, x)
     residual = f - y
-    weight = jax.lax.stop_gradient(residual) * omega * model.scaling.field(m)
+    weight = residual * omega * model.scaling.field(m)
     v = jax.tree.map(jnp.negative, pullback(weight))
     c = l2 * model.scaling.confinement(m)
     v = jax.tree.map(lambda vi, p: vi - c.astype(p.dtype) * p, v, blocks)

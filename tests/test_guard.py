@@ -1,0 +1,116 @@
+"""The divergence guard: its rule, the stable step size it advises, and what a run keeps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mfnn import DataSet, EmpiricalRisk, Euler, FullBatch, GradientFlow, Recorder, TwoLayer
+from mfnn.errors import ConfigError
+from mfnn.guard import Guard, lipschitz, stable_dt
+from mfnn.simulate import BatchDiverged, simulate, simulate_batch
+
+
+def flow_of(activation="relu", trainable=None, n=16, seed=0):
+    x = jax.random.normal(jax.random.key(seed), (n, 1))
+    data = DataSet(x, jnp.sign(x[:, 0]))
+    net = TwoLayer(d=1, activation=activation, trainable=trainable)
+    return GradientFlow(net, EmpiricalRisk(data), FullBatch(data))
+
+
+def test_rule_each_quantity_and_its_bound():
+    g = Guard()
+    loss_b, theta_b = g.bounds(0.3, np.array([[0.5, -2.0]]))
+    assert loss_b == 1e6 and theta_b == 2e6  # floors of 1, then the largest |theta_0|
+    ok = {"loss": np.array([0.3, 1e6]), "energy": np.array([0.3, 1e6])}
+    assert g.first_violation(ok, np.array([1.0, 2e6]), loss_b, theta_b) is None  # at the bound
+    over = {"loss": np.array([0.3, 0.2, 1.0000001e6])}
+    assert g.first_violation(over, np.ones(3), loss_b, theta_b)[:2] == (2, "loss")
+    nan = {"loss": np.array([0.3, 0.2]), "energy": np.array([0.3, np.nan])}
+    assert g.first_violation(nan, np.ones(2), loss_b, theta_b)[:2] == (1, "energy")
+    peaks = np.array([1.0, 2.1e6, np.inf])
+    assert g.first_violation({"loss": np.zeros(3)}, peaks, loss_b, theta_b)[:2] == (
+        1,
+        "max |theta|",
+    )
+    assert Guard(theta_limit=10.0).bounds(0.0, np.zeros((1, 2)))[1] == 10.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"loss_growth": 1.0}, {"theta_growth": float("inf")}, {"theta_limit": -1.0},
+     {"theta_limit": float("nan")}, {"loss_growth": "big"}],
+)  # fmt: skip
+def test_bad_guard_is_refused_naming_the_field(kwargs):
+    with pytest.raises(ConfigError, match=f"`guard.{next(iter(kwargs))}`"):
+        Guard(**kwargs)
+
+
+def test_lipschitz_is_the_spectral_norm_of_the_velocity_jacobian(key):
+    """Power iteration on Jacobian-vector products against the dense Jacobian's 2-norm."""
+    flow = flow_of("tanh")
+    theta = jax.random.normal(key, (6, 3))
+
+    def v(x):
+        return flow.full_velocity(x.reshape(theta.shape))[0].ravel()
+
+    dense = np.linalg.norm(np.asarray(jax.jacfwd(v)(theta.ravel())), 2)
+    assert lipschitz(flow, theta, key, iterations=300) == pytest.approx(dense, rel=1e-6)
+
+
+def test_stable_dt_is_the_euler_threshold_on_a_quadratic_energy(key):
+    """Training the output weights only, E is quadratic in theta, v is affine and
+    explicit Euler is stable exactly for dt < 2/L: just below the estimate the particles
+    stay bounded, just above they grow geometrically."""
+    flow = flow_of("tanh", trainable=("a",))
+    theta = jax.random.normal(key, (8, 3))
+    est = stable_dt(flow, [theta], key)
+    assert est is not None
+
+    def peak(dt):
+        traj = simulate(flow, Euler(), theta, dt=dt, steps=2000, key=key, guard=None,
+                        recorder=Recorder(every=2000))  # fmt: skip
+        return float(np.max(np.abs(traj.final)))
+
+    assert peak(0.98 * est) < 1e3  # converges (to the least-squares output weights)
+    assert peak(1.02 * est) > 1e20  # grows by a fixed factor a step
+
+
+@pytest.mark.parametrize("activation, dt", [("relu", 100.0), ("tanh", 40.0)])
+def test_huge_finite_blow_up_ends_the_run_diverged(key, activation, dt):
+    flow = flow_of(activation)
+    theta = jax.random.normal(key, (32, 3))
+    rec = Recorder(every=5)
+    traj = simulate(flow, Euler(), theta, dt=dt, steps=200, key=key, recorder=rec)
+    assert traj.status == "diverged"
+    d = traj.divergence
+    assert d["step"] > d["kept_step"] == traj.state.step == traj.steps[-1]
+    assert d["quantity"] in ("loss", "max |theta|", "energy", "dissipation")
+    assert f"diverged at step {d['step']}" in traj.message and "dynamics.dt" in traj.message
+    assert d["stable_dt"] is not None and d["stable_dt"] < dt
+    assert np.all(np.isfinite(traj["loss"]))
+    # the kept state is the one an uninterrupted run reaches at that step, bit for bit
+    if d["kept_step"] > 0:
+        again = simulate(flow, Euler(), theta, dt=dt, steps=d["kept_step"], key=key,
+                         recorder=rec, guard=None)  # fmt: skip
+        np.testing.assert_array_equal(traj.final, again.final)
+    # negative control: without the guard the same run "completes" with absurd numbers
+    blind = simulate(flow, Euler(), theta, dt=dt, steps=200, key=key, recorder=rec, guard=None)
+    assert blind.status == "completed" or "NaN/inf" in blind.message
+    assert not np.all(np.abs(blind.final) < 1e6) or blind.status == "diverged"
+
+
+def test_a_stable_run_is_not_flagged(key):
+    traj = simulate(flow_of("relu"), Euler(), jax.random.normal(key, (32, 3)), dt=0.1,
+                    steps=100, key=key)  # fmt: skip
+    assert traj.status == "completed" and traj.divergence is None
+
+
+def test_a_batch_with_a_blown_up_member_stops(key):
+    flows = [flow_of("tanh", seed=s) for s in (0, 1)]
+    small = jax.random.normal(key, (16, 3))
+    big = 1e3 * small  # the same flow from far out: the loss leaves the bound at once
+    with pytest.raises(BatchDiverged) as info:
+        simulate_batch(flows, Euler(), [small, big], dt=20.0, steps=100,
+                       key=[key, key], guard=Guard(theta_limit=1e4))  # fmt: skip
+    assert 1 in info.value.members
