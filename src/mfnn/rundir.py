@@ -12,14 +12,29 @@ Layout (a contract: tests and tools read it)::
     RUN_DIR/summary.json                  status, final_loss,
                                           checks {name: {value, expected, passed}}
     RUN_DIR/figures/                      png figures
+    RUN_DIR/lock                          the writer's claim: pid, host, start, command
+    RUN_DIR/previous/<time>/              what a restart from scratch moved aside
+
+One writer per directory: a run, a resume, an experiment or a sweep holds `RunLock` on
+its directory for its whole life; a second writer is refused with a message naming the
+holder. The claim is an exclusive ``flock`` on the ``lock`` file, which the operating
+system drops when the process dies however it dies (kill -9, an abort), so a lock of a
+dead process is never in the way: the next writer takes it over. A directory whose
+summary still says ``running`` with no live holder was left by a process that died:
+readers report it as ``crashed`` (`run_dir_status`).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
+import fcntl
 import json
 import math
 import os
+import shutil
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +46,139 @@ from .errors import ConfigError
 from .measure import atomic_savez, atomic_write, particle_arrays
 
 # the status of a study is the worst of its sub-runs'
-STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "failed": 3}
+STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "crashed": 3, "failed": 4}
+
+LOCK = "lock"
+
+
+class RunDirBusy(ConfigError):
+    """Another live process writes the run directory (it holds its `RunLock`)."""
+
+
+class RunLock:
+    """An exclusive claim on a run directory for the life of a run (a context manager).
+
+    Taking it creates the directory, takes an exclusive non-blocking ``flock`` on
+    ``RUN_DIR/lock`` and writes the holder (pid, host, start time, command line) into
+    it. Another process that holds it makes `acquire` raise `RunDirBusy` naming that
+    holder. The operating system releases the lock when its process ends, however it
+    ends, so a lock left by a dead process is taken over silently (``stale`` is then
+    True: the previous writer died without releasing it, see `run_dir_status`).
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> with RunLock(d) as lock:
+        ...     lock_holder(d)["pid"] == os.getpid()
+        True
+        >>> lock_holder(d) is None
+        True
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self._fd: int | None = None
+        self.stale = False
+
+    def acquire(self) -> RunLock:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(
+                f"`--out` {str(self.run_dir)!r} is a file, not a directory; give a folder path."
+            )
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the run directory {str(self.run_dir)!r}: {exc.strerror} "
+                "(check the path and its permissions, or choose another `--out`)."
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunDirBusy(busy_message(self.run_dir, lock_holder(self.run_dir))) from None
+        self.stale = os.fstat(fd).st_size > 0  # a claim its (dead) holder never cleared
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)  # an empty lock file: released cleanly
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_holder(run_dir) -> dict[str, Any] | None:
+    """The live holder of ``run_dir``'s `RunLock` ({pid, host, started, command}), or
+    None when no live process holds it (never taken, released, or its holder died)."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held exclusively: by a live process
+            try:
+                return json.loads(os.pread(fd, 4096, 0) or b"{}") or {"pid": "?"}
+            except ValueError:  # caught between its truncate and its write
+                return {"pid": "?"}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def busy_message(run_dir, holder: dict[str, Any] | None) -> str:
+    h = holder or {}
+    who = f"process {h.get('pid', '?')} on {h.get('host', '?')}"
+    if h.get("started"):
+        who += f" (since {h['started']}: {h.get('command', '')!s})"
+    return (
+        f"the run directory {str(run_dir)!r} is in use by {who}; one writer at a time. "
+        "Wait for it to end or stop it (then `mfnn resume` it), or choose another `--out`."
+    )
+
+
+def check_not_busy(run_dir) -> None:
+    """Raise `RunDirBusy` if a live process holds ``run_dir``'s lock (e.g. before
+    replacing the directory with ``--overwrite``)."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunDirBusy(busy_message(run_dir, holder))
+
+
+def set_aside(run_dir, names: list[str]) -> Path | None:
+    """Move the files ``names`` (those present) of ``run_dir`` into
+    ``run_dir/previous/<UTC time>/``; return that folder (None if nothing was moved)."""
+    run_dir = Path(run_dir)
+    present = [n for n in names if (run_dir / n).exists()]
+    if not present:
+        return None
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    dest = run_dir / "previous" / stamp
+    dest.mkdir(parents=True)
+    for n in present:
+        shutil.move(str(run_dir / n), str(dest / n))
+    return dest
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -174,13 +321,34 @@ def read_checkpoint(run_dir) -> dict[str, Any]:
     path = Path(run_dir) / "checkpoint.npz"
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no checkpoint.npz to resume from.")
-    data = np.load(path)
-    return {
-        "theta": jax.numpy.asarray(data["theta"]),
-        "theta0": jax.numpy.asarray(data["theta0"]),
-        "step": int(data["step"]),
-        "key": jax.random.wrap_key_data(jax.numpy.asarray(data["key"])),
-    }
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {
+                "theta": jax.numpy.asarray(data["theta"]),
+                "theta0": jax.numpy.asarray(data["theta0"]),
+                "step": int(data["step"]),
+                "key": jax.random.wrap_key_data(jax.numpy.asarray(data["key"])),
+            }
+    except KeyError as exc:
+        raise ConfigError(
+            f"the checkpoint {str(path)!r} lacks the array {exc}; it holds no usable state. "
+            f"Start the run again with `mfnn resume {run_dir} --from-scratch` (the rows so "
+            "far are kept aside)."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one message
+        raise ConfigError(
+            f"the checkpoint {str(path)!r} cannot be read (not an .npz archive of numeric "
+            f"arrays: {type(exc).__name__}); "
+            "it holds no usable state. Start the run again with `mfnn resume "
+            f"{run_dir} --from-scratch` (the rows so far are kept aside)."
+        ) from None
+    if out["theta"].ndim != 2 or out["theta"].shape != out["theta0"].shape or out["step"] < 0:
+        raise ConfigError(
+            f"the checkpoint {str(path)!r} is inconsistent (particles {out['theta'].shape}, "
+            f"start {out['theta0'].shape}, step {out['step']}); start again with "
+            f"`mfnn resume {run_dir} --from-scratch`."
+        )
+    return out
 
 
 def same_config(run_dir, cfg: Config) -> bool:
@@ -201,13 +369,22 @@ def same_config(run_dir, cfg: Config) -> bool:
 
 def run_dir_status(run_dir, cfg: Config | None = None) -> str | None:
     """The ``status`` of the run's summary.json (None if there is none); "stale" when a
-    ``cfg`` is given and the run was started with another config."""
+    ``cfg`` is given and the run was started with another config; "crashed" when the
+    summary says ``running`` but no live process holds the directory's `RunLock` (its
+    writer died: kill -9, an abort, a power cut); "corrupt" when summary.json cannot be
+    read."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         return None
     if cfg is not None and not same_config(run_dir, cfg):
         return "stale"
-    return read_json(path).get("status")
+    try:
+        status = read_json(path).get("status")
+    except (ValueError, AttributeError, OSError):
+        return "corrupt"
+    if status == "running" and lock_holder(run_dir) is None:
+        return "crashed"
+    return status
 
 
 def load_run_config(run_dir) -> Config:
@@ -218,6 +395,11 @@ def load_run_config(run_dir) -> Config:
             f"{str(run_dir)!r} is not a run directory (no config.yaml); give the folder "
             "that `mfnn run` printed."
         )
-    raw = read_yaml(path)
+    try:
+        raw = read_yaml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"the run's config {str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the run's config {str(path)!r} is not a mapping; it is damaged.")
     raw.pop("mfnn_version", None)
     return load(raw)

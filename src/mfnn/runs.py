@@ -19,14 +19,17 @@ import numpy as np
 from . import __version__
 from .build import Built, build
 from .config import Config, dump
+from .errors import ConfigError
 from .objectives import PopulationRisk
 from .rundir import (
+    RunLock,
     RunWriter,
     atomic_write_text,
     check,
     read_checkpoint,
     read_metrics,
     same_config,
+    set_aside,
     snapshot_path,
     write_json,
 )
@@ -56,12 +59,50 @@ def progress_printer(label: str, stream=None) -> Callable[[dict], None]:
     return show
 
 
-def resume_state(run_dir, cfg: Config) -> State | None:
-    """The checkpoint a run of ``cfg`` continues from, or None (no checkpoint, or one
-    written by another config: that is not this run's, it starts over)."""
+# what a run writes; a restart from scratch moves these aside (`mfnn.rundir.set_aside`)
+RUN_FILES = ["metrics.csv", "snapshots", "checkpoint.npz", "summary.json", "config.yaml"]
+
+
+def _recorded_rows(run_dir: Path) -> int:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+def resume_state(run_dir, cfg: Config, from_scratch: bool = False) -> State | None:
+    """The checkpoint a run of ``cfg`` continues from, or None for a start from step 0.
+
+    Nothing recorded is dropped on the way: when the directory holds rows but they
+    cannot be continued (the run was started with another config, or it has no readable
+    checkpoint: a run killed before its first checkpoint), ``from_scratch`` moves the
+    old files to ``previous/<time>/`` and starts over; without it a missing or damaged
+    checkpoint of this config is refused (`ConfigError`: resume with
+    ``--from-scratch``). Another config's files are always moved aside: they are not
+    this run's.
+    """
     run_dir = Path(run_dir)
-    if (run_dir / "checkpoint.npz").is_file() and same_config(run_dir, cfg):
-        return load_checkpoint(run_dir)
+    rows = _recorded_rows(run_dir)
+    if not (run_dir / "config.yaml").is_file() or (rows == 0 and not from_scratch):
+        return None  # nothing recorded yet: a fresh start loses nothing
+    if not same_config(run_dir, cfg):
+        set_aside(run_dir, RUN_FILES)
+        return None
+    if (run_dir / "checkpoint.npz").is_file():
+        try:
+            return load_checkpoint(run_dir)
+        except ConfigError:
+            if not from_scratch:
+                raise
+    elif not from_scratch:
+        raise ConfigError(
+            f"{str(run_dir)!r} holds {rows} recorded rows but no checkpoint to continue "
+            "from (the run stopped before its first checkpoint, every `record.chunk` "
+            f"steps). Start it again with `mfnn resume {run_dir} --from-scratch`: the "
+            "rows so far are moved to previous/, not dropped."
+        )
+    set_aside(run_dir, RUN_FILES)
     return None
 
 
@@ -88,6 +129,7 @@ def execute(
     base: str | os.PathLike | None = None,
     make_figures: bool = True,
     built: Built | None = None,
+    from_scratch: bool = False,
 ) -> tuple[Trajectory | None, Built, dict]:
     """Run (or resume) one simulation into ``run_dir`` and write its summary.
 
@@ -98,11 +140,22 @@ def execute(
     ``built`` replaces ``build(cfg, base)``: an experiment that runs its own dynamics or
     initial state (e.g. `mfnn.experiments.chaos`, a stacked coupling system) passes the
     built objects with those swapped in and keeps the run directory contract.
+
+    The run holds the directory's `mfnn.rundir.RunLock` from start to end (a second
+    writer gets `mfnn.rundir.RunDirBusy`). With ``resume``, `resume_state` decides where
+    it continues (``from_scratch``: see there).
     """
     run_dir = Path(run_dir)
+    with RunLock(run_dir):
+        return _execute_locked(
+            cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch
+        )
+
+
+def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch):
     built = build(cfg, base) if built is None else built
     t0 = time.perf_counter()
-    state = resume_state(run_dir, built.config) if resume else None
+    state = resume_state(run_dir, built.config, from_scratch) if resume else None
     writer = open_run(run_dir, built, state)
     try:
         traj = simulate(

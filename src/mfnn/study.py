@@ -54,6 +54,7 @@ from .config import Config, dump, format_validation_error, parse_yaml, set_path,
 from .errors import ConfigError
 from .rundir import (
     STATUS_RANK,
+    RunLock,
     atomic_write_text,
     check,
     list_snapshots,
@@ -451,6 +452,7 @@ class Study(Generic[P]):
             label=name,
             built=result.built,
             make_figures=item.figures,
+            from_scratch=True,  # a sub-run that cannot continue restarts, old rows kept aside
         )
         result.summary = summary
         return result
@@ -548,10 +550,18 @@ def run_study(
     ``mfnn resume OUT`` to go on). The summary's ``status`` is the worst of the sub-runs'
     (completed < interrupted < diverged < failed); ``passed`` is true when every check
     that counts passed.
+
+    The study holds ``out``'s `mfnn.rundir.RunLock` throughout (one writer at a time);
+    a sub-run that cannot continue (stopped before its first checkpoint) restarts with
+    its old rows moved to ``previous/``.
     """
-    t0 = time.perf_counter()
-    out = Path(out)
     params = experiment.validate_params(cfg)
+    with RunLock(out):
+        return _run_study_locked(experiment, cfg, Path(out), params, resume, progress)
+
+
+def _run_study_locked(experiment, cfg, out: Path, params, resume, progress) -> dict[str, Any]:
+    t0 = time.perf_counter()
     study = Study(experiment, cfg, params, out, resume, progress)
     out.mkdir(parents=True, exist_ok=True)
     stamped = cfg.model_copy(update={"mfnn_version": __version__})
