@@ -223,8 +223,10 @@ def test_kill_during_a_run_then_resume_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "run"
     mfnn = [sys.executable, "-m", "mfnn.cli"]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen(mfnn + ["run", str(cfg), "--out", str(out), "--no-progress"],
-                             env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # fmt: skip
+    quiet = {"stderr": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+    child = subprocess.Popen(
+        mfnn + ["run", str(cfg), "--out", str(out), "--no-progress"], env=env, **quiet
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "checkpoint.npz").is_file():
         time.sleep(0.2)
