@@ -114,3 +114,38 @@ def test_a_batch_with_a_blown_up_member_stops(key):
         simulate_batch(flows, Euler(), [small, big], dt=20.0, steps=100,
                        key=[key, key], guard=Guard(theta_limit=1e4))  # fmt: skip
     assert 1 in info.value.members
+
+
+@pytest.mark.parametrize("activation, dt", [("relu", 100.0), ("tanh", 5.0)])
+def test_cli_divergence_exits_1_and_keeps_every_row_once(tmp_path, activation, dt):
+    """The issue's cases through `mfnn run`: exit 1, status diverged with the step, the
+    rule and a step size, rows and snapshots up to the kept step, each once."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from mfnn import rundir
+    from mfnn.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"width": 32, "activation": activation},
+        "data": {"n_train": 64, "n_test": 16},
+        "dynamics": {"dt": dt, "steps": 400},
+        "record": {"every": 10, "snapshot_every": 20},
+    }))  # fmt: skip
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 1, res.output
+    s = json.loads((out / "summary.json").read_text())
+    d = s["divergence"]
+    assert s["status"] == "diverged" and "`dynamics.dt` <=" in s["message"]
+    assert "diverged" in res.output
+    m = rundir.read_metrics(out)
+    steps = list(m["step"])
+    assert steps == list(range(0, d["kept_step"] + 1, 10))  # every record once, none after
+    snaps = sorted(rundir.list_snapshots(out))
+    assert snaps[-1] == d["kept_step"] and (out / d["kept_file"]).is_file()
+    assert all(k % 20 == 0 for k in snaps[:-1]) and len(set(snaps)) == len(snaps)
+    assert d["stable_dt"] < dt and s["final_step"] == d["kept_step"]
