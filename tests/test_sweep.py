@@ -3,6 +3,7 @@ finished points, failed points reported (not fatal), local processes and a real 
 LocalCluster on loopback, bad input refused before any compute."""
 
 import json
+import os
 import time
 
 import numpy as np
@@ -173,7 +174,10 @@ def _assert_same_run(a, b, rtol=1e-10):
     metrics equal to float64 round-off (rtol 1e-10)."""
     from mfnn.rundir import read_metrics
 
-    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    def files(d):  # a run directory's `lock` (one writer at a time) is no part of the run
+        return sorted(p.name for p in d.iterdir() if p.name != "lock")
+
+    assert files(a) == files(b)
     assert sorted(p.name for p in (a / "snapshots").iterdir()) == sorted(
         p.name for p in (b / "snapshots").iterdir()
     )
@@ -420,3 +424,249 @@ def test_release_if_crowded_drops_compiled_code():
         count = sum(1 for _ in fh)
     assert release_if_crowded(limit=count // 2) is True
     assert f._cache_size() == 0
+
+
+# ---- refused grids and `--out`, --quick, kept rows, an interrupted serial sweep ----
+
+
+@pytest.mark.parametrize(
+    ("specs", "match"),
+    [
+        (["seed=1,1"], "repeats the value 1"),
+        (["model.activation=tanh,relu,tanh"], "repeats the value 'tanh'"),
+        (["k=[1"], r"`--grid k=\.\.\.`: the value '\[1' is not valid YAML"),
+        (["k={"], "not valid YAML"),
+    ],
+)
+def test_repeated_and_malformed_grid_values_are_refused(specs, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_grid(specs)
+
+
+def test_a_grid_beyond_the_limit_is_refused_before_it_is_built():
+    from mfnn.sweep import MAX_POINTS, grid_size
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"10000000001 points .* at most {MAX_POINTS}"):
+        parse_grid(["seed=0..10000000000"])
+    # the product of the counts, each axis small
+    with pytest.raises(ConfigError, match=r"20000 points \(seed: 1000 x model.width: 20\)"):
+        parse_grid(["seed=0..999", "model.width=1..20"])
+    assert time.perf_counter() - t0 < 1.0  # nothing was materialised
+    assert grid_size({"seed": 10**10, "model.width": [4, 8]}) == 2 * 10**10
+    assert len(parse_grid([f"seed=1..{MAX_POINTS}"])["seed"]) == MAX_POINTS  # the limit itself
+
+
+def test_run_sweep_refuses_a_big_grid_before_expanding(tmp_path, monkeypatch):
+    import mfnn.sweep as sweep
+
+    def never(grid):
+        raise AssertionError("expanded")
+
+    monkeypatch.setattr(sweep, "expand", never)
+    grid = {"seed": list(range(200)), "model.width": list(range(1, 101))}
+    with pytest.raises(ConfigError, match="20000 points"):
+        run_sweep(RAW, grid, tmp_path / "s", workers=1, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("grid", "match"),
+    [
+        # 8 and 8.0 are two names but one validated config (`model.width` is an integer)
+        ({"model.width": [8, 8.0]}, "model.width=8 and model.width=8.0 give one config"),
+        ({"dynamics.dt": [0.1, "1e-1"]}, "give one config"),
+        # two values, one directory name: two writers on one run directory
+        ({"name": ["a b", "a_b"]}, "one directory name 'name=a_b'"),
+    ],
+)
+def test_points_that_collide_are_refused_before_any_run(tmp_path, grid, match):
+    with pytest.raises(ConfigError, match=match):
+        run_sweep(RAW, grid, tmp_path / "s", workers=1, progress=False)
+    assert not (tmp_path / "s" / "points").exists()
+
+
+def test_cli_refuses_repeated_values_and_bad_yaml_without_traceback(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(RAW))
+    for grid, match in [
+        ("seed=1,1", "repeats the value 1"),
+        ("model.width=100,1e2", "give one config"),
+        ("k=[1", "--grid k="),
+        ("seed=0..10000000000", "10000000001 points"),
+    ]:
+        out = tmp_path / "s"
+        res = CliRunner().invoke(app, ["sweep", str(path), "--grid", grid, "--out", str(out)])
+        assert res.exit_code == 2, (grid, res.output)
+        assert match in res.output and "Traceback" not in res.output, res.output
+        assert not (out / "points").exists()
+
+
+def test_out_that_is_a_file_or_not_writable_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(RAW))
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    for out, match in [(a_file, "is a file, not a directory"), (a_file / "s", "is a file, so")]:
+        res = CliRunner().invoke(app, ["sweep", str(path), "--grid", "seed=0", "--out", str(out)])
+        assert res.exit_code == 2 and "`--out`" in res.output and match in res.output, res.output
+        assert "Traceback" not in res.output
+    # a directory this user cannot write to (the check itself; root may write anywhere)
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(ConfigError, match="`--out` .* is not writable"):
+        run_sweep(RAW, {"seed": [0]}, tmp_path / "ro" / "s", workers=1, progress=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def test_out_in_a_read_only_directory_exits_2(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(RAW))
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    res = CliRunner().invoke(app, ["sweep", str(path), "--grid", "seed=0", "--out", str(ro / "s")])
+    assert res.exit_code == 2 and "`--out`" in res.output and "not writable" in res.output
+
+
+def test_cli_sweep_quick_caps_the_steps_of_a_plain_config(tmp_path):
+    from mfnn.cli import QUICK_STEPS
+
+    raw = json.loads(json.dumps(RAW))
+    raw["dynamics"]["steps"] = QUICK_STEPS + 200
+    raw["record"]["every"] = 100
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(raw))
+    out = tmp_path / "s"
+    args = ["sweep", str(path), "--grid", "seed=0", "--out", str(out), "--quick", "--no-progress"]
+    res = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "points" / "seed=0" / "summary.json").read_text())
+    assert summary["final_step"] == QUICK_STEPS  # as `mfnn run --quick` on this config
+
+
+def test_table_keeps_earlier_points_outside_the_grid(tmp_path):
+    out = tmp_path / "s"
+    kw = {"workers": 1, "progress": False}
+    first = run_sweep(RAW, {"seed": [0, 1]}, out, **kw)
+    second = run_sweep(RAW, {"seed": [1, 2]}, out, **kw)
+    assert [r["point"] for r in second] == ["seed=1", "seed=2"]  # the current grid's rows
+    rows = {r["point"]: r for r in read_table(out)}
+    assert [r["point"] for r in read_table(out)] == ["seed=1", "seed=2", "seed=0"]
+    assert {p: r["in_grid"] for p, r in rows.items()} == {
+        "seed=0": "False",
+        "seed=1": "True",
+        "seed=2": "True",
+    }
+    # the earlier row is kept as it was (its final loss and status)
+    assert float(rows["seed=0"]["final_loss"]) == pytest.approx(first[0]["final_loss"], rel=1e-12)
+    assert rows["seed=0"]["status"] == "completed"
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["points"] == {"seed=1": {"seed": 1}, "seed=2": {"seed": 2}}
+    assert manifest["earlier_points"] == {"seed=0": {"seed": 0}}
+    # back in the grid: reused, and the others become the earlier points
+    third = run_sweep(RAW, {"seed": [0]}, out, **kw)
+    assert third[0]["reused"] and third[0]["in_grid"] is True
+    assert {r["point"]: r["in_grid"] for r in read_table(out)} == {
+        "seed=0": "True",
+        "seed=1": "False",
+        "seed=2": "False",
+    }
+    assert json.loads((out / "sweep.json").read_text())["earlier_points"] == {
+        "seed=1": {"seed": 1},
+        "seed=2": {"seed": 2},
+    }
+
+
+SLOW_RAW = {  # a point that compiles and runs for a second or more (the interrupt lands in it)
+    "model": {"width": 128, "activation": "tanh", "bias": False},
+    "data": {"target": "sign", "n_train": 64, "n_test": 0},
+    "dynamics": {"dt": 0.01, "steps": 10000},
+    "record": {"every": 500, "chunk": 1000},
+}
+
+
+def _interrupt_when(path, sig=None):
+    """Send this process ``sig`` (SIGINT) from a thread once ``path`` exists."""
+    import signal
+    import threading
+
+    def watch():
+        deadline = time.time() + 60
+        while not path.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), sig or signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_interrupted_serial_sweep_writes_its_table_and_stops(tmp_path):
+    """SIGINT in the first point (in this process, workers=1): that point ends
+    ``interrupted`` (summary and row), the others are ``cancelled`` without a directory,
+    the table is written and `SweepInterrupted` raised; a rerun finishes the sweep."""
+    import signal
+
+    from mfnn.sweep import SweepInterrupted
+
+    out = tmp_path / "s"
+    grid = {"seed": [0, 1, 2]}
+    before = signal.getsignal(signal.SIGINT)
+    thread = _interrupt_when(out / "points" / "seed=0" / "summary.json")
+    with pytest.raises(SweepInterrupted) as info:
+        run_sweep(SLOW_RAW, grid, out, workers=1, progress=False)
+    thread.join(timeout=5)
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are given back
+    assert [r["status"] for r in info.value.rows] == ["interrupted", "cancelled", "cancelled"]
+    assert [r["status"] for r in read_table(out)] == ["interrupted", "cancelled", "cancelled"]
+    summary = json.loads((out / "points" / "seed=0" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert not (out / "points" / "seed=1").exists() and not (out / "points" / "seed=2").exists()
+    table = run_sweep(SLOW_RAW, {"seed": [0]}, out, workers=1, progress=False)
+    assert table[0]["status"] == "completed" and not table[0].get("reused")
+
+
+def test_an_interrupted_dask_sweep_cancels_its_futures(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from mfnn.sweep import SweepInterrupted
+
+    out = tmp_path / "d"
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        thread = _interrupt_when(out / "points" / "seed=0" / "summary.json")
+        with pytest.raises(SweepInterrupted) as info:
+            run_sweep(
+                SLOW_RAW,
+                {"seed": [0, 1, 2]},
+                out,
+                dask_address=cluster.scheduler_address,
+                progress=False,
+            )
+        thread.join(timeout=5)
+    statuses = [r["status"] for r in info.value.rows]
+    # the first point ran on (a Dask task cannot be interrupted); the queued ones were not run
+    assert statuses[0] in ("completed", "cancelled") and statuses[1:] == ["cancelled"] * 2
+    assert [r["status"] for r in read_table(out)] == statuses
+    assert not (out / "points" / "seed=2").exists()
+
+
+def test_a_point_stopped_before_its_first_checkpoint_starts_over(tmp_path):
+    """Rows but no checkpoint (a point stopped in its first chunk): running the sweep again
+    completes it from step 0, each step once (the old rows are moved to previous/)."""
+    from mfnn.rundir import read_metrics
+
+    out = tmp_path / "s"
+    run_sweep(RAW, {"seed": [0, 1]}, out, workers=1, progress=False)
+    d = out / "points" / "seed=0"
+    (d / "checkpoint.npz").unlink()
+    (d / "summary.json").write_text(json.dumps({"status": "interrupted", "checks": {}}))
+    table = run_sweep(RAW, {"seed": [0, 1]}, out, workers=1, progress=False)
+    assert [r["status"] for r in table] == ["completed"] * 2
+    steps = list(read_metrics(d)["step"])
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == RAW["dynamics"]["steps"]
+    assert (d / "previous").is_dir()

@@ -1,7 +1,7 @@
 """The `mfnn` command: a thin layer over config -> build -> simulate -> run directory.
 
-mfnn run [NAME | CONFIG.yaml] [--quick] [--set key=value ...] [--out DIR]
-mfnn resume DIR
+mfnn [--debug] run [NAME | CONFIG.yaml] [--quick] [--set key=value ...] [--out DIR]
+mfnn resume DIR [--from-scratch]
 mfnn sweep [NAME | CONFIG.yaml] --grid key=v1,v2 [--grid seed=0..4] [--out DIR] [--workers N]
            [--dask ADDRESS] [--batch-seeds]
 mfnn experiments [NAME]
@@ -10,6 +10,7 @@ mfnn experiments [NAME]
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import signal
 import sys
@@ -27,12 +28,65 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": 130}
+EXIT = {"completed": 0, "diverged": 1, "failed": 1, "crashed": 1, "interrupted": 130}
+
+# --debug: show the traceback under every error message
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the Python traceback under an error message")
+    ] = False,
+) -> None:
+    """mfnn: simulate, check and show the mean-field theory of neural networks."""
+    _DEBUG["on"] = debug
 
 
 def _fail(message: str, code: int = 2) -> None:
+    """Print one paragraph (and the traceback with ``--debug``) and exit with ``code``:
+    2 for bad input (the field, the rule, the value), 1 for an internal error."""
+    if _DEBUG["on"] and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _guarded(command):
+    """A command that reports every error as one paragraph: `MfnnError` (bad input) exits
+    2; anything else is an internal error, exit 1, with the hint to rerun with
+    ``--debug``; Ctrl-C exits 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            typer.secho("interrupted.", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(EXIT["interrupted"]) from None
+        except MfnnError as exc:
+            _fail(str(exc))
+        except MemoryError:
+            _fail("out of memory: the problem is too large for this machine (reduce "
+                  "`model.width`, the data size or `dynamics.steps`).")  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - never a bare traceback
+            _fail(
+                f"internal error {type(exc).__name__}: {exc}. This is a bug in mfnn; rerun "
+                "with `mfnn --debug ...` for the traceback and report it.",
+                code=1,
+            )
+
+    return wrapper
+
+
+def _has_files(path: Path) -> bool:
+    """Whether ``path`` is a directory holding anything but its lock file."""
+    return path.is_dir() and any(p.name != "lock" for p in path.iterdir())
 
 
 def _sigterm(signum, frame):  # a terminated run ends like an interrupted one
@@ -51,6 +105,13 @@ def _resolve_target(target: str | None):
         return exp.default_config(), exp, None
     if path.suffix in (".yaml", ".yml") or path.is_file():
         raw = cfgmod.read_yaml(path)
+        if not raw:
+            typer.secho(
+                f"warning: {target} is empty: every key takes its default (`mfnn experiments "
+                "sign` and README.md show a complete config).",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
         name = (
             (raw.get("experiment") or {}).get("name")
             if isinstance(raw.get("experiment"), dict)
@@ -115,7 +176,9 @@ def _report(summary: dict, out: Path) -> int:
     return EXIT.get(status, 1)
 
 
-def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base, built=None) -> int:
+def _execute(
+    cfg, exp, out: Path, resume: bool, progress: bool, base, built=None, from_scratch=False
+) -> int:
     from .runs import execute
 
     signal.signal(signal.SIGTERM, _sigterm)
@@ -124,7 +187,13 @@ def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base, built=None
             summary = exp.run(cfg, out, resume=resume, progress=progress)
         else:
             _, _, summary = execute(
-                cfg, out, resume=resume, progress=progress, base=base, built=built
+                cfg,
+                out,
+                resume=resume,
+                progress=progress,
+                base=base,
+                built=built,
+                from_scratch=from_scratch,
             )
     except MfnnError:
         raise
@@ -133,17 +202,22 @@ def _execute(cfg, exp, out: Path, resume: bool, progress: bool, base, built=None
             f"interrupted; continue with `mfnn resume {out}`", fg=typer.colors.YELLOW, err=True
         )
         return EXIT["interrupted"]
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - reported as a failed run, files kept
-        typer.secho(
-            f"run failed: {type(exc).__name__}: {exc}. What was written so far is in {out}.",
-            fg=typer.colors.RED,
-            err=True,
-        )
+        kept = f" What was written so far is in {out}." if _has_files(out) else ""
+        typer.secho(f"run failed: {type(exc).__name__}: {exc}.{kept}", fg=typer.colors.RED,
+                    err=True)  # fmt: skip
+        if _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exc()
         return EXIT["failed"]
     return _report(summary, out)
 
 
 @app.command()
+@_guarded
 def run(
     target: Annotated[
         str | None, typer.Argument(help="named experiment or CONFIG.yaml (default: sign)")
@@ -177,12 +251,19 @@ def run(
         if out is None:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out = Path("runs") / f"{name}{'-quick' if quick else ''}-{stamp}"
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and not out.is_dir():
+            raise ConfigError(
+                f"`--out` {str(out)!r} is a file, not a directory; give a folder path."
+            )
+        if _has_files(out):
             if not overwrite:
                 raise ConfigError(
                     f"`--out` {str(out)!r} already holds files; continue it with "
                     f"`mfnn resume {out}`, pass `--overwrite`, or choose another directory."
                 )
+            from .rundir import check_not_busy
+
+            check_not_busy(out)  # never replace a directory another process writes
             shutil.rmtree(out)
         # what can be refused is refused here, before any compute: a plain run is built
         # (once: the run uses these objects), an experiment's params are validated
@@ -204,30 +285,58 @@ def run(
 
 
 @app.command()
+@_guarded
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="a run or experiment directory")],
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--from-scratch",
+            help="start again from step 0 when there is no checkpoint to continue from "
+            "(the rows so far are moved to previous/, not dropped)",
+        ),
+    ] = False,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint (bit-identical to no interruption)."""
+    """Continue an interrupted or crashed run from its last checkpoint (bit-identical to no
+    interruption)."""
     from .experiments import EXPERIMENTS
-    from .rundir import load_run_config
+    from .rundir import LOCK, check_not_busy, load_run_config, run_dir_status
 
     try:
         cfg = load_run_config(run_dir)
+        check_not_busy(run_dir)
         exp = EXPERIMENTS.get(cfg.experiment.name) if cfg.experiment.name else None
-        status = None
-        if (run_dir / "summary.json").is_file():
-            status = json.loads((run_dir / "summary.json").read_text()).get("status")
+        status = run_dir_status(run_dir)
         if status == "completed" and exp is None:
             typer.echo(f"{run_dir} is already completed; nothing to do.")
             raise typer.Exit(0)
-        code = _execute(cfg, exp, run_dir, True, progress, None)
+        if status == "crashed":
+            try:
+                pid = json.loads((run_dir / LOCK).read_text()).get("pid", "?")
+            except (OSError, ValueError):
+                pid = "?"
+            typer.secho(
+                f"{run_dir} was left `running` by a process that died (pid {pid}): crashed. "
+                "Continuing from its last checkpoint.",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        elif status == "corrupt":
+            typer.secho(
+                f"{run_dir}/summary.json is damaged; it is rewritten when the run ends. "
+                "Continuing from the last checkpoint.",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        code = _execute(cfg, exp, run_dir, True, progress, None, from_scratch=from_scratch)
     except MfnnError as exc:
         _fail(str(exc))
     raise typer.Exit(code)
 
 
 @app.command()
+@_guarded
 def sweep(
     target: Annotated[str, typer.Argument(help="named experiment or CONFIG.yaml")],
     grid: Annotated[
@@ -258,13 +367,13 @@ def sweep(
     """Run a grid of configs: one run directory a point, one table (resumable: run the same
     command again to finish a sweep; finished points are skipped)."""
     from . import config as cfgmod
-    from .sweep import parse_grid, run_sweep
+    from .sweep import SweepInterrupted, parse_grid, run_sweep
 
     try:
         raw, exp, base = _resolve_target(target)
         overrides = list(set_ or [])
-        if quick and exp is not None:
-            overrides = list(exp.quick) + overrides
+        if quick:  # as `mfnn run --quick`: an experiment's quick variant, else capped steps
+            overrides = quick_overrides(raw, exp) + overrides
         raw = cfgmod.apply_overrides(raw, overrides)
         if exp is not None:
             raw.setdefault("experiment", {})["name"] = exp.name
@@ -286,6 +395,17 @@ def sweep(
         )
     except MfnnError as exc:
         _fail(str(exc))
+    except SweepInterrupted as stop:  # SIGINT or SIGTERM: the table holds what finished
+        rows = stop.rows
+        count = {s: sum(r.get("status") == s for r in rows) for s in ("completed", "cancelled")}
+        typer.secho(
+            f"sweep interrupted: {count['completed']}/{len(rows)} points completed, "
+            f"{count['cancelled']} not started -> {out}/table.csv; to continue, run the same "
+            "command again (finished points are skipped).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT["interrupted"]) from None
     failed = [r["point"] for r in table if r.get("status") != "completed"]
     typer.echo(f"{len(table) - len(failed)}/{len(table)} points completed -> {out}/table.csv")
     for p in failed:
@@ -295,6 +415,7 @@ def sweep(
 
 
 @app.command()
+@_guarded
 def experiments(
     name: Annotated[
         str | None, typer.Argument(help="an experiment: print its claim, params and checks")
@@ -322,6 +443,15 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - outside any command (e.g. argument parsing)
+        if "--debug" in sys.argv[1:]:
+            raise
+        typer.secho(
+            f"error: internal error {type(exc).__name__}: {exc}; rerun with `mfnn --debug ...`.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -173,6 +173,12 @@ def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, b
             progress=progress_printer(label) if progress else None,
             keep_snapshots=False,
         )
+    except KeyboardInterrupt:  # outside the loop's own handling (e.g. while compiling)
+        step = 0 if state is None else int(state.step)
+        message = f"interrupted at step {step}; continue it with `mfnn resume {run_dir}`."
+        write_json(run_dir / "summary.json", {"status": "interrupted", "message": message,
+                                               "checks": {}})  # fmt: skip
+        raise
     except Exception as exc:  # a failed run keeps its files and says why
         summary = {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "checks": {}}
         write_json(run_dir / "summary.json", summary)

@@ -4,14 +4,19 @@
 
 Layout (a contract, like a run directory)::
 
-    DIR/sweep.json                  the base config, the grid and the points (name -> overrides)
+    DIR/sweep.json                  the base config, the grid, the points (name -> overrides)
+                                    and earlier_points (an earlier grid's, not in this one)
     DIR/points/<name>/              one run directory (or named-experiment directory) a point
-    DIR/table.csv                   one row per point: grid values, status, final metrics
+    DIR/table.csv                   one row per point: grid values, in_grid, status, final
+                                    metrics (earlier points' rows kept, in_grid False)
     DIR/figures/sweep.png           final loss against the first numeric grid key
+    DIR/lock                        the sweep's claim on DIR (`mfnn.rundir.RunLock`): a
+                                    second sweep on DIR is refused; each point locks its own
 
 A sweep is resumable: running the same command again skips the points whose directory
 completed with the same config (`mfnn.rundir.run_dir_status`) and runs the rest, continuing
-interrupted points from their checkpoints. A point that fails is reported in the table
+interrupted points from their checkpoints (a point stopped before its first checkpoint
+starts over, its rows moved to ``previous/``). A point that fails is reported in the table
 (status ``failed`` and its message), never fatal to the others.
 
 Execution: local processes in parallel (``workers``; spawned, not forked, since JAX is
@@ -31,33 +36,112 @@ batch saves is per-point overhead. Two local processes took 1.4x the serial time
 (spawn, imports and compilation per process, on a machine another job also loaded).
 Batches are for accelerators, where one small run leaves the device idle (not measured:
 no GPU in that session).
+
+Stopping (SIGINT, i.e. Ctrl-C, or SIGTERM): queued points are cancelled and running points
+interrupted. A local worker process that receives the signal (from the terminal, which
+signals the whole foreground process group, or forwarded by the sweep process to each
+worker) raises KeyboardInterrupt in its point's run loop once, so the run ends with status
+``interrupted`` in its summary.json and keeps its last checkpoint (a point stopped outside
+its run loop, e.g. while compiling, gets ``interrupted`` written over the ``running`` its
+summary.json was left at, by `run_point`); a later signal to the same
+worker is ignored, and a worker that has been signalled reports each task it is handed
+afterwards as ``cancelled`` without running it. The sweep process waits for the running
+points to stop (at most `INTERRUPT_GRACE_S`; a second Ctrl-C or the end of the grace kills
+the workers, whose points then read ``interrupted`` and continue from their last
+checkpoint), writes table.csv with the finished points and a row ``interrupted`` or
+``cancelled`` for each other one, and raises `SweepInterrupted` (`mfnn sweep` exits 130
+and says to run the same command again: a sweep resumes). With Dask the queued futures
+are cancelled (``client.cancel``); a task a Dask worker already runs cannot be
+interrupted from here and runs on to its end (its row reads ``cancelled``). A process
+that inherited SIGINT ignored (a background job) keeps ignoring it.
+
+Worker lifetime: local workers are spawned with SIGINT and SIGTERM blocked (the sweep
+process blocks them while it starts workers), and the pool initializer (`_worker_init`)
+installs the worker's handlers before it unblocks them, so no signal reaches a worker
+half started. Workers die with the sweep process, even after ``kill -9`` of it: on Linux
+the initializer asks the kernel for SIGTERM when the parent dies
+(``prctl(PR_SET_PDEATHSIG, SIGTERM)``; the kernel sends it when the thread that started
+the worker ends, here the sweep process's main thread, so when the process ends), then
+checks that its parent is still the sweep
+process (``os.getppid()`` against the pid the sweep process passed), which closes the race
+where the parent died before prctl ran; elsewhere, and as a second line on Linux, a daemon
+thread polls ``os.getppid()`` every `WATCHDOG_POLL_S` and sends the worker SIGTERM when the
+parent is gone. On that SIGTERM an idle worker exits at once, a running point is
+interrupted as above (its summary reads ``interrupted``) and the worker exits after it,
+and a worker whose point has not stopped `PARENT_GONE_GRACE_S` later exits regardless
+(the run keeps its last checkpoint; a rerun drops the metrics rows after it).
+
+Grid rules: a sweep has at most `MAX_POINTS` points (the product of the value counts is
+computed, and a range's length read, before any list is built); a value repeated within a
+key (``seed=1,1``), two points with one directory name (``a b`` and ``a_b``) or two points
+whose validated configs are equal (``model.width=100,1e2``) are refused before any run, as
+they would make two writers on one run directory or run one config twice.
+
+Kept rows: table.csv keeps the rows of points that an earlier run of the sweep (in the
+same directory) had and the current grid does not, read from the previous table.csv, with
+``in_grid`` False (True for the current grid's points); sweep.json lists those points
+under ``earlier_points`` (name -> grid values).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
 import json
 import math
 import multiprocessing
+import os
 import re
+import signal
+import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .config import dump, load, parse_yaml
 from .errors import ConfigError
 
 DASK_TIMEOUT_S = 5.0
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
+# the most points one sweep takes (each is a run directory and a process task)
+MAX_POINTS = 10_000
+# after a stop signal, how long the sweep waits for running points to end their run
+INTERRUPT_GRACE_S = 30.0
+# a worker's check of its parent, and how long it may take to stop once the parent died
+WATCHDOG_POLL_S = 1.0
+PARENT_GONE_GRACE_S = 10.0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by SIGINT or SIGTERM, after writing its table.
+
+    Attributes:
+        rows: the current grid's rows (status ``interrupted`` or ``cancelled`` for the
+            points that did not finish).
+        out: the sweep directory.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], out: Path):
+        super().__init__(f"sweep interrupted; table -> {out / 'table.csv'}")
+        self.rows = rows
+        self.out = out
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     """``key=v1,v2,...`` or ``key=a..b`` (integers a to b inclusive) -> {key: values}.
 
-    Values are read as YAML (numbers, booleans, strings); a repeated key is an error.
+    Values are read as YAML (numbers, booleans, strings). Refused (`ConfigError` naming
+    ``--grid``): a repeated key, a value repeated within a key, a value that is not valid
+    YAML, and a grid of more than `MAX_POINTS` points (a range's length and the product
+    of the counts are checked before any list is built).
 
     Example:
         >>> parse_grid(["model.width=100,1000", "seed=0..2", "model.activation=relu,tanh"])
@@ -83,13 +167,58 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
             lo, hi = int(rng.group(1)), int(rng.group(2))
             if hi < lo:
                 raise ConfigError(f"`--grid {key}={text}`: the range a..b needs a <= b.")
+            _check_size({**{k: len(v) for k, v in grid.items()}, key: hi - lo + 1})
             values = list(range(lo, hi + 1))
         else:
-            values = [parse_yaml(v) for v in text.split(",") if v.strip() != ""]
+            values = [_grid_value(key, v) for v in text.split(",") if v.strip() != ""]
         if not values:
             raise ConfigError(f"`--grid {key}=` has no values; got {spec!r}.")
+        seen: dict[str, Any] = {}
+        for v in values:
+            tag = json.dumps(v, sort_keys=True, default=str)
+            if tag in seen:
+                raise ConfigError(
+                    f"`--grid {key}=...` repeats the value {v!r}; give each value once (two "
+                    "equal points would write to one run directory)."
+                )
+            seen[tag] = v
         grid[key] = values
+        _check_size({k: len(v) for k, v in grid.items()})
     return grid
+
+
+def _grid_value(key: str, text: str) -> Any:
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"`--grid {key}=...`: the value {text.strip()!r} is not valid YAML ({why}). Values "
+            "are separated by ',', so a list cannot be one; quote a string that YAML "
+            "would read otherwise."
+        ) from None
+
+
+def grid_size(grid: dict[str, Any]) -> int:
+    """The number of points of ``grid`` ({key: values} or {key: count}), without
+    building them.
+
+    Example:
+        >>> grid_size({"model.width": [4, 8, 16], "seed": 10**6})
+        3000000
+    """
+    return math.prod(v if isinstance(v, int) else len(v) for v in grid.values())
+
+
+def _check_size(grid: dict[str, Any], limit: int | None = None) -> None:
+    limit = MAX_POINTS if limit is None else limit
+    n = grid_size(grid)
+    if n > limit:
+        counts = " x ".join(f"{k}: {v if isinstance(v, int) else len(v)}" for k, v in grid.items())
+        raise ConfigError(
+            f"`--grid` makes {n} points ({counts}); a sweep takes at most {limit} "
+            "(`mfnn.sweep.MAX_POINTS`). Split it into smaller sweeps or use fewer values."
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -127,11 +256,20 @@ def _final_row(run_dir: Path) -> dict[str, float]:
     return {f"final_{k}": float(v[-1]) for k, v in m.items() if k not in ("step",) and len(v)}
 
 
+_INTERRUPTED = "interrupted (the sweep was stopped); run the same command again to continue it"
+_CANCELLED = "not run (the sweep was stopped first); run the same command again to run it"
+
+
 def run_point(raw: dict, overrides: list[str], run_dir: str, base: str | None = None) -> dict:
     """Run (or resume) one point into ``run_dir``; return its table row (never raises).
 
     A config naming an experiment (``experiment.name``) runs that experiment; its checks
-    are reported as ``check:<name>`` (value) and ``passed``.
+    are reported as ``check:<name>`` (value) and ``passed``. A plain run continues from
+    its checkpoint; one stopped before its first checkpoint starts over, its rows moved
+    to ``previous/`` (`mfnn.runs.resume_state` with ``from_scratch``), so that running a
+    sweep again finishes it. An interrupt (KeyboardInterrupt) ends the point with status
+    ``interrupted``: inside the run loop the run itself saves its state and says so,
+    elsewhere the row (and a summary.json left at ``running``) does.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -148,9 +286,15 @@ def run_point(raw: dict, overrides: list[str], run_dir: str, base: str | None = 
             row["reused"] = True
         elif exp is not None:
             summary = exp.run(cfg, run_dir, resume=True, progress=False)
-        else:
+        else:  # a point that cannot continue (no checkpoint yet) restarts, old rows aside
             _, _, summary = execute(
-                cfg, run_dir, resume=True, progress=False, base=base, make_figures=False
+                cfg,
+                run_dir,
+                resume=True,
+                progress=False,
+                base=base,
+                make_figures=False,
+                from_scratch=True,
             )
         row.update(status=summary.get("status"), final_loss=summary.get("final_loss"))
         if exp is not None:
@@ -161,10 +305,28 @@ def run_point(raw: dict, overrides: list[str], run_dir: str, base: str | None = 
             row.update(_final_row(run_dir))
         if summary.get("status") != "completed" and summary.get("message"):
             row["message"] = summary["message"]
+    except KeyboardInterrupt:  # outside the run loop (which ends the run itself)
+        row.update(status="interrupted", message=_INTERRUPTED)
+        _mark_interrupted(run_dir)
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, not the end of the sweep
         row.update(status="failed", message=f"{type(exc).__name__}: {exc}")
     row["wall_s"] = time.perf_counter() - t0
     return row
+
+
+def _mark_interrupted(run_dir: Path) -> None:
+    """A run stopped outside its run loop (while compiling, say) leaves summary.json at
+    ``running``; say ``interrupted`` instead (either way a later sweep resumes it from its
+    checkpoint)."""
+    from .rundir import read_json, write_json
+
+    path = Path(run_dir) / "summary.json"
+    try:
+        summary = read_json(path) if path.is_file() else {}
+        if summary.get("status") == "running":
+            write_json(path, summary | {"status": "interrupted", "message": _INTERRUPTED})
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _batchable(cfg) -> str | None:
@@ -214,6 +376,12 @@ def run_batch(raw: dict, overrides: list[list[str]], run_dirs: list[str], base=N
             for i, row in zip(todo, done, strict=True):
                 rows[i] = row | {"batched": True, "wall_s": wall}
             todo = []
+    except KeyboardInterrupt:  # outside the batch's run loop: no fallback, the sweep stops
+        for i in range(len(run_dirs)):
+            if rows[i] is None:
+                _mark_interrupted(Path(run_dirs[i]))
+                rows[i] = {"status": "interrupted", "message": _INTERRUPTED}
+        todo = []
     except Exception as exc:  # noqa: BLE001 - the points run one by one instead
         note = f"{type(exc).__name__}: {exc}"
     for i in todo:
@@ -321,6 +489,341 @@ def seed_batches(
     return [b for b in out if len(b) >= 2]
 
 
+# ---- stopping and worker lifetime (see the module docstring) ----
+
+_PARENT: int | None = None  # in a pool worker: the sweep process's pid
+_STOPPING = False  # in a pool worker: a stop signal came (later tasks are not run)
+_RUNNING = False  # in a pool worker: a task is running
+
+
+def _die_with_parent() -> bool:
+    """Linux: ask for SIGTERM when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
+
+    Returns whether the kernel took the request (False elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
+def _worker_init(parent: int, cache: str | None = None) -> None:
+    """Pool initializer: stop signals handled, death with the parent (module docstring),
+    and the sweep process's persistent compilation cache (``cache``, if it has one on), so
+    that the workers load what an earlier process compiled.
+
+    The worker starts with SIGINT and SIGTERM blocked (inherited from the sweep process,
+    which blocks them while it starts workers): the handlers are installed first, then
+    PR_SET_PDEATHSIG is set, then the signals are unblocked (one that came meanwhile is
+    handled now), then the parent is checked: if ``os.getppid()`` is no longer ``parent``
+    (the sweep process), it died before prctl ran and no signal will come, so the worker
+    exits. A daemon thread (`_watch_parent`) then polls ``os.getppid()``.
+    """
+    global _PARENT
+    _PARENT = parent
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _worker_signal)
+    _die_with_parent()
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_STOP_SIGNALS))
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent,), name="mfnn-watch-parent", daemon=True
+    ).start()
+    if cache:
+        from .cache import enable_compilation_cache
+
+        enable_compilation_cache(cache)
+
+
+def _worker_signal(signum: int, frame) -> None:
+    """A worker's SIGINT/SIGTERM: interrupt the running point once; exit if idle and the
+    parent is gone; otherwise remember it (later tasks are reported ``cancelled``)."""
+    global _STOPPING
+    first = not _STOPPING
+    _STOPPING = True
+    if not _RUNNING and os.getppid() != _PARENT:
+        os._exit(128 + signum)
+    if first and _RUNNING:
+        raise KeyboardInterrupt
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, as PDEATHSIG's is
+    time.sleep(PARENT_GONE_GRACE_S)
+    os._exit(1)
+
+
+def _rows_of(n: int, **row: Any) -> dict | list[dict]:
+    """One row (a single point's task) or ``n`` copies (a batch's)."""
+    return dict(row) if n == 1 else [dict(row) for _ in range(n)]
+
+
+def _pool_task(n: int, fn, *args):
+    """Run ``fn(*args)`` (`run_point` or `run_batch`, for ``n`` points) in a pool worker,
+    unless a stop signal came first (then its rows say ``cancelled``)."""
+    global _RUNNING
+    _RUNNING = True
+    try:
+        if _STOPPING:
+            return _rows_of(n, status="cancelled", message=_CANCELLED)
+        return fn(*args)
+    except KeyboardInterrupt:  # before the point's own handling took over
+        return _rows_of(n, status="interrupted", message=_INTERRUPTED)
+    finally:
+        _RUNNING = False
+        if _PARENT is not None and os.getppid() != _PARENT:
+            os._exit(1)  # the sweep process is gone: nobody reads the result
+
+
+class _Stop:
+    """The sweep process's stop request: set by the first SIGINT/SIGTERM."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.hurry = False  # a further signal raises too (while waiting for the workers)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: _Stop):
+    """SIGINT and SIGTERM request a stop (KeyboardInterrupt, once) while the points run.
+
+    Only in the main thread (where Python runs signal handlers); a signal this process
+    inherited as ignored stays ignored. The previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        first = not stop.requested
+        stop.requested = True
+        if first or stop.hurry:
+            raise KeyboardInterrupt
+
+    old = {}
+    for sig in _STOP_SIGNALS:
+        current = signal.getsignal(sig)
+        if current is not signal.SIG_IGN and current is not None:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
+def _blocked(signals):
+    """Block ``signals`` in this thread (processes started meanwhile inherit the mask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(signals))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _run_pool(tasks, workers: int, done, stop: _Stop, progress: bool) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    jax = sys.modules.get("jax")  # the cache this process uses, if any, for the workers too
+    cache = getattr(jax.config, "jax_compilation_cache_dir", None) if jax else None
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(os.getpid(), cache or None),
+    )
+    futures: list = []
+    try:
+        try:
+            with _blocked(_STOP_SIGNALS):  # workers start with them blocked (`_worker_init`)
+                for names, fn, a in tasks:
+                    futures.append((names, pool.submit(_pool_task, len(names), fn, *a)))
+            for names, fut in futures:
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker died (BrokenProcessPool)
+                    result = _rows_of(len(names), status="failed", message=_died(exc))
+                done(names, result)
+        except KeyboardInterrupt:
+            stop.requested = True
+            _stop_pool(pool, futures, done, stop, progress)
+    finally:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:
+            _kill(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _died(exc: BaseException) -> str:
+    return (
+        f"the worker process ended without a result ({type(exc).__name__}: {exc}); "
+        "run the same command again to continue the point"
+    )
+
+
+def _workers(pool) -> list:
+    # ProcessPoolExecutor has no public list of its processes; `_processes` (pid ->
+    # Process) has been there since Python 3.2
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _kill(pool) -> None:
+    for proc in _workers(pool):
+        with contextlib.suppress(Exception):
+            if proc.is_alive():
+                proc.kill()
+
+
+def _stop_pool(pool, futures, done, stop: _Stop, progress: bool) -> None:
+    """Cancel the queued tasks, interrupt the running ones (SIGINT to each worker), wait
+    for them (`INTERRUPT_GRACE_S`, or until a second signal), kill what still runs, and
+    give every unfinished point its row."""
+    for _, fut in futures:
+        fut.cancel()
+    running = [f for _, f in futures if not f.done()]
+    if progress and running:
+        print(
+            f"stopping: interrupting the running points (at most {INTERRUPT_GRACE_S:g} s; "
+            "Ctrl-C again to kill them now)",
+            file=sys.stderr,
+            flush=True,
+        )
+    for proc in _workers(pool):
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(proc.pid, signal.SIGINT)
+    stop.hurry = True
+    try:
+        wait_futures(running, timeout=INTERRUPT_GRACE_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.hurry = False
+    if not all(f.done() for f in running):  # past the grace, or a second signal
+        _kill(pool)
+    for names, fut in futures:
+        if fut.cancelled():
+            result = _rows_of(len(names), status="cancelled", message=_CANCELLED)
+        elif fut.done() and fut.exception() is None:
+            result = fut.result()
+        else:  # killed, or its worker died
+            result = _rows_of(len(names), status="interrupted", message=_INTERRUPTED)
+        done(names, result, True)
+
+
+def _run_serial(tasks, done, stop: _Stop) -> None:
+    current: list[str] = []
+    try:
+        for names, fn, a in tasks:
+            if stop.requested:
+                break
+            current = names
+            done(names, fn(*a))  # a signal in a run ends that run (status interrupted)
+            current = []
+            release_if_crowded()
+    except KeyboardInterrupt:
+        stop.requested = True
+    if stop.requested:
+        if current:
+            n = len(current)
+            done(current, _rows_of(n, status="interrupted", message=_INTERRUPTED), True)
+        for names, _, _ in tasks:
+            done(names, _rows_of(len(names), status="cancelled", message=_CANCELLED), True)
+
+
+def _run_dask(tasks, address: str, done, stop: _Stop) -> None:
+    client = _dask_client(address)
+    futures: list = []
+    try:
+        try:
+            for names, fn, a in tasks:
+                futures.append((names, client.submit(fn, *a, pure=False)))
+            for names, fut in futures:
+                done(names, fut.result())
+        except KeyboardInterrupt:
+            stop.requested = True
+            pending = [f for _, f in futures if not f.done()]
+            with contextlib.suppress(Exception):
+                client.cancel(pending)
+            for names, fut in futures:
+                result = None
+                if fut.status == "finished":
+                    with contextlib.suppress(Exception):
+                        result = fut.result(timeout=DASK_TIMEOUT_S)
+                if result is None:
+                    result = _rows_of(
+                        len(names),
+                        status="cancelled",
+                        message=_CANCELLED
+                        + " (a task a Dask worker had started runs on to its end)",
+                    )
+                done(names, result, True)
+            for names, _, _ in tasks:  # not even submitted
+                done(names, _rows_of(len(names), status="cancelled", message=_CANCELLED), True)
+    finally:
+        client.close()
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``out`` that is a file or cannot be written, before any compute."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"`--out` {str(out)!r} is a file, not a directory; give a new path or the "
+            "directory of an earlier run of this sweep."
+        )
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(
+            f"`--out` {str(out)!r}: {str(probe)!r} is a file, so no directory can be made "
+            "under it; choose another path."
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"`--out` {str(out)!r}: {str(probe)!r} is not writable by this user; choose a "
+            "directory you can write to."
+        )
+
+
+def _check_points(points: list[tuple[str, dict[str, Any]]]) -> None:
+    """Two points with one directory name would be two writers on one run directory."""
+    seen: dict[str, dict[str, Any]] = {}
+    for name, values in points:
+        if name in seen:
+            raise ConfigError(
+                f"`--grid`: the points {seen[name]} and {values} have one directory name "
+                f"{name!r} (a point's name keeps letters, digits and '.+-' and writes '_' "
+                "for the rest); give values that differ in those characters."
+            )
+        seen[name] = values
+
+
+def _previous(out: Path) -> tuple[dict[str, dict], dict[str, Any]]:
+    """An earlier run's table rows ({point: row}) and points (sweep.json's ``points`` and
+    ``earlier_points``); empty where there is none or it cannot be read."""
+    rows: dict[str, dict] = {}
+    if (out / "table.csv").is_file():
+        with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError):
+            rows = {r["point"]: r for r in read_table(out) if r.get("point")}
+    points: dict[str, Any] = {}
+    if (out / "sweep.json").is_file():
+        with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+            prev = json.loads((out / "sweep.json").read_text())
+            points = {**prev.get("earlier_points", {}), **prev.get("points", {})}
+    return rows, points
+
+
 def run_sweep(
     raw: dict,
     grid: dict[str, list[Any]],
@@ -335,7 +838,14 @@ def run_sweep(
     """Run every point of ``grid`` over the base config ``raw``; write the table.
 
     Every point's config is validated before anything runs, so an unknown key or a bad
-    value fails at once (`ConfigError` naming the point). Returns the table rows.
+    value fails at once (`ConfigError` naming the point); so do a grid of more than
+    `MAX_POINTS` points, two points with one directory name or one validated config, and
+    an ``out`` that is a file or not writable. Returns the current grid's table rows
+    (table.csv also keeps earlier points outside the grid, ``in_grid`` False).
+
+    A SIGINT or SIGTERM stops the sweep (module docstring): queued points are cancelled,
+    running ones interrupted, the table is written with a row for each point, and
+    `SweepInterrupted` (a KeyboardInterrupt) is raised.
 
     Seed batches (``batch_seeds``): points that differ only in ``seed`` and are plain
     runs (not named experiments, which run their own multi-run logic as before) are
@@ -366,6 +876,10 @@ def run_sweep(
         base: folder that relative paths in the config are resolved against.
         progress: print a line as each point finishes.
         batch_seeds: batch the points that differ only in their seed.
+
+    Raises:
+        ConfigError: bad input, before any run.
+        SweepInterrupted: a SIGINT or SIGTERM stopped the sweep (after the table).
     """
     if not grid:
         raise ConfigError("the sweep grid is empty: give at least one key with values.")
@@ -373,81 +887,117 @@ def run_sweep(
         raise ConfigError(f"`--workers` must be a positive integer; got {workers!r}.")
     if not isinstance(batch_seeds, bool):
         raise ConfigError(f"`--batch-seeds` must be true or false; got {batch_seeds!r}.")
+    _check_size(grid)
     out = Path(out)
+    _check_out(out)
     points = expand(grid)
+    _check_points(points)
     plain: dict[str, bool] = {}
+    configs: dict[str, str] = {}  # validated config (YAML) -> point
     for name, values in points:  # validate all before any compute
         try:
             cfg = load(raw, _overrides(values))
         except ConfigError as exc:
             raise ConfigError(f"sweep point {name}: {exc}") from None
         plain[name] = _batchable(cfg) is None
-    out.mkdir(parents=True, exist_ok=True)
-    from .rundir import write_json
+        text = dump(cfg)
+        if text in configs:
+            raise ConfigError(
+                f"`--grid`: the points {configs[text]} and {name} give one config once "
+                "validated (equal values written two ways); give each value once, or "
+                "they would run one config twice."
+            )
+        configs[text] = name
+    from .rundir import RunLock
 
-    previous = {r["point"]: r for r in read_table(out)} if (out / "table.csv").is_file() else {}
-    manifest = {
-        "base": parse_yaml(dump(load(raw))),
-        "grid": grid,
-        "points": {name: values for name, values in points},
-    }
-    write_json(out / "sweep.json", manifest)
-    base_s = None if base is None else str(base)
-    points_by_name = dict(points)
+    with RunLock(out):  # one sweep at a time in a directory (its points lock their own)
+        from .rundir import write_json
 
-    def args(name: str) -> tuple:
-        return (raw, _overrides(points_by_name[name]), str(out / "points" / name), base_s)
-
-    # tasks: (point names, function, arguments); a batch task returns one row a point
-    parts = 1 if dask_address is not None else workers
-    batches = seed_batches(points, plain, parts) if batch_seeds else []
-    in_batch = {n for b in batches for n in b}
-    tasks: list[tuple[list[str], Any, tuple]] = []
-    for name, _ in points:
-        if name not in in_batch:
-            tasks.append(([name], run_point, args(name)))
-        elif name == next(b for b in batches if name in b)[0]:
-            batch = next(b for b in batches if name in b)
-            a = [args(n) for n in batch]
-            tasks.append((batch, run_batch, (raw, [x[1] for x in a], [x[2] for x in a], base_s)))
-    rows: dict[str, dict] = {}
-
-    def done(names: list[str], result: dict | list[dict]) -> None:
-        for name, row in zip(names, result if isinstance(result, list) else [result], strict=True):
-            row.setdefault("batched", False)
-            if row.get("reused") and name in previous:
-                row["batched"] = previous[name].get("batched") == "True"
-            rows[name] = {"point": name, **points_by_name[name], **row}
-            if progress:
-                print(
-                    f"[{len(rows)}/{len(points)}] {name}: {row.get('status')} "
-                    f"loss={row.get('final_loss')} ({row.get('wall_s', 0):.1f} s"
-                    f"{', batched' if row['batched'] else ''})",
-                    flush=True,
-                )
-        _write_table(out, [rows[n] for n, _ in points if n in rows])
-
-    if dask_address is not None:
-        client = _dask_client(dask_address)
+        points_by_name = dict(points)
+        # an earlier run's points outside this grid: their rows are kept (``in_grid`` False)
+        previous, previous_points = _previous(out)
+        earlier_rows = [
+            r | {"in_grid": False} for n, r in previous.items() if n not in points_by_name
+        ]
         try:
-            futures = [(names, client.submit(fn, *a, pure=False)) for names, fn, a in tasks]
-            for names, fut in futures:
-                done(names, fut.result())
-        finally:
-            client.close()
-    elif workers == 1 or len(tasks) == 1:
-        for names, fn, a in tasks:
-            done(names, fn(*a))
-            release_if_crowded()
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            futures = [(names, pool.submit(fn, *a)) for names, fn, a in tasks]
-            for names, fut in futures:
-                done(names, fut.result())
-    table = [rows[n] for n, _ in points]
-    _plot(out, grid, table)
-    return table
+            out.mkdir(parents=True, exist_ok=True)
+            manifest = {
+                "base": parse_yaml(dump(load(raw))),
+                "grid": grid,
+                "points": {name: values for name, values in points},
+                "earlier_points": {
+                    n: v for n, v in previous_points.items() if n not in points_by_name
+                },
+            }
+            write_json(out / "sweep.json", manifest)
+        except OSError as exc:
+            raise ConfigError(
+                f"`--out` {str(out)!r} cannot be written ({type(exc).__name__}: {exc}); choose "
+                "a directory you can write to."
+            ) from None
+        base_s = None if base is None else str(base)
+
+        def args(name: str) -> tuple:
+            return (raw, _overrides(points_by_name[name]), str(out / "points" / name), base_s)
+
+        # tasks: (point names, function, arguments); a batch task returns one row a point
+        parts = 1 if dask_address is not None else workers
+        batches = seed_batches(points, plain, parts) if batch_seeds else []
+        in_batch = {n for b in batches for n in b}
+        tasks: list[tuple[list[str], Any, tuple]] = []
+        for name, _ in points:
+            if name not in in_batch:
+                tasks.append(([name], run_point, args(name)))
+            elif name == next(b for b in batches if name in b)[0]:
+                batch = next(b for b in batches if name in b)
+                a = [args(n) for n in batch]
+                tasks.append(
+                    (batch, run_batch, (raw, [x[1] for x in a], [x[2] for x in a], base_s))
+                )
+        rows: dict[str, dict] = {}
+
+        def table() -> list[dict]:
+            return [rows[n] for n, _ in points if n in rows]
+
+        def done(names: list[str], result: dict | list[dict], fill: bool = False) -> None:
+            """Record the rows of a task; ``fill``: only for points without a row yet, and
+            the table is written later (once, not once a point)."""
+            results = result if isinstance(result, list) else [result]
+            for name, row in zip(names, results, strict=True):
+                if fill and name in rows:
+                    continue
+                row.setdefault("batched", False)
+                if row.get("reused") and name in previous:
+                    row["batched"] = previous[name].get("batched") == "True"
+                rows[name] = {"point": name, **points_by_name[name], "in_grid": True, **row}
+                if progress and row.get("status") != "cancelled":
+                    print(
+                        f"[{len(rows)}/{len(points)}] {name}: {row.get('status')} "
+                        f"loss={row.get('final_loss')} ({row.get('wall_s', 0):.1f} s"
+                        f"{', batched' if row['batched'] else ''})",
+                        flush=True,
+                    )
+            if not fill:
+                _write_table(out, table() + earlier_rows)
+
+        stop = _Stop()
+        try:
+            with _stop_on_signals(stop):
+                if dask_address is not None:
+                    _run_dask(tasks, dask_address, done, stop)
+                elif workers == 1 or len(tasks) == 1:
+                    _run_serial(tasks, done, stop)
+                else:
+                    _run_pool(tasks, workers, done, stop, progress)
+        except KeyboardInterrupt:  # in the instant between a runner and the handlers' end
+            stop.requested = True
+        if stop.requested:
+            for names, _, _ in tasks:
+                done(names, _rows_of(len(names), status="cancelled", message=_CANCELLED), True)
+            _write_table(out, table() + earlier_rows)
+            raise SweepInterrupted(table(), out)
+        _plot(out, grid, table())
+        return table()
 
 
 # Every executable XLA compiles for the CPU keeps memory mappings of its own; past the
