@@ -159,3 +159,13 @@ def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
         np.load(tmp_path / "cut" / "checkpoint.npz"),
     )
     np.testing.assert_array_equal(fa["theta"], fb["theta"])
+
+
+def test_empty_config_file_warns(tmp_path):
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text("# nothing here\n")
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--quick",
+                              "--set", "model.width=8", "--set", "dynamics.steps=10",
+                              "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "is empty: every key takes its default" in res.output
