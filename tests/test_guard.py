@@ -1,5 +1,7 @@
 """The divergence guard: its rule, the stable step size it advises, and what a run keeps."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,3 +151,33 @@ def test_cli_divergence_exits_1_and_keeps_every_row_once(tmp_path, activation, d
     assert snaps[-1] == d["kept_step"] and (out / d["kept_file"]).is_file()
     assert all(k % 20 == 0 for k in snaps[:-1]) and len(set(snaps)) == len(snaps)
     assert d["stable_dt"] < dt and s["final_step"] == d["kept_step"]
+
+
+def test_guard_from_the_config(tmp_path):
+    """`guard.theta_limit` tightens the rule: a stable run whose particles grow past it
+    ends diverged; the config refuses a growth factor <= 1."""
+    from mfnn import config, runs
+
+    base = ["model.width=8", "data.n_train=16", "data.n_test=8", "dynamics.steps=200"]
+    _, built, s = runs.execute(config.load({}, base), tmp_path / "free", progress=False)
+    assert s["status"] == "completed" and built.guard == Guard()
+    snaps = (tmp_path / "free" / "snapshots").glob("*.npz")
+    peak = max(float(np.max(np.abs(np.load(p)[k]))) for p in snaps for k in ("a", "w", "b"))
+    cfg = config.load({}, base + [f"guard.theta_limit={peak * 0.999}"])
+    _, _, s = runs.execute(cfg, tmp_path / "tight", progress=False)
+    assert s["status"] == "diverged" and s["divergence"]["quantity"] == "max |theta|"
+    with pytest.raises(ConfigError, match="guard.loss_growth"):
+        config.load({}, ["guard.loss_growth=1"])
+
+
+def test_run_files_get_the_ordinary_file_mode(tmp_path):
+    from mfnn.rundir import write_json
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "s.json", {"a": 1})
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o644

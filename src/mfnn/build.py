@@ -9,12 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .budget import check_memory
 from .config import Config, InitSpec, LawSpec, read_yaml
 from .domains import Ball, Box
 from .dynamics import AbstractDynamics, BirthDeath, GradientFlow, Langevin, Temperature
 from .errors import ConfigError
+from .guard import DEFAULT as DEFAULT_GUARD
+from .guard import Guard
 from .integrators import INTEGRATORS, AbstractIntegrator, BirthDeathSplitting
-from .measure import Constant, Gaussian, Uniform, load_particles, sample_particles
+from .measure import Constant, Gaussian, Uniform, load_particles, read_npz, sample_particles
 from .models import AbstractModel, TwoLayer
 from .objectives import (
     AbstractObjective,
@@ -62,6 +65,7 @@ class Built:
     steps: int
     snapshot_every: int | None
     chunk: int | None
+    guard: Guard = DEFAULT_GUARD
 
 
 def enable_dtype(dtype: str):
@@ -85,22 +89,34 @@ def init_laws(init: InitSpec) -> dict[str, Gaussian | Uniform | Constant]:
     return {"a": init_law(init.a), "w": init_law(init.w), "b": init_law(init.b)}
 
 
-def _resolve(path: str, base: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base is None or p.exists() else base / p
+def _resolve(path: str, base: Path | None, field: str = "path") -> Path:
+    """``path`` with ``~`` expanded, relative to ``base`` unless it exists from the cwd."""
+    try:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or base is None or p.exists() else base / p
+    except (RuntimeError, OSError) as exc:  # ~nosuchuser, a name the system refuses
+        raise ConfigError(f"`{field}`: cannot use the path {path!r} ({exc}).") from None
 
 
 def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) -> Teacher:
+    """The teacher of ``data.teacher``: inline lists, or a file (`mfnn.measure.read_npz`
+    rules) with ``w`` (k, d), k >= 1, and optional ``alpha``, ``a``, ``b`` (k,)."""
     spec = cfg.data.teacher  # present: the config's rules require it here
     if spec.path is not None:
-        path = _resolve(spec.path, base)
-        if not path.is_file():
-            raise ConfigError(f"`data.teacher.path` points to {str(path)!r}, which does not exist.")
-        arrays = dict(np.load(path))
+        path = _resolve(spec.path, base, "data.teacher.path")
+        arrays = read_npz(path, "data.teacher.path", "teacher file")
         if "w" not in arrays:
-            raise ConfigError(f"`data.teacher.path`: {str(path)!r} has no `w` (k, d).")
+            raise ConfigError(
+                f"`data.teacher.path`: teacher file {str(path)!r} has no `w` (k, d); it has "
+                f"{sorted(arrays)}."
+            )
         w, alpha = arrays["w"], arrays.get("alpha")
         a, b = arrays.get("a"), arrays.get("b")
+        if np.ndim(w) not in (1, 2) or np.shape(w)[0] == 0:
+            raise ConfigError(
+                f"`data.teacher.path`: `w` of {str(path)!r} must be (k, d) with k >= 1; got "
+                f"shape {np.shape(w)}."
+            )
     else:
         w, alpha, a, b = spec.w, spec.alpha, spec.a, spec.b
     w = np.atleast_2d(np.asarray(w, np.float64))
@@ -110,6 +126,29 @@ def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) 
             f"`data.teacher.w` has dimension {w.shape[1]} but `{where}` is {dim}; they must agree."
         )
     return Teacher(w, alpha, a, b, spec.activation or default_activation)
+
+
+_DATA_FIELDS = "`data.inputs` (low, high, std), `data.noise` and `data.teacher`"
+
+
+def _check_finite(arrays, what: str, fields: str) -> None:
+    """Refuse arrays a config made non-finite (a law whose samples overflow the dtype)."""
+    if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
+        raise ConfigError(
+            f"{what} hold NaN or inf: the values of {fields} overflow the run's dtype; use "
+            "smaller values (or `dtype: float64`)."
+        )
+
+
+def _load_data(path: str, base: Path | None, dtype, field: str) -> DataSet:
+    """A data file: `mfnn.measure.read_npz` rules (an npz of finite numbers), then
+    `mfnn.targets.load_dataset`'s (``x`` (n, d), ``y`` (n,)) and finite in ``dtype``."""
+    resolved = _resolve(path, base, field)
+    data = load_dataset(resolved, dtype, field)  # through `read_npz`
+    if data.x.shape[0] == 0:
+        raise ConfigError(f"`{field}`: data file {str(resolved)!r} holds no points (n = 0).")
+    _check_finite((data.x, data.y), f"`{field}`: the data of {str(resolved)!r}", f"`{field}`")
+    return data
 
 
 # the exact W2 of a record builds the (m, n) cost on the host: refuse sizes it cannot afford
@@ -157,7 +196,9 @@ def _w2_monitor(cfg: Config, base, model: TwoLayer, target, m: int, dtype) -> W2
         teacher = (atoms.astype(dtype), alpha.astype(dtype))
     reference = None
     if spec.reference is not None:
-        reference = _reference_clouds(_resolve(spec.reference, base), model, dtype)
+        reference = _reference_clouds(
+            _resolve(spec.reference, base, "record.w2.reference"), model, dtype
+        )
     if spec.method == "exact":
         sizes = [m] * spec.initial
         sizes += [] if teacher is None else [teacher[0].shape[0]]
@@ -184,6 +225,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         base: folder relative file paths are resolved against (besides the cwd).
     """
     base = Path(base) if base is not None else None
+    check_memory(cfg, base)  # before any array: refuse what the machine cannot hold
     dtype = enable_dtype(cfg.dtype)
     root = jax.random.key(cfg.seed)
     k_init, k_train, k_test, k_dyn = (jax.random.fold_in(root, i) for i in range(4))
@@ -200,7 +242,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         target = _teacher(cfg, base, cfg.model.activation, pop.dim)
         train, d = None, pop.dim
     elif cfg.data.path is not None:
-        train = load_dataset(_resolve(cfg.data.path, base), dtype)
+        train = _load_data(cfg.data.path, base, dtype, "data.path")
         d = train.d
     else:
         inp = cfg.data.inputs
@@ -220,7 +262,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             train = sample_dataset(target, law, cfg.data.n_train, k_train, dtype, cfg.data.noise)
         d = inp.dim
     if cfg.data.test_path is not None:
-        test = load_dataset(_resolve(cfg.data.test_path, base), dtype, "data.test_path")
+        test = _load_data(cfg.data.test_path, base, dtype, "data.test_path")
         if test.d != d:
             raise ConfigError(
                 f"`data.test_path` has inputs of dimension {test.d}, the training data {d}."
@@ -229,6 +271,9 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         test = sample_dataset(target, law, cfg.data.n_test, k_test, dtype, cfg.data.noise)
     else:
         test = None
+    for name, ds in (("train", train), ("test", test)):
+        if ds is not None and pop is None and cfg.data.path is None:
+            _check_finite((ds.x, ds.y), f"the sampled {name} data", _DATA_FIELDS)
 
     # model and particles
     ms = cfg.model
@@ -242,7 +287,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         trainable=None if ms.trainable is None else tuple(ms.trainable),
     )
     if ms.init.path is not None:
-        theta0 = load_particles(_resolve(ms.init.path, base), model, dtype)
+        theta0 = load_particles(_resolve(ms.init.path, base, "model.init.path"), model, dtype)
         if ms.width is not None and "width" in ms.model_fields_set and ms.width != theta0.shape[0]:
             raise ConfigError(
                 f"`model.width` is {ms.width} but the particle file `model.init.path` "
@@ -254,6 +299,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         cfg = cfg.model_copy(update={"model": resolved})
     else:
         theta0 = sample_particles(model, ms.width, init_laws(ms.init), k_init, dtype)
+        _check_finite((theta0,), "the initial particles", "`model.init` (mean, std, low, high)")
 
     # dynamics
     dyn = cfg.dynamics
@@ -308,6 +354,12 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     rec = cfg.record
     # record.entropy_k: unset means 1 for a Langevin run and off otherwise; 0 means off
     entropy_k = rec.entropy_k if rec.entropy_k is not None else int(dyn.langevin is not None)
+    m = int(theta0.shape[0])
+    if entropy_k and dyn.langevin is not None and entropy_k >= m:
+        raise ConfigError(
+            f"`record.entropy_k` must be in [1, m - 1] = [1, {m - 1}] (the kNN entropy of m = "
+            f"{m} particles needs k other particles; 0 turns it off); got {entropy_k}."
+        )
     return Built(
         config=cfg,
         model=model,
@@ -321,7 +373,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             test,
             entropy_k=entropy_k or None,
             jumps=dyn.birth_death is not None,
-            w2=_w2_monitor(cfg, base, model, target, int(theta0.shape[0]), dtype),
+            w2=_w2_monitor(cfg, base, model, target, m, dtype),
         ),
         theta0=theta0,
         key=k_dyn,
@@ -329,4 +381,5 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         steps=int(dyn.steps),
         snapshot_every=rec.snapshot_every,
         chunk=rec.chunk,
+        guard=Guard(**cfg.guard.model_dump()),
     )

@@ -100,10 +100,17 @@ def _resolve_target(target: str | None):
 
     target = target or DEFAULT
     path = Path(target)
-    if target in EXPERIMENTS and not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ConfigError(
+            f"`mfnn run` takes a named experiment or a YAML config file; {target[:60]!r}... "
+            f"is neither ({exc.strerror}). `mfnn experiments` lists the names."
+        ) from None
+    if target in EXPERIMENTS and not is_file:
         exp = EXPERIMENTS[target]
         return exp.default_config(), exp, None
-    if path.suffix in (".yaml", ".yml") or path.is_file():
+    if path.suffix in (".yaml", ".yml") or is_file:
         raw = cfgmod.read_yaml(path)
         if not raw:
             typer.secho(
@@ -118,6 +125,11 @@ def _resolve_target(target: str | None):
             else None
         )
         if name is not None:
+            if not isinstance(name, str):
+                raise ConfigError(
+                    f"`experiment.name` must be the name of an experiment (a string); got "
+                    f"{str(name)[:60]!r}. `mfnn experiments` lists them."
+                )
             if name not in EXPERIMENTS:
                 raise ConfigError(
                     f"`experiment.name` must be a named experiment; got {name!r}. "

@@ -15,18 +15,27 @@ See `examples/` for complete configs. The contract other tools read::
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
+import reprlib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from .errors import ConfigError, closest
-from .models.activations import ACTIVATIONS, get_activation
+from .errors import ConfigError, closest, did_you_mean
+from .models.activations import ACTIVATIONS
 
 
 class _Loader(yaml.SafeLoader):
@@ -41,12 +50,76 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str):
-    """Parse YAML text (safe; YAML 1.2 floats such as ``1e-7``)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text (safe; YAML 1.2 floats such as ``1e-7``).
+
+    Every failure is a `yaml.YAMLError`, including the two that PyYAML lets through: an
+    integer of more than 4300 digits (Python's int conversion limit) and nesting deeper
+    than Python's recursion limit.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except (ValueError, RecursionError) as exc:
+        what = "nesting too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise yaml.YAMLError(f"unreadable value ({what})") from None
+
+
+# Upper bound of every count (width, steps, sizes, dimensions): JAX indexes arrays and
+# counts steps with 32-bit integers when float64 is off. What fits in memory is checked
+# after validation, against the machine (`mfnn.budget`).
+MAX_COUNT = 2**31 - 1
+# Seeds are [0, 2^32): without float64 JAX keeps 32 bits of the seed (2^32 would give the
+# key of 0), and negative seeds give different keys with and without float64.
+SEED_LIMIT = 2**32
+
+
+def _count(default=..., *, gt: int | None = None, ge: int | None = None, **kw):
+    """An integer field in [1 or 0, `MAX_COUNT`]."""
+    return Field(default, gt=gt, ge=ge, le=MAX_COUNT, **kw)
+
+
+def _is_int_field(annotation) -> bool:
+    args = typing.get_args(annotation) or (annotation,)
+    return int in args and bool not in args
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """The base of every config section: unknown keys are errors, every float is finite
+    (NaN and +-inf refused; a field that means "no limit" by inf says so itself), and an
+    integer field refuses ``true``/``false`` (YAML's ``yes`` would otherwise read as 1)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_int(cls, v, info):
+        if isinstance(v, bool) and _is_int_field(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"must be an integer, not a boolean; got {v!r}")
+        return v
+
+
+NAME_MAX, PATH_MAX = 255, 4095  # bytes of one folder name and of a whole path (Linux)
+
+
+def _check_path(v: str | None) -> str | None:
+    """A file path field: no NUL character, no folder name over `NAME_MAX` bytes, at most
+    `PATH_MAX` bytes in all (what the operating system can open)."""
+    if v is None:
+        return v
+    parts = v.encode("utf-8", "surrogateescape").split(b"/")
+    if (
+        "\x00" in v
+        or not v.strip()
+        or len(v.encode("utf-8", "surrogateescape")) > PATH_MAX
+        or (max(len(p) for p in parts) > NAME_MAX)
+    ):
+        raise ValueError(
+            f"must be a file path: not empty, no NUL character, each folder name at most "
+            f"{NAME_MAX} bytes and {PATH_MAX} bytes in all; got {_shown(v)}"
+        )
+    return v
+
+
+FilePath = Annotated[str, AfterValidator(_check_path)]
 
 
 class LawSpec(_Strict):
@@ -71,27 +144,33 @@ class LawSpec(_Strict):
 class InitSpec(_Strict):
     """Initial particles: a particle file, or a law per block (a, w, b)."""
 
-    path: str | None = None
+    path: FilePath | None = None
     a: LawSpec = LawSpec(law="gaussian", std=1.0)
     w: LawSpec = LawSpec(law="gaussian", std=1.0)
     b: LawSpec = LawSpec(law="uniform", low=-1.0, high=1.0)
 
 
+def _check_activation(v: str) -> str:
+    """An activation name of `mfnn.models.activations.ACTIVATIONS`."""
+    if v not in ACTIVATIONS:
+        hint = did_you_mean(v if len(v) <= 100 else "", ACTIVATIONS)  # difflib is quadratic
+        raise ValueError(f"must name a known activation; got {_shown(v)}. {hint}")
+    return v
+
+
+Activation = Annotated[str, AfterValidator(_check_activation)]
+
+
 class ModelSpec(_Strict):
-    width: int | None = Field(512, gt=0)
-    activation: str = "relu"
+    width: int | None = _count(512, gt=0)
+    activation: Activation = "relu"
     scaling: Literal["mean_field", "ntk", "general"] = "mean_field"
     gamma: float | None = Field(None, ge=0.5, le=1.0)
     bias: bool = True
     train_output: bool = True
-    trainable: list[Literal["a", "w", "b"]] | None = None
+    # the blocks that move (None: every block); at least one
+    trainable: list[Literal["a", "w", "b"]] | None = Field(None, min_length=1)
     init: InitSpec = InitSpec()
-
-    @field_validator("activation")
-    @classmethod
-    def _activation(cls, v):
-        get_activation(v)
-        return v
 
     @model_validator(mode="after")
     def _gamma(self):
@@ -104,21 +183,27 @@ class InputsSpec(_Strict):
     """Input law: uniform on [low, high]^dim, or gaussian N(0, std^2 I_dim)."""
 
     law: Literal["uniform", "gaussian"] = "uniform"
-    dim: int = Field(1, gt=0)
+    dim: int = _count(1, gt=0)
     low: float = -1.0
     high: float = 1.0
     std: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.law == "uniform" and not self.high > self.low:
+            raise ValueError(f"uniform inputs need `low` < `high`; got {self.low}, {self.high}")
+        return self
 
 
 class TeacherSpec(_Strict):
     """Teacher rho* = sum_i alpha_i delta_{c_i}: inline arrays or an npz file."""
 
-    path: str | None = None
+    path: FilePath | None = None
     w: list[list[float]] | None = None
     alpha: list[float] | None = None
     a: list[float] | None = None
     b: list[float] | None = None
-    activation: str | None = None
+    activation: Activation | None = None
 
 
 class PopulationSpec(_Strict):
@@ -130,11 +215,11 @@ class PopulationSpec(_Strict):
     """
 
     inputs: Literal["gaussian", "uniform"] = "gaussian"
-    dim: int = Field(2, gt=0)
+    dim: int = _count(2, gt=0)
     method: Literal["closed_form", "quadrature", "monte_carlo"] = "closed_form"
     nodes: int = Field(24, gt=0, le=150)  # the error estimate uses 2 nodes <= 300
-    samples: int = Field(1024, gt=0)
-    eval_samples: int = Field(16384, gt=0)
+    samples: int = _count(1024, gt=0)
+    eval_samples: int = _count(16384, gt=0)
     low: float = -1.0
     high: float = 1.0
 
@@ -157,14 +242,14 @@ class PopulationSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    path: str | None = None
+    path: FilePath | None = None
     population: PopulationSpec | None = None
-    test_path: str | None = None
+    test_path: FilePath | None = None
     target: Literal["sign", "teacher", "zero"] | None = "sign"
     teacher: TeacherSpec | None = None
     inputs: InputsSpec = InputsSpec()
-    n_train: int = Field(256, gt=0)
-    n_test: int = Field(256, ge=0)
+    n_train: int = _count(256, gt=0)
+    n_test: int = _count(256, ge=0)
     noise: float = Field(0.0, ge=0)
 
 
@@ -201,10 +286,18 @@ class LangevinSpec(_Strict):
     rate: float = 1.0
     growth: float = 2.0
     period: float = 1.0
-    beta_max: float = float("inf")
+    beta_max: float = Field(float("inf"), allow_inf_nan=True)  # inf: no cap
     values: list[float] = []
     times: list[float] = []
     drift_scale: float = Field(1.0, gt=0)
+
+    @field_validator("beta_max")
+    @classmethod
+    def _beta_max(cls, v):
+        """``beta_max`` is the one float that may be infinite (+inf: no cap); never NaN."""
+        if not v > 0:
+            raise ValueError(f"must be a positive number or .inf (no cap); got {v!r}")
+        return v
 
 
 class BirthDeathSpec(_Strict):
@@ -219,8 +312,8 @@ class DynamicsSpec(_Strict):
     langevin: LangevinSpec | None = None
     birth_death: BirthDeathSpec | None = None
     dt: float = Field(0.05, gt=0)
-    steps: int = Field(2000, gt=0)
-    batch_size: int | None = Field(None, gt=0)
+    steps: int = _count(2000, gt=0)
+    batch_size: int | None = _count(None, gt=0)
     sampling: Literal["epochs", "online"] = "epochs"
     domain: DomainSpec | None = None
 
@@ -237,18 +330,21 @@ class W2RecordSpec(_Strict):
 
     initial: bool = False
     teacher: bool = False
-    reference: str | None = None  # a run directory with snapshots (record.snapshot_every)
+    reference: FilePath | None = None  # a run directory with snapshots (record.snapshot_every)
     method: Literal["exact", "sliced"] = "exact"
-    projections: int = Field(128, gt=0)  # directions of the sliced estimate
+    projections: int = _count(128, gt=0)  # directions of the sliced estimate
 
 
 class RecordSpec(_Strict):
-    every: int = Field(10, gt=0)
+    every: int = _count(10, gt=0)
     # k of the kNN entropy of a Langevin run (None: 1 when `dynamics.langevin` is set; 0: off)
-    entropy_k: int | None = Field(None, ge=0)
-    snapshot_every: int | None = Field(None, gt=0)
-    chunk: int | None = Field(None, gt=0)
+    entropy_k: int | None = _count(None, ge=0)
+    snapshot_every: int | None = _count(None, gt=0)
+    chunk: int | None = _count(None, gt=0)
     w2: W2RecordSpec | None = None
+
+
+MAX_PARAM_NODES = 100_000  # values in `experiment.params`, aliases expanded
 
 
 class ExperimentSpec(_Strict):
@@ -262,8 +358,41 @@ class ExperimentSpec(_Strict):
     name: str | None = None
     params: dict[str, Any] = {}
 
+    @field_validator("params")
+    @classmethod
+    def _params_size(cls, v):
+        """At most `MAX_PARAM_NODES` values in all, counted as written out: YAML aliases
+        can make a few lines stand for billions of values, which writing the run's
+        config.yaml would expand."""
+        stack, seen = [v], 0
+        while stack:
+            node = stack.pop()
+            seen += 1
+            if seen > MAX_PARAM_NODES:
+                raise ValueError(
+                    f"holds more than {MAX_PARAM_NODES} values (counting each YAML alias as "
+                    "the copy it stands for); an experiment's params are a few numbers and "
+                    "short lists"
+                )
+            if isinstance(node, dict):
+                stack.extend(node.values())
+            elif isinstance(node, list | tuple):
+                stack.extend(node)
+        return v
+
 
 MAX_NAME = 100  # leaves room for the '-quick-YYYYmmdd-HHMMSS' suffix in 255 bytes
+
+
+class GuardSpec(_Strict):
+    """The divergence guard (`mfnn.guard.Guard`): a record with a non-finite loss, energy
+    or dissipation, a loss above ``loss_growth`` x max(initial loss, 1), or a particle
+    coordinate above ``theta_limit`` (default ``theta_growth`` x max(initial
+    max |theta|, 1)) ends the run as ``diverged``."""
+
+    loss_growth: float = Field(1e6, gt=1)
+    theta_growth: float = Field(1e6, gt=1)
+    theta_limit: float | None = Field(None, gt=0)
 
 
 class Config(_Strict):
@@ -276,7 +405,20 @@ class Config(_Strict):
     objective: ObjectiveSpec = ObjectiveSpec()
     dynamics: DynamicsSpec = DynamicsSpec()
     record: RecordSpec = RecordSpec()
+    guard: GuardSpec = GuardSpec()
     mfnn_version: str | None = None
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v):
+        """`seed` in [0, 2^32): the PRNG key's honest range (see `SEED_LIMIT`)."""
+        if not 0 <= v < SEED_LIMIT:
+            raise ValueError(
+                f"`seed` must be an integer in [0, 2^32 - 1 = {SEED_LIMIT - 1}] (JAX's PRNG key "
+                f"keeps 32 bits of it without float64, so a larger or negative seed would "
+                f"repeat or differ between dtypes); got {_shown(v)}. Use a seed in that range."
+            )
+        return v
 
     @field_validator("name")
     @classmethod
@@ -385,6 +527,7 @@ def _cross_field_problems(cfg: Config):
             "noisy run; this config has no `dynamics.langevin`. Set `record.entropy_k: 0` or "
             "add the noise."
         )
+    yield from _unrepresentable(cfg, cfg.dtype)
     if model.init.path is None and model.width is None:
         yield "`model.width` is needed when `model.init.path` is not given."
     if rec.w2 is not None and rec.w2.teacher and not needs_teacher:
@@ -393,6 +536,36 @@ def _cross_field_problems(cfg: Config):
             "`record.w2.teacher` needs a teacher (`data.target: teacher` or `data.population` "
             f"with `data.teacher`); this run's target is {what}."
         )
+
+
+# the largest finite number of each dtype (numpy.finfo(dtype).max)
+_FLOAT_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38}
+
+
+def _floats(section: BaseModel, prefix: str = ""):
+    """(dotted path, value) of every float of a config section, in lists too."""
+    for name in type(section).model_fields:
+        value, path = getattr(section, name), f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            yield from _floats(value, path + ".")
+        elif isinstance(value, float):
+            yield path, value
+        elif isinstance(value, list):
+            flat = [x for v in value for x in (v if isinstance(v, list) else [v])]
+            yield from ((path, x) for x in flat if isinstance(x, float))
+
+
+def _unrepresentable(cfg: Config, dtype: str):
+    """Every float of the config is a number of the run's dtype: a value beyond the
+    largest float32 (3.4e38) becomes inf in a float32 run (``beta_max: .inf`` is "no cap")."""
+    top = _FLOAT_MAX[dtype]
+    for path, value in _floats(cfg):
+        if math.isfinite(value) and abs(value) > top:
+            yield (
+                f"`{path}` is {value:g}, beyond the largest {dtype} ({top:.4g}), so the run "
+                "would see inf; use a smaller value or `dtype: float64`."
+            )
+            return
 
 
 # ----------------------------------------------------------------- errors
@@ -419,6 +592,49 @@ def _valid_keys_at(loc: tuple, schema: type[BaseModel]) -> list[str]:
     return list(_schema_keys(model)) if model is not None else []
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def _shown(value) -> str:
+    """A short repr of a value received: long strings, huge numbers and deep or shared
+    (YAML alias) structures are cut (`reprlib`), so a message stays one short paragraph."""
+    if isinstance(value, dict):
+        return "a mapping"
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int past Python's 4300-digit str limit
+        return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+
+
+def _key(part) -> str:
+    """A key of a field's dotted path as written in a message: itself when it is a short
+    printable name, else its short repr (an empty key, control characters, a backtick)."""
+    text = str(part)
+    if text and text.isprintable() and len(text) <= 60 and "`" not in text:
+        return text
+    return _shown(text).replace("`", "\\x60")
+
+
+def _upper_bound(loc: tuple, schema: type[BaseModel]):
+    """The ``le`` bound of the field at ``loc`` (None if it has none or is not found)."""
+    model: type[BaseModel] | None = schema
+    field = None
+    for part in loc:
+        if model is None or isinstance(part, int):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _schema_keys(model).get(part)
+    for meta in getattr(field, "metadata", []):
+        if getattr(meta, "le", None) is not None:
+            return meta.le
+    return None
+
+
 def format_validation_error(
     err: pydantic.ValidationError, prefix: tuple[str, ...] = (), schema: type[BaseModel] = None
 ) -> str:
@@ -434,19 +650,30 @@ def format_validation_error(
     parts = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if p not in ("function-after",))
-        path = ".".join(str(p) for p in (*prefix, *loc))
+        path = ".".join(_key(p) for p in (*prefix, *loc))
         value = e.get("input")
         kind = e["type"]
         if kind == "extra_forbidden":
             parent, key = loc[:-1], str(loc[-1])
             valid = _valid_keys_at(parent, schema)
-            guess = closest(key, valid)
+            guess = closest(key, valid) if len(key) <= 100 else None  # difflib is quadratic
             shown_parent = (*prefix, *parent)
             where = ".".join(map(str, shown_parent)) or "the top level"
             hint = f" Did you mean `{'.'.join(map(str, (*shown_parent, guess)))}`?" if guess else ""
             parts.append(f"Unknown key `{path}`.{hint} Valid keys at {where}: {', '.join(valid)}.")
             continue
         msg = e["msg"]
+        if kind == "invalid_key":
+            parent = ".".join(map(str, (*prefix, *loc[:-1])))
+            where = f"`{parent}`" if parent else "the top level"
+            parts.append(
+                f"Key `{path}` at {where} must be a string (a name such as `model`); got "
+                f"{_shown(loc[-1])}."
+            )
+            continue
+        if kind == "missing":
+            parts.append(f"`{path}` is required (it has no default); add it.")
+            continue
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
             if path and f"`{path}" not in msg:  # name the section the rule belongs to
@@ -455,9 +682,13 @@ def format_validation_error(
             continue
         if msg.startswith("Assertion failed, "):
             msg = msg[len("Assertion failed, ") :]
-        shown = value if not isinstance(value, dict) else "a mapping"
-        msg = msg.replace("Input should be", "must be").replace("Input should", "must")
-        parts.append(f"`{path}` {msg}; got {shown!r}.")
+        msg = re.sub(r"^(Input|List|String|Dictionary|Tuple|Value) should", "must", msg)
+        upper = _upper_bound(loc, schema)
+        if kind == "int_parsing_size" and upper is not None:
+            msg = f"must be an integer <= {upper}"  # 1e21 is no integer a field can take
+        if upper == MAX_COUNT and kind in ("int_parsing_size", "less_than_equal"):
+            msg += " (2^31 - 1: JAX counts with 32-bit integers without float64)"
+        parts.append(f"`{path}` {msg}; got {_shown(value)}.")
     return " ".join(parts) + " Fix the config (or the `--set` override) and run again."
 
 
@@ -465,13 +696,26 @@ def format_validation_error(
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of a YAML config file; a `ConfigError` (one paragraph) when the file is
+    missing, unreadable, not UTF-8 text, not YAML, or holds something else than a mapping."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as exc:  # a name the system refuses (too long)
+        raise ConfigError(f"config file {_shown(str(path))}: {exc.strerror}.") from None
+    if not exists:
         raise ConfigError(f"config file {str(path)!r} does not exist.")
     try:
-        data = parse_yaml(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} cannot be read as UTF-8 text ({type(exc).__name__}: {exc})."
+        ) from None
+    try:
+        data = parse_yaml(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        detail = " ".join(str(exc).split())  # PyYAML's message spans lines: one paragraph
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {detail}") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {str(path)!r} must hold a mapping; got {type(data).__name__}."
@@ -523,7 +767,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"`--set`: {key!r} is not a dotted key like `model.width`.")
         try:
             value = parse_yaml(text)
-        except yaml.YAMLError:
+        except yaml.YAMLError:  # not YAML: the text itself (validation judges it)
             value = text
         set_path(out, key, value)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import equinox as eqx
@@ -83,23 +84,118 @@ def sample_particles(model, m: int, laws: dict[str, Law], key: Key, dtype=jnp.fl
     return model.sample(key, int(m), laws, dtype)
 
 
+# what an npz member that mfnn reads may hold: booleans, integers, real floats
+_NUMERIC_KINDS = "biuf"
+
+
+def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of each array of an npz file, read from the headers only.
+
+    Nothing is decompressed past a header and nothing is unpickled, so this is safe on any
+    file and cheap on a large one. Raises `zipfile.BadZipFile`, `ValueError` or `OSError`
+    on a file that is not an npz (`read_npz` turns them into a `ConfigError`).
+    """
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:  # 3.0: utf-8 field names, i.e. a structured array
+                    shape, dtype = (), np.dtype(object)
+            out[info.filename[: -len(".npy")]] = (tuple(shape), dtype)
+    return out
+
+
+def read_npz(path: str | os.PathLike, field: str, what: str = "file") -> dict[str, np.ndarray]:
+    """The arrays of an npz file named by the config field ``field``, refused with a
+    `ConfigError` naming the field and the file unless it is usable input.
+
+    Rules: the file exists and is an npz (a zip of ``.npy`` arrays, as `numpy.savez`
+    writes; a bare ``.npy``, a pickle or any other file is refused); every array is
+    numeric (bool, int or real float: no strings, no complex, no object arrays, which
+    numpy would have to unpickle, and nothing is ever unpickled); every value is finite;
+    the arrays fit in the memory `mfnn.budget.available_memory` reports (checked from the
+    headers, before anything is decompressed).
+
+    Args:
+        path: the file.
+        field: the dotted config field that named it (e.g. ``model.init.path``).
+        what: what the file is, for the message (e.g. ``"particle file"``).
+    """
+    from .budget import available_memory, human
+
+    path = Path(path)
+    where = f"`{field}`: {what} {str(path)!r}"
+    if not path.is_file():
+        raise ConfigError(f"`{field}` points to {str(path)!r}, which does not exist.")
+    try:
+        headers = npz_headers(path)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ConfigError(
+            f"{where} is not an npz file (a zip of .npy arrays, as numpy.savez writes): "
+            f"{type(exc).__name__}: {exc}. Save the arrays with numpy.savez(path, name=array)."
+        ) from None
+    bad = {k: str(dt) for k, (_, dt) in headers.items() if dt.kind not in _NUMERIC_KINDS}
+    if bad:
+        raise ConfigError(
+            f"{where} holds arrays that are not numbers: {bad}; each array must hold real "
+            "numbers (no strings, complex numbers or pickled objects). Save float arrays."
+        )
+    size = sum(int(np.prod(shape, dtype=float)) * dt.itemsize for shape, dt in headers.values())
+    limit, source = available_memory()
+    if size > limit:
+        raise ConfigError(
+            f"{where} holds {human(size)} of arrays, more than the {human(limit)} of memory "
+            f"available ({source}). Use a smaller file."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in headers}
+    except Exception as exc:  # noqa: BLE001 - a corrupt member (bad CRC, truncated data)
+        raise ConfigError(
+            f"{where} could not be read ({type(exc).__name__}: {exc}); the file is damaged. "
+            "Write it again with numpy.savez."
+        ) from None
+    for k, arr in arrays.items():
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ConfigError(
+                f"{where} contains NaN or inf (in `{k}`); every value must be finite."
+            )
+    return arrays
+
+
 def load_particles(path: str | os.PathLike, model, dtype=jnp.float64, field="model.init.path"):
     """Read a particle file (npz with the model's named arrays; for `TwoLayer`: a (m,),
     w (m, d), optional b (m,)) into (m, D) rows.
 
     Arrays the model does not use are ignored: a file with ``a`` is accepted by a model
-    with ``train_output=False``; a model with a bias needs ``b`` in the file.
+    with ``train_output=False``; a model with a bias needs ``b`` in the file. The file
+    must pass `read_npz` (an npz of finite numbers) and hold at least one particle, and
+    its values must be numbers of ``dtype`` (a float64 value beyond 3.4e38 is refused in
+    a float32 run); otherwise a `ConfigError` names ``field`` and the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"`{field}` points to {str(path)!r}, which does not exist.")
-    try:
-        data = dict(np.load(path))
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a config error
-        raise ConfigError(f"`{field}`: could not read {str(path)!r} as npz ({exc}).") from None
-    theta = model.from_arrays(data, f"`{field}`: particle file {str(path)!r}", dtype)
-    if not bool(jnp.all(jnp.isfinite(theta))):
-        raise ConfigError(f"`{field}`: particle file {str(path)!r} contains NaN or inf.")
+    arrays = read_npz(path, field, "particle file")
+    where = f"`{field}`: particle file {str(Path(path))!r}"
+    top = float(jnp.finfo(dtype).max)
+    for k, arr in arrays.items():
+        big = arr.size and float(np.max(np.abs(arr, dtype=np.float64))) > top
+        if big:
+            raise ConfigError(
+                f"{where} holds values beyond the range of {jnp.dtype(dtype).name} (in `{k}`); "
+                "use `dtype: float64` or rescale the particles."
+            )
+    theta = model.from_arrays(arrays, where, dtype)
+    if theta.ndim != 2 or theta.shape[0] == 0:
+        raise ConfigError(
+            f"{where} holds no particles (shape {tuple(theta.shape)}); a particle file needs "
+            "at least one row."
+        )
     return theta
 
 
@@ -108,13 +204,23 @@ def particle_arrays(model, theta) -> dict[str, np.ndarray]:
     return model.particle_arrays(theta)
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and back: there is no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:
     """Write a file atomically: ``write(fh)`` into a temporary file in the same folder,
-    fsync, then rename over ``path``; a crash leaves either the old or the new file."""
+    fsync, then rename over ``path``; a crash leaves either the old or the new file.
+    The file gets the mode an ordinary ``open`` would give it (0666 less the umask, as
+    matplotlib's figures get), not the 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()

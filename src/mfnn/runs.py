@@ -172,6 +172,7 @@ def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, b
             observer=writer,
             progress=progress_printer(label) if progress else None,
             keep_snapshots=False,
+            guard=built.guard,
         )
     except KeyboardInterrupt:  # outside the loop's own handling (e.g. while compiling)
         step = 0 if state is None else int(state.step)

@@ -403,12 +403,13 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
     built = [build(cfg, base) for cfg in cfgs]
     first = built[0]
     for b in built[1:]:  # what `simulate_batch` shares must agree (it stacks the rest)
-        if (b.dt, b.steps, b.snapshot_every, b.chunk, b.integrator) != (
+        if (b.dt, b.steps, b.snapshot_every, b.chunk, b.integrator, b.guard) != (
             first.dt,
             first.steps,
             first.snapshot_every,
             first.chunk,
             first.integrator,
+            first.guard,
         ):
             raise ConfigError("the points of a seed batch differ in more than their seed.")
     states = [resume_state(d, b.config) for d, b in zip(dirs, built, strict=True)]
@@ -428,6 +429,7 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
         state=states,
         observer=writers,
         keep_snapshots=False,
+        guard=first.guard,  # the guard is not swept (`_run_members` checks)
     )
     wall = (time.perf_counter() - t0) / len(built)
     rows = []

@@ -7,7 +7,6 @@ or from a named target evaluated on inputs sampled from an input law.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -203,13 +202,9 @@ def sample_dataset(target, inputs: InputLaw, n: int, key: Key, dtype=jnp.float64
 
 def load_dataset(path: str | os.PathLike, dtype=jnp.float64, field="data.path") -> DataSet:
     """Read a data file: npz with ``x`` (n, d) and ``y`` (n,)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"`{field}` points to {str(path)!r}, which does not exist.")
-    try:
-        data = dict(np.load(path))
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"`{field}`: could not read {str(path)!r} as npz ({exc}).") from None
+    from .measure import read_npz  # the rules every input file obeys (numeric, finite, ...)
+
+    data = read_npz(path, field, "data file")
     missing = [k for k in ("x", "y") if k not in data]
     if missing:
         raise ConfigError(
