@@ -2,10 +2,6 @@
 `ConfigError` naming the field and the file: never a traceback, never numpy's
 ``allow_pickle`` advice, and nothing is ever unpickled."""
 
-import io
-import pickle
-import zipfile
-
 import numpy as np
 import pytest
 
@@ -13,6 +9,7 @@ from mfnn import config
 from mfnn.build import build
 from mfnn.errors import ConfigError
 from mfnn.measure import npz_headers, read_npz
+from npz_files import write_npz
 
 GOOD = {
     "model.init.path": {"a": np.ones(5), "w": np.full((5, 2), 0.3), "b": np.zeros(5)},
@@ -22,54 +19,8 @@ GOOD = {
 }
 
 
-class Boom:
-    """Unpickling this would raise: proof that nothing is unpickled."""
-
-    def __reduce__(self):
-        return (exec, ("raise SystemExit('unpickled!')",))
-
-
 def write(path, field, kind):
-    good = GOOD[field]
-    if kind == "good":
-        np.savez(path, **good)
-    elif kind == "empty":
-        np.savez(path, **{k: v[:0] for k, v in good.items()})
-    elif kind == "strings":
-        np.savez(path, **{k: v.astype(str) for k, v in good.items()})
-    elif kind == "nan":
-        np.savez(path, **{k: np.where(v == v, np.nan, v) for k, v in good.items()})
-    elif kind == "inf_in_one":
-        arrays = {k: v.copy() for k, v in good.items()}
-        next(iter(arrays.values())).flat[0] = np.inf
-        np.savez(path, **arrays)
-    elif kind == "complex":
-        np.savez(path, **{k: v + 1j for k, v in good.items()})
-    elif kind == "wrong_shape":
-        np.savez(path, **{k: np.ones((2, 3, 4)) for k in good})
-    elif kind == "pickled_object":
-        np.savez(path, **{k: np.array([Boom(), None], dtype=object) for k in good})
-    elif kind == "npy":  # a bare .npy under the npz name
-        with open(path, "wb") as fh:
-            np.save(fh, next(iter(good.values())))
-    elif kind == "pickle":
-        path.write_bytes(pickle.dumps(Boom()))
-    elif kind == "garbage":
-        path.write_bytes(b"\x00\xffnot an npz at all" * 8)
-    elif kind == "empty_file":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        np.savez(path, **good)
-        path.write_bytes(path.read_bytes()[:150])
-    elif kind == "huge_header":  # claims 2^40 float64 (8 TiB) in a file of a few bytes
-        head = np.lib.format.header_data_from_array_1_0(np.ones(1))
-        head["shape"] = (2**40,)
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, head)
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr(f"{next(iter(good))}.npy", buf.getvalue() + b"\x00" * 64)
-    else:
-        raise AssertionError(kind)
+    write_npz(path, GOOD[field], kind)
 
 
 def raw_for(field, name):

@@ -40,6 +40,7 @@ from typer.testing import CliRunner
 from mfnn import config
 from mfnn.cli import app
 from mfnn.models.activations import ACTIVATIONS
+from npz_files import BROKEN_KINDS, write_npz
 
 MEMORY_LIMIT = str(2**30)
 FILE_FIELDS = ("model.init.path", "data.path", "data.test_path", "data.teacher.path")
@@ -151,65 +152,10 @@ def _write_file(path: Path, role: str, kind: str, d: int) -> None:
         "data": {"x": np.linspace(-1, 1, 6 * d).reshape(6, d), "y": np.linspace(0, 1, 6)},
         "teacher": {"w": np.eye(2, d), "alpha": np.array([0.5, 0.5])},
     }[role]
-    first = next(iter(good))
-    if kind == "good":
-        np.savez(path, **good)
-    elif kind == "empty":
-        np.savez(path, **{k: v[:0] for k, v in good.items()})
-    elif kind == "strings":
-        np.savez(path, **{k: v.astype(str) for k, v in good.items()})
-    elif kind == "nan":
-        np.savez(path, **{k: np.full_like(v, np.nan, float) for k, v in good.items()})
-    elif kind == "complex":
-        np.savez(path, **{k: v + 1j for k, v in good.items()})
-    elif kind == "wrong_shape":
-        np.savez(path, **{k: np.ones((2, 3, 4)) for k in good})
-    elif kind == "object":  # a pickled object array inside the npz
-        np.savez(path, **{k: np.array([{"x": 1}, None], dtype=object) for k in good})
-    elif kind == "npy":
-        np.save(path, good[first])
-    elif kind == "pickle":
-        path.write_bytes(pickle.dumps(good))
-    elif kind == "garbage":
-        path.write_bytes(b"\x00\xffnot an npz" * 10)
-    elif kind == "empty_file":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        np.savez(path, **good)
-        path.write_bytes(path.read_bytes()[:200])
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "huge_header":  # claims 2^40 floats: refused from the header alone
-        header = np.lib.format.header_data_from_array_1_0(np.ones(1))
-        header["shape"] = (2**40,)
-        import io
-        import zipfile
-
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, header)
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr(f"{first}.npy", buf.getvalue() + b"\x00" * 64)
-    elif kind != "missing":
-        raise AssertionError(kind)
+    write_npz(path, good, kind)
 
 
-FILE_KINDS = [
-    "good",
-    "empty",
-    "strings",
-    "nan",
-    "complex",
-    "wrong_shape",
-    "object",
-    "npy",
-    "pickle",
-    "garbage",
-    "empty_file",
-    "truncated",
-    "directory",
-    "huge_header",
-    "missing",
-]
+FILE_KINDS = ["good", *BROKEN_KINDS]
 
 
 # ------------------------------------------------------------------- valid configs

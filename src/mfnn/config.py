@@ -23,6 +23,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import annotated_types
 import pydantic
 import yaml
 from pydantic import (
@@ -544,8 +545,8 @@ _FLOAT_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e3
 
 def _floats(section: BaseModel, prefix: str = ""):
     """(dotted path, value) of every float of a config section, in lists too."""
-    for name in type(section).model_fields:
-        value, path = getattr(section, name), f"{prefix}{name}"
+    for name, value in section:  # a pydantic model iterates over (field, value)
+        path = f"{prefix}{name}"
         if isinstance(value, BaseModel):
             yield from _floats(value, path + ".")
         elif isinstance(value, float):
@@ -629,8 +630,8 @@ def _upper_bound(loc: tuple, schema: type[BaseModel]):
         if field is None:
             return None
         model = _schema_keys(model).get(part)
-    for meta in getattr(field, "metadata", []):
-        if getattr(meta, "le", None) is not None:
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Le):
             return meta.le
     return None
 

@@ -56,8 +56,7 @@ class Guard:
     theta_limit: float | None = None
 
     def __post_init__(self):
-        for name in ("loss_growth", "theta_growth"):
-            value = getattr(self, name)
+        for name, value in (("loss_growth", self.loss_growth), ("theta_growth", self.theta_growth)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 1):
                 raise ConfigError(f"`guard.{name}` must be a finite number > 1; got {value!r}.")
         lim = self.theta_limit

@@ -198,14 +198,8 @@ def _loop(
             engine.member(theta, i), engine.member(th0, i), at, engine.member(engine.key, i)
         )
 
-    divergence: dict[str, Any] | None = None
-
-    def advice(theta_now) -> str:
-        """Which step size to try (an estimate of 2 / L on a single run)."""
-        est = None
-        if not engine.batched:
-            est = stable_dt(engine.dynamics, [theta_now, th0], engine.key)
-        divergence["stable_dt"] = est
+    def advice(est: float | None) -> str:
+        """Which step size to try, from ``est`` = 2/L (`mfnn.guard.stable_dt`) if known."""
         if est is None:
             return f"Try a smaller `dynamics.dt` (now {dt:g}) or a smaller initialization scale."
         return (
@@ -214,6 +208,7 @@ def _loop(
             "near the initial and the last kept state (power iteration)."
         )
 
+    divergence: dict[str, Any] | None = None
     status, message = "completed", f"completed {steps} steps (t = {steps * dt:g})"
     # step 0's record: the first row of a fresh run, the guard's reference on a resume
     rec0 = jax.device_get(engine.record0(theta if step == 0 else th0))
@@ -269,32 +264,29 @@ def _loop(
                 values = {k: engine.member(np.asarray(v), i)[keep] for k, v in recs.items()}
                 emitted = emit(i, {"step": rec_steps[keep]} | values)
                 rows = emitted if i == 0 else rows
-            if trip is not None:
-                r, quantity, value, rule = trip
+            if bad_step >= 0:  # diverged (a single run: a batch raised above)
+                est = stable_dt(engine.dynamics, [theta, th0], engine.key)
+                if trip is not None:
+                    r, quantity, value, rule = trip
+                    at = int(rec_steps[r])
+                    what = (
+                        f"diverged at step {at} (t = {at * dt:g}): {quantity} = {value:.4g} "
+                        f"breaks the divergence guard's rule {rule}. The particles of step "
+                        f"{bad_step}, the last record within the bounds, are"
+                    )
+                else:
+                    at, quantity, value = bad_step + 1, "particles", math.nan
+                    rule = "particles finite"
+                    what = (
+                        f"particles became NaN/inf at step {at} (t = {at * dt:g}); the "
+                        f"particles of step {bad_step} are"
+                    )
                 step, status = bad_step, "diverged"
                 divergence = dict(
-                    step=int(rec_steps[r]), quantity=quantity, value=value, rule=rule,
-                    kept_step=bad_step,
+                    step=at, quantity=quantity, value=value, rule=rule, kept_step=bad_step,
+                    stable_dt=est,
                 )  # fmt: skip
-                message = (
-                    f"diverged at step {int(rec_steps[r])} (t = {rec_steps[r] * dt:g}): "
-                    f"{quantity} = {value:.4g} breaks the divergence guard's rule {rule}. "
-                    f"The particles of step {bad_step}, the last record within the bounds, "
-                    f"are kept as the final state and snapshot. {advice(theta)}"
-                )
-                emit_snapshots(bad_step, theta)
-                break
-            if bad_step >= 0:
-                step, status = bad_step, "diverged"
-                divergence = dict(
-                    step=bad_step + 1, quantity="particles", value=float("nan"),
-                    rule="particles finite", kept_step=bad_step,
-                )  # fmt: skip
-                message = (
-                    f"particles became NaN/inf at step {bad_step + 1} "
-                    f"(t = {(bad_step + 1) * dt:g}); the particles of step {bad_step} are "
-                    f"kept as the final state and snapshot. {advice(theta)}"
-                )
+                message = f"{what} kept as the final state and snapshot. {advice(est)}"
                 emit_snapshots(bad_step, theta)
                 break
             step = start + n_rec * seg_every

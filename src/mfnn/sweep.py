@@ -191,7 +191,8 @@ def _grid_value(key: str, text: str) -> Any:
     try:
         return parse_yaml(text)
     except yaml.YAMLError as exc:
-        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        marked = isinstance(exc, yaml.MarkedYAMLError) and exc.problem
+        why = marked or str(exc).splitlines()[0]
         raise ConfigError(
             f"`--grid {key}=...`: the value {text.strip()!r} is not valid YAML ({why}). Values "
             "are separated by ',', so a list cannot be one; quote a string that YAML "
@@ -530,8 +531,7 @@ def _worker_init(parent: int, cache: str | None = None) -> None:
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _worker_signal)
     _die_with_parent()
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_STOP_SIGNALS))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_STOP_SIGNALS))
     if os.getppid() != parent:
         os._exit(1)
     threading.Thread(
@@ -624,9 +624,6 @@ def _stop_on_signals(stop: _Stop):
 @contextlib.contextmanager
 def _blocked(signals):
     """Block ``signals`` in this thread (processes started meanwhile inherit the mask)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
     old = signal.pthread_sigmask(signal.SIG_BLOCK, set(signals))
     try:
         yield
@@ -637,7 +634,7 @@ def _blocked(signals):
 def _run_pool(tasks, workers: int, done, stop: _Stop, progress: bool) -> None:
     ctx = multiprocessing.get_context("spawn")
     jax = sys.modules.get("jax")  # the cache this process uses, if any, for the workers too
-    cache = getattr(jax.config, "jax_compilation_cache_dir", None) if jax else None
+    cache = jax.config.jax_compilation_cache_dir if jax else None
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)),
         mp_context=ctx,
@@ -658,12 +655,12 @@ def _run_pool(tasks, workers: int, done, stop: _Stop, progress: bool) -> None:
                 done(names, result)
         except KeyboardInterrupt:
             stop.requested = True
-            _stop_pool(pool, futures, done, stop, progress)
+            _stop_pool(futures, done, stop, progress)
     finally:
         try:
             pool.shutdown(wait=True, cancel_futures=True)
         except KeyboardInterrupt:
-            _kill(pool)
+            _kill()
             pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -674,20 +671,20 @@ def _died(exc: BaseException) -> str:
     )
 
 
-def _workers(pool) -> list:
-    # ProcessPoolExecutor has no public list of its processes; `_processes` (pid ->
-    # Process) has been there since Python 3.2
-    return list((getattr(pool, "_processes", None) or {}).values())
+def _workers() -> list:
+    # ProcessPoolExecutor has no public list of its processes; this process's
+    # multiprocessing children are the pool's workers (a sweep starts no others)
+    return multiprocessing.active_children()
 
 
-def _kill(pool) -> None:
-    for proc in _workers(pool):
+def _kill() -> None:
+    for proc in _workers():
         with contextlib.suppress(Exception):
             if proc.is_alive():
                 proc.kill()
 
 
-def _stop_pool(pool, futures, done, stop: _Stop, progress: bool) -> None:
+def _stop_pool(futures, done, stop: _Stop, progress: bool) -> None:
     """Cancel the queued tasks, interrupt the running ones (SIGINT to each worker), wait
     for them (`INTERRUPT_GRACE_S`, or until a second signal), kill what still runs, and
     give every unfinished point its row."""
@@ -701,7 +698,7 @@ def _stop_pool(pool, futures, done, stop: _Stop, progress: bool) -> None:
             file=sys.stderr,
             flush=True,
         )
-    for proc in _workers(pool):
+    for proc in _workers():
         with contextlib.suppress(ProcessLookupError, TypeError):
             os.kill(proc.pid, signal.SIGINT)
     stop.hurry = True
@@ -712,7 +709,7 @@ def _stop_pool(pool, futures, done, stop: _Stop, progress: bool) -> None:
     finally:
         stop.hurry = False
     if not all(f.done() for f in running):  # past the grace, or a second signal
-        _kill(pool)
+        _kill()
     for names, fut in futures:
         if fut.cancelled():
             result = _rows_of(len(names), status="cancelled", message=_CANCELLED)
