@@ -18,11 +18,12 @@ from .guard import DEFAULT as DEFAULT_GUARD
 from .guard import Guard
 from .integrators import INTEGRATORS, AbstractIntegrator, BirthDeathSplitting
 from .measure import Constant, Gaussian, Uniform, load_particles, read_npz, sample_particles
-from .models import AbstractModel, TwoLayer
+from .models import AbstractModel, EnsembleResNet, Multilayer, TwoLayer, WideResNet
 from .objectives import (
     AbstractObjective,
     EmpiricalRisk,
     Exact,
+    ExpandedRisk,
     FullBatch,
     Minibatch,
     Online,
@@ -34,6 +35,7 @@ from .rundir import list_snapshots
 from .targets import (
     DataSet,
     GaussianInputs,
+    ModelTeacher,
     Sign,
     Teacher,
     UniformBox,
@@ -85,8 +87,77 @@ def init_law(spec: LawSpec) -> Gaussian | Uniform | Constant:
 
 
 def init_laws(init: InitSpec) -> dict[str, Gaussian | Uniform | Constant]:
-    """The initial law of each block (a, w, b) of ``model.init`` (`sample_particles`' input)."""
-    return {"a": init_law(init.a), "w": init_law(init.w), "b": init_law(init.b)}
+    """The initial law of each block (a, w, b, and the multilayer's ``hidden`` weights when
+    given) of ``model.init`` (`sample_particles`' input)."""
+    laws = {"a": init_law(init.a), "w": init_law(init.w), "b": init_law(init.b)}
+    if init.hidden is not None:
+        laws["hidden"] = init_law(init.hidden)
+    return laws
+
+
+def make_model(cfg: Config, d: int, base: Path | None = None, width: int | None = None):
+    """The student network of ``model`` (its `kind`) on inputs of dimension ``d``. A
+    multilayer network's rows depend on its width N: ``width``, else ``model.width``, else
+    the rows of the particle file ``model.init.path``."""
+    ms = cfg.model
+    if ms.kind == "two_layer":
+        return TwoLayer(
+            d=d,
+            activation=ms.activation,
+            scaling=ms.scaling,
+            gamma=ms.gamma,
+            bias=ms.bias,
+            train_output=ms.train_output,
+            trainable=None if ms.trainable is None else tuple(ms.trainable),
+        )
+    if ms.kind == "ensemble_resnet":
+        return EnsembleResNet(d, ms.depth, ms.activation, ms.scaling)
+    if ms.kind == "wide_resnet":
+        return WideResNet(d, ms.depth, ms.activation, ms.scaling, ms.solver, ms.rtol, ms.atol)
+    if width is None and ms.init.path is not None:
+        path = _resolve(ms.init.path, base, "model.init.path")
+        w1 = read_npz(path, "model.init.path", "particle file").get("w1")
+        width = None if w1 is None or np.ndim(w1) != 2 else int(np.shape(w1)[0])
+    width = width if width is not None else ms.width
+    if width is None:  # a file without w1: `from_arrays` names what is missing
+        width = 1
+    return Multilayer(d, width, ms.depth or 2, ms.activation, ms.scaling)
+
+
+def _deep_teacher(cfg: Config, base: Path | None, d: int, key) -> ModelTeacher:
+    """The teacher of a deep student: a network of the student's kind on R^d, from the
+    particle file ``data.teacher.path`` or drawn at random (``width`` particles, default 1:
+    a vanilla ResNet for an ensemble; entries N(0, std^2)), of depth ``data.teacher.depth``
+    (default the student's) and activation ``data.teacher.activation`` (default the
+    student's); ``alpha`` weighs an ensemble teacher's ResNets."""
+    spec = cfg.data.teacher
+    ms = cfg.model
+    changes = {"activation": spec.activation or ms.activation}
+    if spec.depth is not None:
+        changes["depth"] = spec.depth
+    tcfg = cfg.model_copy(update={"model": ms.model_copy(update=changes)})
+    if spec.path is not None:
+        path = _resolve(spec.path, base, "data.teacher.path")
+        width = 1
+        if ms.kind == "multilayer":  # the rows of a multilayer teacher depend on its width
+            w1 = read_npz(path, "data.teacher.path", "teacher file").get("w1")
+            width = int(np.shape(w1)[0]) if w1 is not None and np.ndim(w1) == 2 else 1
+        model = make_model(tcfg, d, base, width)
+        theta = load_particles(path, model, jnp.float64, "data.teacher.path")
+    else:
+        k = spec.width or 1
+        model = make_model(tcfg, d, base, k)
+        laws = {"w": Gaussian(0.0, spec.std), "a": Gaussian(0.0, spec.std)}
+        theta = model.sample(key, k, laws, jnp.float64)
+    alpha = None if spec.alpha is None else jnp.asarray(spec.alpha, jnp.float64)
+    return ModelTeacher(model, theta, alpha)
+
+
+def _target_teacher(cfg: Config, base: Path | None, d: int, key):
+    """The teacher of ``data.teacher``: a two-layer `Teacher` or a deep `ModelTeacher`."""
+    if cfg.model.kind == "two_layer":
+        return _teacher(cfg, base, cfg.model.activation, d)
+    return _deep_teacher(cfg, base, d, key)
 
 
 def _resolve(path: str, base: Path | None, field: str = "path") -> Path:
@@ -213,6 +284,36 @@ def _w2_monitor(cfg: Config, base, model: TwoLayer, target, m: int, dtype) -> W2
     return W2Monitor(spec.initial, teacher, reference, spec.method, spec.projections)
 
 
+def _flow_norm(cfg: Config) -> float | None:
+    """p of the recorded flow norm: ``record.flow_norm`` (0: off), 2 for a wide-ResNet."""
+    p = cfg.record.flow_norm
+    if p is None:
+        return 2.0 if cfg.model.kind == "wide_resnet" else None
+    return float(p) or None
+
+
+def _check_output(model, theta0, data: DataSet | None, target, d: int) -> None:
+    """The student's output and the targets have one shape per sample: a ResNet's X^L is in
+    R^d, a two-layer or multilayer network's output a number."""
+    x = jnp.zeros((1, d), theta0.dtype)
+    out = jax.eval_shape(model.predict, theta0, x).shape[1:]
+    if data is not None:
+        want = tuple(data.y.shape[1:])
+    elif target is not None:
+        want = jax.eval_shape(target, x).shape[1:]
+    else:
+        return
+    if tuple(out) != tuple(want):
+        what = f"a vector in R^{out[0]}" if out else "a number"
+        got = f"vectors in R^{want[0]}" if want else "numbers"
+        raise ConfigError(
+            f"the {type(model).__name__}'s output is {what} per input but the targets are "
+            f"{got} (`data.target` / `data.path` / `data.teacher`): a ResNet learns maps "
+            "R^d -> R^d (use `data.target: teacher`, or a data file with y of shape (n, d)); "
+            "two-layer and multilayer networks learn numbers."
+        )
+
+
 def build(cfg: Config, base: str | Path | None = None) -> Built:
     """Build model, data, dynamics, integrator, recorder and initial particles.
 
@@ -228,7 +329,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     check_memory(cfg, base)  # before any array: refuse what the machine cannot hold
     dtype = enable_dtype(cfg.dtype)
     root = jax.random.key(cfg.seed)
-    k_init, k_train, k_test, k_dyn = (jax.random.fold_in(root, i) for i in range(4))
+    k_init, k_train, k_test, k_dyn, k_teach = (jax.random.fold_in(root, i) for i in range(5))
 
     # data
     target = None
@@ -239,7 +340,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             if pop.inputs == "gaussian"
             else UniformBox(pop.dim, pop.low, pop.high)
         )
-        target = _teacher(cfg, base, cfg.model.activation, pop.dim)
+        target = _target_teacher(cfg, base, pop.dim, k_teach)
         train, d = None, pop.dim
     elif cfg.data.path is not None:
         train = _load_data(cfg.data.path, base, dtype, "data.path")
@@ -257,7 +358,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             target = (
                 Sign()
                 if cfg.data.target == "sign"
-                else _teacher(cfg, base, cfg.model.activation, inp.dim)
+                else _target_teacher(cfg, base, inp.dim, k_teach)
             )
             train = sample_dataset(target, law, cfg.data.n_train, k_train, dtype, cfg.data.noise)
         d = inp.dim
@@ -277,29 +378,24 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
 
     # model and particles
     ms = cfg.model
-    model = TwoLayer(
-        d=d,
-        activation=ms.activation,
-        scaling=ms.scaling,
-        gamma=ms.gamma,
-        bias=ms.bias,
-        train_output=ms.train_output,
-        trainable=None if ms.trainable is None else tuple(ms.trainable),
-    )
+    model = make_model(cfg, d, base)
     if ms.init.path is not None:
         theta0 = load_particles(_resolve(ms.init.path, base, "model.init.path"), model, dtype)
-        if ms.width is not None and "width" in ms.model_fields_set and ms.width != theta0.shape[0]:
+        width = model.width_of(theta0) if isinstance(model, WideResNet) else theta0.shape[0]
+        if ms.width is not None and "width" in ms.model_fields_set and ms.width != width:
             raise ConfigError(
                 f"`model.width` is {ms.width} but the particle file `model.init.path` "
-                f"({ms.init.path}) holds {theta0.shape[0]} particles; remove `model.width` "
+                f"({ms.init.path}) holds {width} particles per layer; remove `model.width` "
                 "(it is inferred from the file) or make them agree."
             )
         # the resolved config states the real width (the input config is left as it is)
-        resolved = cfg.model.model_copy(update={"width": int(theta0.shape[0])})
+        resolved = cfg.model.model_copy(update={"width": int(width)})
         cfg = cfg.model_copy(update={"model": resolved})
     else:
         theta0 = sample_particles(model, ms.width, init_laws(ms.init), k_init, dtype)
         _check_finite((theta0,), "the initial particles", "`model.init` (mean, std, low, high)")
+
+    _check_output(model, theta0, train if train is not None else test, target, d)
 
     # dynamics
     dyn = cfg.dynamics
@@ -329,6 +425,9 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             sampler = Minibatch(train, dyn.batch_size)
         else:
             sampler = Online(law, target, dyn.batch_size, cfg.dtype)
+    if cfg.objective.expansion is not None:
+        objective = ExpandedRisk(objective, cfg.objective.expansion)
+        objective.expanded(model)  # a wide-ResNet with sigma(0) = 0, or a ConfigError now
     domain = None
     if dyn.domain is not None:
         ds = dyn.domain
@@ -374,6 +473,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             entropy_k=entropy_k or None,
             jumps=dyn.birth_death is not None,
             w2=_w2_monitor(cfg, base, model, target, m, dtype),
+            flow_norm=_flow_norm(cfg),
         ),
         theta0=theta0,
         key=k_dyn,

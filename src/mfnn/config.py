@@ -149,6 +149,8 @@ class InitSpec(_Strict):
     a: LawSpec = LawSpec(law="gaussian", std=1.0)
     w: LawSpec = LawSpec(law="gaussian", std=1.0)
     b: LawSpec = LawSpec(law="uniform", low=-1.0, high=1.0)
+    # the true middle weights W_l of `model.kind: multilayer` (default: the law of w)
+    hidden: LawSpec | None = None
 
 
 def _check_activation(v: str) -> str:
@@ -162,7 +164,22 @@ def _check_activation(v: str) -> str:
 Activation = Annotated[str, AfterValidator(_check_activation)]
 
 
+KINDS = ("two_layer", "ensemble_resnet", "wide_resnet", "multilayer")
+DEEP_KINDS = KINDS[1:]
+ODE_SOLVERS = ("euler", "tsit5", "dopri5", "dopri8", "heun", "midpoint", "ralston", "bosh3")
+
+
 class ModelSpec(_Strict):
+    """The network. ``kind``: two_layer (a, w, b units), ensemble_resnet (``width`` = N
+    ResNets of ``depth`` L), wide_resnet (``width`` = N units in each of ``depth`` L blocks;
+    ``solver`` euler is the network, a diffrax solver its continuous-depth ODE, to ``rtol``,
+    ``atol``) or multilayer (``depth`` = H >= 2 hidden layers of ``width`` N units)."""
+
+    kind: Literal["two_layer", "ensemble_resnet", "wide_resnet", "multilayer"] = "two_layer"
+    depth: int | None = _count(None, gt=0)
+    solver: Literal[ODE_SOLVERS] = "euler"  # type: ignore[valid-type]
+    rtol: float = Field(1e-8, gt=0)
+    atol: float = Field(1e-10, gt=0)
     width: int | None = _count(512, gt=0)
     activation: Activation = "relu"
     scaling: Literal["mean_field", "ntk", "general"] = "mean_field"
@@ -205,6 +222,11 @@ class TeacherSpec(_Strict):
     a: list[float] | None = None
     b: list[float] | None = None
     activation: Activation | None = None
+    # a deep teacher (model.kind other than two_layer) drawn at random: `width` particles of
+    # the student's kind (1: a vanilla ResNet), entries N(0, std^2), of depth `depth`
+    width: int | None = _count(None, gt=0)
+    std: float = Field(1.0, gt=0)
+    depth: int | None = _count(None, gt=0)
 
 
 class PopulationSpec(_Strict):
@@ -270,7 +292,11 @@ class DomainSpec(_Strict):
 
 
 class ObjectiveSpec(_Strict):
+    """The energy: the risk + (l2/2) int |theta|^2 dmu; ``expansion`` 1 or 2 replaces a
+    wide-ResNet's X^L by its small-theta expansion X_(1) or X_(2) (`mfnn.objectives.ExpandedRisk`)."""
+
     l2: float = Field(0.0, ge=0)
+    expansion: Literal[1, 2] | None = None
 
 
 class LangevinSpec(_Strict):
@@ -343,6 +369,9 @@ class RecordSpec(_Strict):
     snapshot_every: int | None = _count(None, gt=0)
     chunk: int | None = _count(None, gt=0)
     w2: W2RecordSpec | None = None
+    # p of the wide-ResNet's flow norm exp(int (E_rho_s |theta|^p)^(1/p) ds) (None: 2 for a
+    # wide_resnet, off otherwise; 0: off)
+    flow_norm: float | None = Field(None, ge=0)
 
 
 MAX_PARAM_NODES = 100_000  # values in `experiment.params`, aliases expanded
@@ -469,7 +498,7 @@ def _cross_field_problems(cfg: Config):
             "(k lists of dim numbers) and `alpha`, or `path` to an npz with `w`, `alpha`."
         )
     t = data.teacher
-    if needs_teacher and t is not None and t.path is None:
+    if needs_teacher and t is not None and t.path is None and model.kind == "two_layer":
         if t.w is None:
             yield "`data.teacher` needs `w` (a list of k input weight vectors) or `path`."
         else:
@@ -482,7 +511,12 @@ def _cross_field_problems(cfg: Config):
                     "must agree."
                 )
     pop = data.population
-    if pop is not None and pop.method == "closed_form":
+    if pop is not None and pop.method == "closed_form" and model.kind != "two_layer":
+        yield (
+            f"`data.population.method: closed_form` is the kernel of two-layer units; for "
+            f"`model.kind: {model.kind}` use `monte_carlo` or `quadrature` (dim <= 3)."
+        )
+    elif pop is not None and pop.method == "closed_form":
         activation = (t.activation if t is not None else None) or model.activation
         if activation not in ("relu", "erf"):
             yield (
@@ -528,6 +562,7 @@ def _cross_field_problems(cfg: Config):
             "noisy run; this config has no `dynamics.langevin`. Set `record.entropy_k: 0` or "
             "add the noise."
         )
+    yield from _deep_problems(cfg)
     yield from _unrepresentable(cfg, cfg.dtype)
     if model.init.path is None and model.width is None:
         yield "`model.width` is needed when `model.init.path` is not given."
@@ -536,6 +571,114 @@ def _cross_field_problems(cfg: Config):
         yield (
             "`record.w2.teacher` needs a teacher (`data.target: teacher` or `data.population` "
             f"with `data.teacher`); this run's target is {what}."
+        )
+
+
+_TWO_LAYER_ONLY = ("bias", "train_output", "trainable", "gamma")
+_TEACHER_TWO_LAYER = ("w", "a", "b")
+_TEACHER_DEEP = ("width", "depth", "std")
+
+
+def _changed(section: BaseModel, key: str) -> bool:
+    """Whether ``key`` of a config section differs from its default (a resolved config.yaml
+    states every key, so "was it written" cannot tell a user's choice from a default)."""
+    return getattr(section, key) != type(section).model_fields[key].get_default(
+        call_default_factory=True
+    )
+
+
+def _deep_problems(cfg: Config):
+    """The rules of `model.kind`: options of one kind refused on another, a depth where one
+    is needed, the dynamics a deep model takes."""
+    model, data, dyn = cfg.model, cfg.data, cfg.dynamics
+    kind = model.kind
+    if kind == "two_layer":
+        for key in ("depth", "solver", "rtol", "atol"):
+            if _changed(model, key):
+                yield (
+                    f"`model.{key}` is an option of the deep models (`model.kind` "
+                    f"ensemble_resnet, wide_resnet or multilayer); `model.kind` is two_layer."
+                )
+        if model.init.hidden is not None:
+            yield "`model.init.hidden` is for `model.kind: multilayer`; remove it."
+        if data.teacher is not None:
+            for key in _TEACHER_DEEP:
+                if _changed(data.teacher, key):
+                    yield (
+                        f"`data.teacher.{key}` draws a deep teacher; a two-layer teacher is "
+                        "given by `w`, `alpha` (and `a`, `b`) or `path`."
+                    )
+        if cfg.objective.expansion is not None:
+            yield "`objective.expansion` needs `model.kind: wide_resnet`; got two_layer."
+        if cfg.record.flow_norm:
+            yield "`record.flow_norm` needs `model.kind: wide_resnet`; got two_layer."
+        return
+    for key in _TWO_LAYER_ONLY:
+        if _changed(model, key):
+            yield (
+                f"`model.{key}` is an option of `model.kind: two_layer` (its a, w, b units); "
+                f"`model.kind` is {kind}: remove `model.{key}`."
+            )
+    if _changed(model.init, "b"):
+        yield f"`model.init.b` is the bias law of a two-layer unit; `model.kind: {kind}` has no bias."
+    if kind != "multilayer" and (_changed(model.init, "a") or model.init.hidden):
+        yield (
+            f"`model.init.a` and `model.init.hidden` are laws of a multilayer network; every "
+            f"entry of a {kind} is drawn from `model.init.w`."
+        )
+    if model.depth is None and kind != "multilayer":
+        yield f"`model.kind: {kind}` needs `model.depth` (the number L of residual blocks)."
+    if kind == "multilayer" and model.depth is not None and model.depth < 2:
+        yield (
+            f"`model.depth` of a multilayer network is its number H >= 2 of hidden layers "
+            f"(one hidden layer is `model.kind: two_layer`); got {model.depth}."
+        )
+    if kind != "wide_resnet":
+        for key in ("solver", "rtol", "atol"):
+            if _changed(model, key):
+                yield f"`model.{key}` is an option of `model.kind: wide_resnet`; got {kind}."
+        if cfg.objective.expansion is not None:
+            yield f"`objective.expansion` needs `model.kind: wide_resnet`; got {kind}."
+        if cfg.record.flow_norm:
+            yield f"`record.flow_norm` needs `model.kind: wide_resnet`; got {kind}."
+    if kind in ("ensemble_resnet", "wide_resnet") and model.scaling != "mean_field":
+        yield f"`model.scaling` must be mean_field for `model.kind: {kind}`; got {model.scaling!r}."
+    if kind == "multilayer" and model.scaling == "general":
+        yield (
+            "`model.scaling` of a multilayer network must be mean_field or ntk (a general gamma "
+            "has no single time scale across its layers)."
+        )
+    if kind == "multilayer":
+        for what, on in (
+            ("dynamics.langevin", dyn.langevin),
+            ("dynamics.birth_death", dyn.birth_death),
+            ("dynamics.domain", dyn.domain),
+        ):
+            if on is not None:
+                yield (
+                    f"`{what}` acts on a measure of particles; a multilayer network's rows pack "
+                    "weights of several layers, so it is not defined for `model.kind: multilayer`."
+                )
+    t = data.teacher
+    if t is not None:
+        for key in _TEACHER_TWO_LAYER:
+            if getattr(t, key) is not None:
+                yield (
+                    f"`data.teacher.{key}` is a two-layer teacher's array; a {kind} teacher is a "
+                    "network of its kind: `path` (a particle file) or `width`, `std`, `depth` "
+                    "(drawn at random)."
+                )
+        if t.alpha is not None and kind != "ensemble_resnet":
+            yield (
+                "`data.teacher.alpha` weighs the ResNets of an ensemble teacher; it is for "
+                f"`model.kind: ensemble_resnet`, not {kind}."
+            )
+        if t.path is not None and t.width is not None:
+            yield "`data.teacher.path` and `data.teacher.width` exclude each other; keep one."
+    if cfg.record.w2 is not None and cfg.record.w2.teacher:
+        yield (
+            "`record.w2.teacher` needs the teacher as atoms of the student's particle space "
+            f"(a two-layer teacher); not defined for `model.kind: {kind}`."
         )
 
 

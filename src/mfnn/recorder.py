@@ -11,6 +11,7 @@ from ._typing import Array, Float, Particles, Scalar
 from .dynamics.base import AbstractDynamics, AbstractJumps, diffusion_of
 from .errors import ConfigError
 from .integrators.base import AbstractIntegrator
+from .models.resnet import WideResNet
 from .targets import DataSet
 
 
@@ -180,7 +181,9 @@ class Recorder(AbstractRecorder):
     jump_dissipation).
 
     With ``w2`` (a `W2Monitor`) it adds ``w2_initial``, ``w2_teacher``, ``w2_reference``
-    (config ``record.w2``).
+    (config ``record.w2``). With ``flow_norm`` = p (a `WideResNet` only) it adds
+    ``flow_norm`` = exp((1/L) sum_l (mean_j |theta_j^l|_F^p)^(1/p)), the D_p-type quantity of
+    the continuous-depth flow (`mfnn.models.WideResNet.flow_norm`).
 
     Args:
         every: record interval in steps (>= 1).
@@ -188,6 +191,7 @@ class Recorder(AbstractRecorder):
         entropy_k: record the entropy and free energy with this many neighbours.
         jumps: record the birth-death dissipation.
         w2: W2 metrics to record, or None.
+        flow_norm: p of the wide-ResNet's flow norm, or None.
     """
 
     every: int = eqx.field(static=True, default=10)
@@ -195,6 +199,7 @@ class Recorder(AbstractRecorder):
     entropy_k: int | None = eqx.field(static=True, default=None)
     jumps: bool = eqx.field(static=True, default=False)
     w2: W2Monitor | None = None
+    flow_norm: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         if not isinstance(self.every, int) or self.every < 1:
@@ -218,6 +223,8 @@ class Recorder(AbstractRecorder):
             out += ("jump_dissipation",)
         if self.w2 is not None:
             out += self.w2.names()
+        if self.flow_norm is not None:
+            out += ("flow_norm",)
         return out
 
     def check(self, dynamics: AbstractDynamics) -> None:
@@ -228,6 +235,11 @@ class Recorder(AbstractRecorder):
                 "`record.entropy_k` records the entropy and the free energy F = E - H/beta of "
                 "a noisy dynamics; this run has no `dynamics.langevin`. Set "
                 "`record.entropy_k: 0` (off) or add the noise."
+            )
+        if self.flow_norm is not None and not isinstance(dynamics.model, WideResNet):
+            raise ConfigError(
+                "the recorder's `flow_norm` is the continuous-depth norm of a wide-ResNet; the "
+                f"model is a {type(dynamics.model).__name__}."
             )
         if self.jumps and not isinstance(dynamics, AbstractJumps):
             raise ConfigError(
@@ -288,4 +300,6 @@ class Recorder(AbstractRecorder):
         if self.w2 is not None:
             t = jnp.asarray(step).astype(theta.dtype) * dt
             out.update(self.w2(theta, theta0, t, key))
+        if self.flow_norm is not None and isinstance(full.model, WideResNet):
+            out["flow_norm"] = full.model.flow_norm(theta, self.flow_norm).astype(theta.dtype)
         return out, (v, loss)

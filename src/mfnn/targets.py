@@ -114,6 +114,58 @@ class Teacher(eqx.Module):
         act = ACTIVATIONS[self.activation](z)
         return act @ (self.alpha * self.a).astype(x.dtype)
 
+    @property
+    def dim(self) -> int:
+        """The input dimension d."""
+        return int(self.w.shape[1])
+
+
+class ModelTeacher(eqx.Module):
+    r"""A teacher of the student's kind: y(x) = f(x; theta*) for a deep model (`EnsembleResNet`,
+    `WideResNet`, `Multilayer`) with particles theta* (rows).
+
+    A vanilla ResNet X^{l+1} = X^l + (1/L) sigma(theta*^l X^l) is an `EnsembleResNet` with one
+    particle; with weights ``alpha`` (k,) (ensemble only) the teacher is the measure
+    rho* = sum_i alpha_i delta_{theta*_i} on Theta^L and y(x) = sum_i alpha_i X^L_{theta*_i}(x),
+    the teacher of Theorem 3 of the teacher-student ResNet paper (E, Ma, Wu and co-authors).
+    """
+
+    model: eqx.Module
+    theta: Float[Array, "k D"]
+    alpha: Float[Array, " k"] | None = None
+
+    def __check_init__(self):
+        if self.alpha is not None:
+            from .models.resnet import EnsembleResNet
+
+            if not isinstance(self.model, EnsembleResNet):
+                raise ConfigError(
+                    "`data.teacher.alpha` weighs the atoms of a measure of ResNets; it is for "
+                    f"`model.kind: ensemble_resnet`, not a {type(self.model).__name__}."
+                )
+            alpha = np.asarray(self.alpha)
+            if alpha.shape != (self.theta.shape[0],) or np.any(alpha < 0):
+                raise ConfigError(
+                    f"`data.teacher.alpha` must be {self.theta.shape[0]} weights >= 0 (one per "
+                    f"teacher ResNet); got {alpha.tolist()}."
+                )
+            if not np.isclose(alpha.sum(), 1.0, atol=1e-9):
+                raise ConfigError(
+                    f"`data.teacher.alpha` must sum to 1; got {alpha.tolist()} "
+                    f"(sum {alpha.sum():.6g})."
+                )
+
+    def __call__(self, x: Inputs):
+        theta = self.theta.astype(x.dtype)
+        if self.alpha is None:
+            return self.model.predict(theta, x)
+        return jnp.einsum("i,nid->nd", self.alpha.astype(x.dtype), self.model.units(theta, x))
+
+    @property
+    def dim(self) -> int:
+        """The input dimension d."""
+        return int(self.model.d)
+
 
 def teacher_measure(teacher: Teacher, model) -> tuple[Float[Array, "k D"], Float[Array, " k"]]:
     r"""The teacher measure rho* = sum_i alpha_i delta_{c_i} as atoms in the student's particle

@@ -6,3 +6,7 @@ from .base import features_pullback as features_pullback
 from .scaling import Scaling as Scaling
 from .scaling import gamma_of as gamma_of
 from .two_layer import TwoLayer as TwoLayer
+from .multilayer import Multilayer as Multilayer
+from .resnet import AbstractResNet as AbstractResNet
+from .resnet import EnsembleResNet as EnsembleResNet
+from .resnet import WideResNet as WideResNet

@@ -7,3 +7,4 @@ from .sampling import FullBatch as FullBatch
 from .sampling import Minibatch as Minibatch
 from .sampling import Online as Online
 from .zero import ZeroRisk as ZeroRisk
+from .expansion import ExpandedRisk as ExpandedRisk

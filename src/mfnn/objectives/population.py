@@ -29,10 +29,10 @@ import jax.numpy as jnp
 from .._typing import Array, Float, Particles, Scalar
 from ..errors import ConfigError
 from ..models.two_layer import TwoLayer
-from ..targets import GaussianInputs, Teacher, UniformBox
+from ..targets import GaussianInputs, ModelTeacher, Teacher, UniformBox
 from .base import AbstractObjective
 from .kernels import get_kernel, quadrature_rule
-from .risk import energy_velocity, nonnegative, weighted_velocity
+from .risk import energy_velocity, nonnegative, square_norms, weighted_velocity
 
 METHODS = ("closed_form", "quadrature", "monte_carlo")
 
@@ -57,7 +57,7 @@ class PopulationRisk(AbstractObjective):
     teacher values and weights (sum 1), None for ``closed_form``; ``l2``.
     """
 
-    teacher: Teacher
+    teacher: Teacher | ModelTeacher
     inputs: GaussianInputs | UniformBox
     x: Float[Array, "K d"] | None
     y: Float[Array, " K"] | None
@@ -90,14 +90,20 @@ class PopulationRisk(AbstractObjective):
             raise ConfigError(
                 f"`data.population.method` must be one of {list(METHODS)}; got {method!r}."
             )
-        d = int(teacher.w.shape[1])
+        d = teacher.dim
         if d != inputs.dim:
             raise ConfigError(
                 f"the teacher's neurons have dimension {d} but `data.population.dim` is "
-                f"{inputs.dim}; they must agree (`data.teacher.w` is (k, dim))."
+                f"{inputs.dim}; they must agree (`data.teacher` is a network on R^dim)."
             )
         x = y = weights = None
         if method == "closed_form":
+            if not isinstance(teacher, Teacher):
+                raise ConfigError(
+                    "`data.population.method: closed_form` is the kernel of a two-layer teacher; "
+                    f"this teacher is a {type(teacher.model).__name__}. Use `quadrature` "
+                    "(dim <= 3) or `monte_carlo`."
+                )
             get_kernel(teacher.activation)
             if not isinstance(inputs, GaussianInputs) or inputs.std != 1.0:
                 raise ConfigError(
@@ -197,10 +203,10 @@ class PopulationRisk(AbstractObjective):
     def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
         """R(mu_m(theta)); on the batch (x, y) if one is given."""
         if x is not None:
-            return 0.5 * jnp.mean((model.predict(theta, x) - y) ** 2)
+            return 0.5 * jnp.mean(square_norms(model.predict(theta, x) - y))
         if self.method == "closed_form":
             return self.decomposition(model, theta)["risk"]
-        return 0.5 * jnp.sum(self.weights * (model.predict(theta, self.x) - self.y) ** 2)
+        return 0.5 * jnp.sum(self.weights * square_norms(model.predict(theta, self.x) - self.y))
 
     @eqx.filter_jit
     def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:

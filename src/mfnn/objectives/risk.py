@@ -64,9 +64,10 @@ class EmpiricalRisk(AbstractObjective):
         return (self.data.x, self.data.y) if x is None else (x, y)
 
     def risk(self, model, theta: Particles, x: Inputs | None = None, y=None) -> Scalar:
-        """R = (1/(2n)) sum_i (f(x_i) - y_i)^2 on the data (or the given batch)."""
+        """R = (1/(2n)) sum_i |f(x_i) - y_i|^2 on the data (or the given batch); the norm
+        is over the output's components when f is vector-valued (a ResNet's X^L)."""
         x, y = self._batch(x, y)
-        return 0.5 * jnp.mean((model.predict(theta, x) - y) ** 2)
+        return 0.5 * jnp.mean(square_norms(model.predict(theta, x) - y))
 
     def first_variation(
         self, model, theta: Particles, points: Float[Array, "k D"], x=None, y=None
@@ -138,9 +139,19 @@ def weighted_velocity(
     return model.freeze(v), loss
 
 
+def square_norms(residual: Float[Array, "n ..."]) -> Float[Array, " n"]:
+    """|r_i|^2 per sample: r_i^2 for scalar outputs, the sum over the components of a
+    vector output (n, k)."""
+    return (
+        residual**2
+        if residual.ndim == 1
+        else jnp.sum(residual**2, axis=tuple(range(1, residual.ndim)))
+    )
+
+
 def _weighted_risk(model, theta, x, y, weights):
-    residual = model.predict(theta, x) - y
-    return 0.5 * (jnp.mean(residual**2) if weights is None else jnp.sum(weights * residual**2))
+    sq = square_norms(model.predict(theta, x) - y)
+    return 0.5 * (jnp.mean(sq) if weights is None else jnp.sum(weights * sq))
 
 
 def energy_velocity(model: AbstractModel, blocks: Blocks, l2: Array, risk) -> tuple[Blocks, Scalar]:
