@@ -293,7 +293,8 @@ class DomainSpec(_Strict):
 
 class ObjectiveSpec(_Strict):
     """The energy: the risk + (l2/2) int |theta|^2 dmu; ``expansion`` 1 or 2 replaces a
-    wide-ResNet's X^L by its small-theta expansion X_(1) or X_(2) (`mfnn.objectives.ExpandedRisk`)."""
+    wide-ResNet's X^L by its small-theta expansion X_(1) or X_(2)
+    (`mfnn.objectives.ExpandedRisk`)."""
 
     l2: float = Field(0.0, ge=0)
     expansion: Literal[1, 2] | None = None
@@ -620,7 +621,7 @@ def _deep_problems(cfg: Config):
                 f"`model.kind` is {kind}: remove `model.{key}`."
             )
     if _changed(model.init, "b"):
-        yield f"`model.init.b` is the bias law of a two-layer unit; `model.kind: {kind}` has no bias."
+        yield f"`model.init.b` is the bias law of a two-layer unit; a {kind} has no bias."
     if kind != "multilayer" and (_changed(model.init, "a") or model.init.hidden):
         yield (
             f"`model.init.a` and `model.init.hidden` are laws of a multilayer network; every "

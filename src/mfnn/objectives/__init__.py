@@ -1,4 +1,5 @@
 from .base import AbstractObjective as AbstractObjective
+from .expansion import ExpandedRisk as ExpandedRisk
 from .population import PopulationRisk as PopulationRisk
 from .risk import EmpiricalRisk as EmpiricalRisk
 from .sampling import AbstractSampler as AbstractSampler
@@ -7,4 +8,3 @@ from .sampling import FullBatch as FullBatch
 from .sampling import Minibatch as Minibatch
 from .sampling import Online as Online
 from .zero import ZeroRisk as ZeroRisk
-from .expansion import ExpandedRisk as ExpandedRisk
