@@ -127,7 +127,8 @@ class ModelTeacher(eqx.Module):
     A vanilla ResNet X^{l+1} = X^l + (1/L) sigma(theta*^l X^l) is an `EnsembleResNet` with one
     particle; with weights ``alpha`` (k,) (ensemble only) the teacher is the measure
     rho* = sum_i alpha_i delta_{theta*_i} on Theta^L and y(x) = sum_i alpha_i X^L_{theta*_i}(x),
-    the teacher of Theorem 3 of the teacher-student ResNet paper (E, Ma, Wu and co-authors).
+    the teacher of Theorem 3 of "Mean field models for neural networks in teacher-student
+    setting".
     """
 
     model: eqx.Module

@@ -1,8 +1,7 @@
 r"""Deep residual networks as measures: the ensemble-ResNet and the wide-ResNet.
 
-Both follow "Mean-field analysis of neural networks in the teacher-student setting and for
-ResNets" (Weinan E, Chao Ma, Lei Wu and co-authors' teacher-student ResNet models, section 3:
-Ensemble-ResNet and Wide-ResNet), built on the vanilla ResNet with input x in R^d
+Both follow section 3 of "Mean field models for neural networks in teacher-student setting"
+(3.1 Ensemble-ResNet, 3.2 Wide-ResNet), built on the vanilla ResNet with input x in R^d
 
     X^0 = x,   X^{l+1} = X^l + (1/L) sigma(theta^l X^l),   0 <= l < L,
 

@@ -1,8 +1,8 @@
 r"""The small-theta expansions of the wide-ResNet's energy, E_(1) and E_(2).
 
 For the wide-ResNet X^{l+1} = X^l + (1/(L N)) sum_j sigma(theta_j^l X^l) with sigma smooth and
-sigma(0) = 0, expanding the L residual blocks around theta = 0 (E, Ma, Wu and co-authors'
-teacher-student ResNet paper, eqs. (9)-(11); `mfnn.models.WideResNet.expansion`) gives
+sigma(0) = 0, expanding the L residual blocks around theta = 0 ("Mean field models for
+neural networks in teacher-student setting", eqs. (9)-(11); `WideResNet.expansion`) gives
 
     E_(k)(rho) = (1/2) E_x |X_(k)(x; rho) - y(x)|^2,      k = 1, 2,
 
