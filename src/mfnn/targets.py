@@ -229,7 +229,7 @@ TARGETS = ("sign", "teacher")
 
 
 class DataSet(eqx.Module):
-    """Training inputs and outputs, x (n, d), y (n,)."""
+    """Training inputs and outputs, x (n, d), y (n,) (or (n, k): vector-valued targets)."""
 
     x: Inputs
     y: Targets
@@ -254,7 +254,7 @@ def sample_dataset(target, inputs: InputLaw, n: int, key: Key, dtype=jnp.float64
 
 
 def load_dataset(path: str | os.PathLike, dtype=jnp.float64, field="data.path") -> DataSet:
-    """Read a data file: npz with ``x`` (n, d) and ``y`` (n,)."""
+    """Read a data file: npz with ``x`` (n, d) and ``y`` (n,) or (n, k)."""
     from .measure import read_npz  # the rules every input file obeys (numeric, finite, ...)
 
     data = read_npz(path, field, "data file")
@@ -267,10 +267,11 @@ def load_dataset(path: str | os.PathLike, dtype=jnp.float64, field="data.path") 
     x, y = np.asarray(data["x"]), np.asarray(data["y"])
     if x.ndim == 1:
         x = x[:, None]
-    if x.ndim != 2 or y.shape != (x.shape[0],):
+    if x.ndim != 2 or y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
         raise ConfigError(
-            f"`{field}`: in {str(path)!r}, `x` must be (n, d) and `y` (n,) with the same n; "
-            f"got x {tuple(data['x'].shape)}, y {tuple(y.shape)}."
+            f"`{field}`: in {str(path)!r}, `x` must be (n, d) and `y` (n,) (or (n, k) for a "
+            f"vector-valued target such as a ResNet's) with the same n; got x "
+            f"{tuple(data['x'].shape)}, y {tuple(y.shape)}."
         )
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ConfigError(f"`{field}`: data file {str(path)!r} contains NaN or inf.")

@@ -9,8 +9,11 @@ from .global_convergence import GLOBAL_CONVERGENCE
 from .langevin_gibbs import LANGEVIN_GIBBS
 from .langevin_temperature import LANGEVIN_TEMPERATURE
 from .lazy_vs_rich import LAZY_VS_RICH
+from .multilayer_chaos import MULTILAYER_CHAOS
 from .random_features import RANDOM_FEATURES
 from .reflecting_ball import REFLECTING_BALL
+from .resnet_depth_limit import RESNET_DEPTH_LIMIT
+from .resnet_ensemble import RESNET_ENSEMBLE
 from .sign import SIGN
 from .stationary_1d import STATIONARY_1D
 from .teacher_speed import TEACHER_SPEED
@@ -31,6 +34,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         BARRON_RATE,
         LAZY_VS_RICH,
         CHAOS,
+        RESNET_ENSEMBLE,
+        MULTILAYER_CHAOS,
+        RESNET_DEPTH_LIMIT,
     )
 }
 DEFAULT = "sign"

@@ -17,6 +17,8 @@ rho(theta, eps) (mobility in theta only: eps = l/L stays).
 from __future__ import annotations
 
 import equinox as eqx
+import jax
+import jax
 
 from .._typing import Array, Scalar
 from ..errors import ConfigError
@@ -59,7 +61,9 @@ class ExpandedRisk(AbstractObjective):
                 "`objective.expansion` is the small-theta expansion of a wide-ResNet; it needs "
                 f"`model.kind: wide_resnet`, got a {type(model).__name__}."
             )
-        if float(ACTIVATIONS[model.activation](0.0)) != 0.0:
+        with jax.ensure_compile_time_eval():  # a Python number also under jit
+            at_zero = float(ACTIVATIONS[model.activation](0.0))
+        if at_zero != 0.0:
             raise ConfigError(
                 "`objective.expansion` expands around theta = 0 and needs sigma(0) = 0 "
                 f"(tanh, arctan, erf, relu); `model.activation` is {model.activation!r}."
