@@ -578,7 +578,7 @@ def figures(s: Study[ResNetEnsembleParams], stats: dict[str, Any], runs) -> list
     ax[1, 0].set(
         xlabel="D = L d^2 (log scale)",
         ylabel="-slope of log W vs log N (log scale)",
-        title=f"the W2 exponent falls like 1/D (b = {across['T']['w2_exponent']:.2f})",
+        title=f"-s_W falls with D: fit D^b, b = {across['T']['w2_exponent']:.2f} (theory: 1/D)",
     )
     ax[1, 0].legend(fontsize=8)
     for tag, marker in (("0", "s"), ("T", "o")):
