@@ -23,6 +23,7 @@ from mfnn.experiments.multilayer_chaos import (
     layer_coupling,
     model_arrays,
     students,
+    unit_subsets,
 )
 from mfnn.models import Multilayer
 from mfnn.stats import loglog_fit
@@ -41,31 +42,43 @@ def _study(tmp_path):
     return Study(E, cfg, E.validate_params(cfg), tmp_path, progress=False)
 
 
-def _synthetic(M=512, d=2, seed=0):
-    """True weights of a reference (M units) and, for each width N, its blocks moved by
-    independent N^-1/2 perturbations: what the students look like against their twins."""
+def _synthetic(M=1024, d=2, seed=0):
+    """True weights of a reference (M units) and, for each width N, 64 students on random
+    subsets of its units moved by independent N^-1/2 perturbations: what the trained
+    students look like against their twins."""
     rng = np.random.default_rng(seed)
     z = {"w1": rng.normal(size=(M, d)), "w2": 1 + rng.normal(size=(M, M)), "a": rng.normal(size=M)}
     moved = {}
     for n in (8, 16, 32, 64):
-        b = blocks_of(z, n, M // n)
-        moved[n] = {k: v + rng.normal(size=v.shape) / math.sqrt(n) for k, v in b.items()}
+        units = unit_subsets(seed, M, n, 64)
+        b = blocks_of(z, units)
+        moved[n] = (units, {k: v + rng.normal(size=v.shape) / math.sqrt(n) for k, v in b.items()})
     return z, moved
 
 
-def test_blocks_are_disjoint_sub_networks():
+def test_unit_subsets_are_random_subsets_without_repeats():
+    u = unit_subsets(3, 100, 10, 50)
+    assert u.shape == (50, 10) and u.min() >= 0 and u.max() < 100
+    assert all(len(set(row)) == 10 and list(row) == sorted(row) for row in u.tolist())
+    np.testing.assert_array_equal(u, unit_subsets(3, 100, 10, 50))  # deterministic
+    assert not np.array_equal(u, unit_subsets(4, 100, 10, 50))  # another seed, other units
+    counts = np.bincount(unit_subsets(3, 100, 10, 1000).ravel(), minlength=100)
+    assert 60 <= counts.min() and counts.max() <= 140  # every unit about as often (100 +- 9.5)
+    np.testing.assert_array_equal(unit_subsets(0, 8, 8, 1), [np.arange(8)])  # N = M: all
+
+
+def test_blocks_are_the_sub_networks_on_the_units():
     M = 12
     z = {"w1": np.arange(2.0 * M).reshape(M, 2), "w2": np.arange(M * M).reshape(M, M) * 1.0}
     z["a"] = -np.arange(1.0 * M)
-    b = blocks_of(z, 4, 3, centre=0.5)
-    assert b["w1"].shape == (3, 4, 2) and b["w2"].shape == (3, 4, 4) and b["a"].shape == (3, 4)
-    for r in range(3):
-        s = slice(4 * r, 4 * r + 4)
+    units = np.array([[0, 3, 7, 11], [1, 2, 3, 4]])
+    b = blocks_of(z, units, centre=0.5)
+    assert b["w1"].shape == (2, 4, 2) and b["w2"].shape == (2, 4, 4) and b["a"].shape == (2, 4)
+    for r, s in enumerate(units):
         np.testing.assert_array_equal(b["w1"][r], z["w1"][s])
-        np.testing.assert_array_equal(b["w2"][r], z["w2"][s, s] - 0.5)  # W_2[S, S], centred
         np.testing.assert_array_equal(b["a"][r], z["a"][s])
-    # every entry of W_1 and a in exactly one block; W_2: the diagonal blocks only
-    assert sorted(b["a"].ravel().tolist()) == sorted(z["a"].tolist())
+        for i, j in np.ndindex(4, 4):  # W_2[S, S]: the weights between the student's units
+            assert b["w2"][r, i, j] == z["w2"][s[i], s[j]] - 0.5
 
 
 def test_the_coupling_of_the_right_twins_decays_like_one_over_n_and_wrong_twins_do_not(
@@ -75,11 +88,11 @@ def test_the_coupling_of_the_right_twins_decays_like_one_over_n_and_wrong_twins_
     widths = sorted(moved)
     right = {k: [] for k in LAYERS}
     wrong = {k: [] for k in LAYERS}
-    flipped = {k: v[::-1] for k, v in z.items()}  # a wrong coupling: the units in reverse
-    flipped["w2"] = z["w2"][::-1, ::-1]
     for n in widths:
-        c = layer_coupling(moved[n], blocks_of(z, n, len(moved[n]["a"])))
-        cw = layer_coupling(moved[n], blocks_of(flipped, n, len(moved[n]["a"])))
+        units, students_ = moved[n]
+        c = layer_coupling(students_, blocks_of(z, units))
+        # a wrong coupling: each student against the units of the next student
+        cw = layer_coupling(students_, blocks_of(z, np.roll(units, 1, axis=0)))
         for k in LAYERS:
             right[k].append(float(np.mean(c[k])))
             wrong[k].append(float(np.mean(cw[k])))
@@ -106,7 +119,9 @@ def test_model_arrays_are_the_true_weights_of_each_student():
             want = net.particle_arrays(theta[r])
             for k in LAYERS:
                 np.testing.assert_allclose(got[k][r], want[k], rtol=1e-15)
-        assert np.allclose(got["w2"], theta[..., 3:8] * (np.sqrt(5) if scaling == "mean_field" else 1))
+        assert np.allclose(
+            got["w2"], theta[..., 3:8] * (np.sqrt(5) if scaling == "mean_field" else 1)
+        )
 
 
 def test_law_mean():
@@ -197,7 +212,9 @@ def test_a_reference_that_misses_a_statistic_time_fails(tmp_path):
         ("experiment.params.slope_tolerance=0", "experiment.params.slope_tolerance"),
         ("experiment.params.reference_share=2", "experiment.params.reference_share"),
         ("experiment.params.loss_ratio=0", "experiment.params.loss_ratio"),
-        ("experiment.params.replicas=4", "experiment.params"),
+        ("experiment.params.replicas=1", "experiment.params.replicas"),
+        ("experiment.params.ntk_replicas=0", "experiment.params.ntk_replicas"),
+        ("experiment.params.reference_width=4096", "experiment.params"),
         ("model.depth=3", "model.depth"),
         ("model.scaling=ntk", "model.scaling"),
         ("model.init.path=x.npz", "model.init.path"),
@@ -247,7 +264,7 @@ def test_quick_checks_hold(quick):
     assert {"function_slope_t0", "nonlinear_regime", "reference/energy_identity"} <= set(
         s["checks"]
     )
-    assert s["M"] == 1024 and s["widths"] == [16, 32, 64] and s["replicas"] == [64, 32, 16]
+    assert s["M"] == 1024 and s["widths"] == [16, 32, 64] and s["replicas"] == [256] * 3
     c = s["coupling"]
     for layer in LAYERS:  # the coupling grows with t and falls with N
         assert all(a < b for a, b in zip(c["5"][layer], c["10"][layer], strict=True))
@@ -261,21 +278,30 @@ def test_quick_checks_hold(quick):
 
 
 @pytest.mark.slow
-def test_quick_students_start_from_blocks_of_the_reference(quick):
+def test_quick_students_start_from_sub_networks_of_the_reference(quick):
     out, _ = quick
     (ref,) = (out / "inputs").glob("reference-*.npz")
     z = dict(np.load(ref))
     snap = np.load(out / "runs" / "reference" / "snapshots" / "step_00000000.npz")
     for k in LAYERS:
         np.testing.assert_array_equal(snap[k], z[k])
+    s = unit_subsets(0, 1024, 32, 1)[0]
     (first,) = (out / "inputs").glob("ntk_n32-*.npz")
     f = np.load(first)
-    np.testing.assert_array_equal(f["w1"], z["w1"][:32])
-    np.testing.assert_array_equal(f["w2"], z["w2"][:32, :32] - 1.0)  # ntk: centred W_2
+    np.testing.assert_array_equal(f["w1"], z["w1"][s])
+    np.testing.assert_array_equal(f["w2"], z["w2"][np.ix_(s, s)] - 1.0)  # ntk: W_2 centred
+    (first,) = (out / "inputs").glob("mean_field_n32-*.npz")
+    np.testing.assert_array_equal(np.load(first)["w2"], z["w2"][np.ix_(s, s)])
     value = json.loads((out / "runs" / "mean_field_n32" / "result.json").read_text())["value"]
-    assert value["replicas"] == 32
-    assert value["coupling"]["0"] == dict.fromkeys(LAYERS, [0.0] * 32)  # same initial weights
-    assert len(value["function"]["0"]) == 32 and min(value["function"]["0"]) > 0
+    assert value["replicas"] == 256
+    for (
+        layer
+    ) in LAYERS:  # the same initial weights (W_2 up to the round-off of sqrt(N) W / sqrt(N))
+        assert len(value["coupling"]["0"][layer]) == 256
+        assert max(value["coupling"]["0"][layer]) < 1e-28
+    assert len(value["function"]["0"]) == 256 and min(value["function"]["0"]) > 0
+    ntk = json.loads((out / "runs" / "ntk_n32" / "result.json").read_text())["value"]
+    assert ntk["replicas"] == 32 and ntk["coupling"] == {}  # no twins: movement only
 
 
 @pytest.mark.slow

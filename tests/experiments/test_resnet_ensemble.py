@@ -45,13 +45,13 @@ def test_layout_covers_the_state_once():
         reference_width=64, widths=(2, 4, 8), ensemble_widths=(4, 16), particles_per_width=32
     )
     lay = layout(p)
-    assert lay["replicas"] == {4: 8, 16: 4}  # max(min_replicas = 4, 32 // N)
+    assert lay["replicas"] == {4: 8, 16: 2}  # max(min_replicas = 2, 32 // N)
     covered = np.zeros(lay["rows"], int)
     covered[:64] += 1
     for n, (a, b) in lay["systems"].items():
         assert b - a == lay["replicas"][n] * n
         covered[a:b] += 1
-    assert np.all(covered == 1) and sum(lay["sizes"]) == lay["rows"] == 64 + 32 + 64
+    assert np.all(covered == 1) and sum(lay["sizes"]) == lay["rows"] == 64 + 32 + 32
 
 
 def test_numpy_resnet_is_the_model():

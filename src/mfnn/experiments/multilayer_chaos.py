@@ -1,5 +1,6 @@
-"""`multilayer_chaos`: propagation of chaos and lazy against rich training, layer by layer,
-for the three-layer (H = 2 hidden layers) mean-field network."""
+"""`multilayer_chaos`: propagation of chaos (sub-network coupling, per layer) and lazy against
+rich training (movement per layer) for the three-layer (H = 2 hidden layers) mean-field
+network."""
 
 from __future__ import annotations
 
@@ -23,47 +24,52 @@ from .common import Increasing, require
 
 CLAIM = """\
 Propagation of chaos for the three-layer mean-field network (Nguyen and Pham 2020, "A rigorous
-framework for the mean field limit of multilayer neural networks", Theorem 3 (finite-width
-approximation); Araujo, Oliveira and Yukimura 2019, "A mean-field limit for certain deep
-neural networks"; Sirignano and Spiliopoulos 2020), and lazy against rich training layer by
-layer (Chizat, Oyallon and Bach 2019; Jacot, Gabriel and Hongler 2018).
+framework for the mean field limit of multilayer neural networks": a width-N network and its
+mean field limit, both indexed by one neuronal embedding, stay O(N^-1/2) apart on [0, T] up
+to logarithmic factors;
+Araujo, Oliveira and Yukimura 2019, "A mean-field limit for certain deep neural networks";
+Sirignano and Spiliopoulos 2020, "Mean field analysis of deep neural networks"), and lazy
+against rich training layer by layer (Chizat, Oyallon and Bach 2019, "On lazy training in
+differentiable programming"; Jacot, Gabriel and Hongler 2018).
 
 Network (`mfnn.models.Multilayer`, H = 2, no biases): h_1 = W_1 x, h_2 = (1/N) W_2^T tanh(h_1),
 f = (1/N) a . tanh(h_2), every weight O(1), flow dW_1/dt = -N dE/dW_1, dW_2/dt = -N^2 dE/dW_2,
-da/dt = -N dE/da (ntk: 1/sqrt(N) and unit factors). Initial weights i.i.d.: W_1 ~ N(0.5, I_d),
-W_2 ~ N(1, 1), a ~ N(0, 1). With zero-mean middle weights the limit's second-layer
-pre-activations h_2(x) = E[W_2] E[tanh(W_1 . x)] vanish at t = 0, and they vanish too when the
-W_1 law is symmetric (tanh is odd); the means 1 and 0.5 make h_2(x, 0) a non-zero function.
-Data: a fixed training set (x ~ N(0, I_3), y from a random width-4 mean-field teacher), the
-same inputs and targets for every sub-run and scaling.
+da/dt = -N dE/da (ntk: 1/sqrt(N) and unit factors). Initial weights i.i.d.: W_1 ~ N(0.5, I_3),
+W_2 ~ N(1, 1), a ~ N(0, 1). With i.i.d. weights the limit's second-layer pre-activation at
+t = 0 is the same for every unit, h_2(x) = E[W_2] E[tanh(W_1 . x)]: it vanishes when the
+middle weights have mean 0, and also when the law of W_1 is symmetric (tanh is odd); the
+means 1 and 0.5 make it a non-zero function. Data: a fixed training set (64 inputs
+x ~ N(0, I_3), y from a random width-4 mean-field teacher, entries N(0, 2^2)) and 256 test
+inputs, written once and read by every sub-run of both scalings.
 
 Claim 1 (coupling). The middle weights W_2[j, k] couple pairs of units, so the rows of one
 network are not exchangeable particles of one measure: the coupling is by sub-networks. A
-reference network of M = model.width units per layer stands in for the limit; a student of
-width N starts from the units S = {rN, ..., rN + N - 1} of the reference's initial weights
-(W_1[S], W_2[S, S], a[S]: the same true weights, averaged with 1/N instead of 1/M), for the
-R_N = M // N disjoint blocks r; both train by the same discrete flow (Euler), and each weight
-of the student is compared with its twin in the reference at each t in `times`:
+reference network of M = model.width units per layer stands in for the limit. A student of
+width N starts from the reference's initial weights on a random subset S of N of its units
+(W_1[S], W_2[S, S], a[S]: the same true weights, averaged with 1/N instead of 1/M;
+`unit_subsets`), `replicas` students per width; all train by the same discrete flow (Euler),
+and each weight of a student is compared with its twin in the reference at each t in `times`:
     C_1 = mean |W_1[j] - W~_1[j]|^2,  C_2 = mean |W_2[j, k] - W~_2[j, k]|^2,
-    C_a = mean |a_j - a~_j|^2        (means over units, pairs and blocks),
-    F = sqrt(mean_blocks ||f_N - f_M||^2_L2(test inputs)).
-Every weight's velocity depends on the network through averages over N units, which differ
-from the reference's by O(N^-1/2) (minus the reference's own O(M^-1/2)), so each layer's
-C = O(1/N - 1/M) (slope -1) and F = O(N^-1/2) (slope -1/2, at t = 0 as well). e_M(t), the
-coupling of the student of width M/2 (the first half of the units), is the reference's own
-squared error (sigma^2 (2/M - 1/M)); share(t) = e_M / C(N_max) (summed over the layers)
-bends the slopes by at most log(1 + share) / log(N_max / N_min). L_M(T) / L_M(0) places T past
-the kernel phase.
+    C_a = mean |a_j - a~_j|^2        (means over units, pairs of units and students),
+    F = sqrt(mean over students of ||f_N - f_M||^2 on the test inputs).
+Every velocity depends on the network through averages over units, which differ from the
+reference's by O(N^-1/2) (less the reference's own O(M^-1/2)), so each layer has C = O(1/N -
+1/M) (slope -1 against N) and F = O(N^-1/2) (slope -1/2; at t = 0 too, where C = 0). e_M(t),
+the coupling of one student of width M/2, is the reference's own squared error
+(sigma^2 (2/M - 1/M) = sigma^2 / M); share(t) = e_M / C(N_max) (summed over the layers) bends
+the slopes by at most log(1 + share) / log(N_max / N_min). L_M(T) / L_M(0) places T past the
+kernel phase.
 
-Claim 2 (per-layer movement). The students' relative movement |P(T) - P(0)|_F / |P(0)|_F of
-each weight block P (W_1, W_2, a; `Multilayer.layer_movement`), mean over blocks, against N:
-under mean_field every weight moves O(1) in O(1) time (slopes 0: features are learned in
-every layer). Under ntk (the same initial draws, W_2 centred: a mean would make h_2 grow like
-sqrt(N)) each entry of W_1 and a moves O(N^-1/2) (slopes -1/2), and each entry of W_2 moves
-O(1/N): Delta W_2 is a sum over the n inputs of rank-one terms of Frobenius norm O(1) while
-|W_2(0)|_F = O(N), so its Frobenius movement has slope -1, and its operator-norm movement
-|Delta W_2|_op / |W_2(0)|_op (with |W_2(0)|_op = O(sqrt(N))) slope -1/2 (`w2_op`). L(T) / L(0)
-in both scalings at every width (f moved O(1) by T: the premise).
+Claim 2 (movement per layer). The students' relative movement |P(T) - P(0)|_F / |P(0)|_F of
+each weight block P (W_1, W_2, a; `Multilayer.layer_movement`), mean over students, against
+N: under mean_field every weight moves O(1) in O(1) time (slope 0 in every layer: features
+are learned in every layer). Under ntk (`ntk_replicas` students from the same draws, W_2
+centred: its mean would make h_2 grow like sqrt(N)) each entry of W_1 and a moves O(N^-1/2)
+(slopes -1/2), and each entry of W_2 only O(1/N): Delta W_2 is a sum over the inputs of
+rank-one terms of Frobenius norm O(1) while |W_2(0)|_F = O(N), so the Frobenius movement of
+W_2 has slope -1, and its operator-norm movement |Delta W_2|_op / |W_2(0)|_op
+(|W_2(0)|_op = O(sqrt(N))) slope -1/2 (`w2_op`). L(T) / L(0) in both scalings at every width
+(f moved O(1) by T: the premise).
 """
 
 LAYERS = ("w1", "w2", "a")  # the coupled weight blocks of H = 2

@@ -485,9 +485,9 @@ RESNET_DEPTH_LIMIT = Experiment(
     quick=(
         "experiment.params.depths=[4, 8, 16]",
         "experiment.params.reference_depth=32",
-        "experiment.params.widths=[4, 8, 16, 32]",
-        "experiment.params.times=[2.0, 4.0]",
-        "model.width=1024",
+        "experiment.params.widths=[8, 16, 32]",
+        "experiment.params.times=[4.0]",  # one compiled chunk
+        "model.width=512",
         "dynamics.dt=0.2",
         "dynamics.steps=20",
     ),

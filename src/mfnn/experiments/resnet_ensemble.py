@@ -97,7 +97,7 @@ class ResNetEnsembleParams(Params):
     )
     reference_width: int = Field(2048, ge=8, description="M, ResNets of each reference")
     widths: Widths = Field(
-        (8, 16, 32, 64, 128, 256, 512, 1024), min_length=3, description="N of the W2 pairs"
+        (8, 16, 32, 64, 128, 256, 512), min_length=3, description="N of the W2 pairs"
     )
     w2_pairs: int = Field(4096, ge=1, description="pairs per N: max(min_pairs, this // N)")
     min_pairs: int = Field(2, ge=1, description="the fewest W2 pairs of a width")
@@ -105,8 +105,8 @@ class ResNetEnsembleParams(Params):
     ensemble_widths: Widths = Field(
         (8, 32, 128), min_length=1, description="N of the trained N-ResNet ensembles"
     )
-    particles_per_width: int = Field(512, ge=1, description="replicas max(min, this // N)")
-    min_replicas: int = Field(4, ge=2, description="the fewest replicas of an ensemble width")
+    particles_per_width: int = Field(256, ge=1, description="replicas max(min, this // N)")
+    min_replicas: int = Field(2, ge=2, description="the fewest replicas of an ensemble width")
     shape_steps: int = Field(100, ge=1, description="Euler steps of the width study")
     shape_dt: float = Field(1.0, gt=0, description="dt of the width study")
     shape_n_train: int = Field(64, ge=1, description="training inputs of the width study")
@@ -431,6 +431,7 @@ def analyze(s: Study[ResNetEnsembleParams], runs) -> dict[str, Any]:
             "log10_needed_w2": col["log10_needed_w2"],
             "function_slope": col["function_slope"],
             "log10_needed_function": col["log10_needed_function"],
+            "branch_spread": col["branch_spread"],
         }
     across["T"]["trained_over_sampled"] = [
         max(v["T"]["trained_over_sampled"]) for v in shapes.values()
