@@ -213,7 +213,6 @@ def test_a_reference_that_misses_a_statistic_time_fails(tmp_path):
         ("experiment.params.reference_share=2", "experiment.params.reference_share"),
         ("experiment.params.loss_ratio=0", "experiment.params.loss_ratio"),
         ("experiment.params.replicas=1", "experiment.params.replicas"),
-        ("experiment.params.ntk_replicas=0", "experiment.params.ntk_replicas"),
         ("experiment.params.reference_width=4096", "experiment.params"),
         ("model.depth=3", "model.depth"),
         ("model.scaling=ntk", "model.scaling"),
@@ -301,7 +300,7 @@ def test_quick_students_start_from_sub_networks_of_the_reference(quick):
         assert max(value["coupling"]["0"][layer]) < 1e-28
     assert len(value["function"]["0"]) == 256 and min(value["function"]["0"]) > 0
     ntk = json.loads((out / "runs" / "ntk_n32" / "result.json").read_text())["value"]
-    assert ntk["replicas"] == 32 and ntk["coupling"] == {}  # no twins: movement only
+    assert ntk["replicas"] == 256 and ntk["coupling"] == {}  # no twins: movement only
 
 
 @pytest.mark.slow

@@ -262,10 +262,10 @@ def test_resume_reuses_completed_subruns(quick, resume_after_interrupt):
 @pytest.mark.slow
 def test_a_run_too_short_fails_zero_loss_and_stationarity(quick, tmp_path):
     # the width study is reused (same configs); only the zero-loss run is redone, cut to
-    # T = 20: the loss and the dissipation have not come down
+    # T = 8: the loss and the dissipation have not come down
     out, _ = quick
     shutil.copytree(out, tmp_path / "short")
-    s = run(tmp_path / "short", "dynamics.steps=5")
+    s = run(tmp_path / "short", "dynamics.steps=2", "record.every=1")
     assert sorted(s["timing"]["reused"]) == ["shape_L2_d1", "shape_L2_d2", "shape_L3_d3"]
     failed = {k for k, v in s["checks"].items() if not v["passed"]}
     assert {"zero_loss", "zero_test_loss", "stationary"} <= failed

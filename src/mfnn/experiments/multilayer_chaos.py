@@ -63,7 +63,7 @@ kernel phase.
 Claim 2 (movement per layer). The students' relative movement |P(T) - P(0)|_F / |P(0)|_F of
 each weight block P (W_1, W_2, a; `Multilayer.layer_movement`), mean over students, against
 N: under mean_field every weight moves O(1) in O(1) time (slope 0 in every layer: features
-are learned in every layer). Under ntk (`ntk_replicas` students from the same draws, W_2
+are learned in every layer). Under ntk (students on the same units of the same draws, W_2
 centred: its mean would make h_2 grow like sqrt(N)) each entry of W_1 and a moves O(N^-1/2)
 (slopes -1/2), and each entry of W_2 only O(1/N): Delta W_2 is a sum over the inputs of
 rank-one terms of Frobenius norm O(1) while |W_2(0)|_F = O(N), so the Frobenius movement of
@@ -85,8 +85,7 @@ Times = Annotated[tuple[PositiveFloat, ...], Increasing]
 
 class MultilayerChaosParams(Params):
     widths: Widths = Field((16, 32, 64, 128), min_length=3, description="N, the student widths")
-    replicas: int = Field(256, ge=2, description="mean_field students per width (coupling)")
-    ntk_replicas: int = Field(32, ge=1, description="ntk students per width (movement only)")
+    replicas: int = Field(256, ge=2, description="students per width and scaling")
     times: Times = Field(
         (5.0, 10.0), min_length=1, description="statistic times; the last is T = steps * dt"
     )
@@ -153,9 +152,10 @@ def write_inputs(s: Study[MultilayerChaosParams]) -> dict[str, Any]:
 
 
 def plan(s: Study[MultilayerChaosParams]) -> dict[str, Run | Call]:
-    """The reference (a `Run` from the drawn weights), then for each scaling and width N a
-    `Call` of `students` (R_N = M // N blocks; its config starts from block 0, written to
-    inputs/<scaling>_n<N>-*.npz), and the half reference (N = M/2, one block)."""
+    """The reference (a `Run` from the drawn weights, snapshots at the statistic times), then
+    for each scaling and width N a `Call` of `students` (`replicas` students; its config
+    starts from the first student's weights, inputs/<scaling>_n<N>-*.npz), and the half
+    reference (one student of width M/2)."""
     p, cfg = s.params, s.config
     M, dt = cfg.model.width, cfg.dynamics.dt
     files = write_inputs(s)
@@ -169,8 +169,7 @@ def plan(s: Study[MultilayerChaosParams]) -> dict[str, Run | Call]:
     items: dict[str, Run | Call] = {"reference": Run(ref_cfg, figures=False)}
     ref_dir = str((s.out / "runs" / "reference").resolve())
     hidden = law_mean(cfg.model.init.hidden or cfg.model.init.w)
-    reps = {"mean_field": p.replicas, "ntk": p.ntk_replicas}
-    jobs = [(sc, n, reps[sc]) for sc in SCALINGS for n in p.widths]
+    jobs = [(sc, n, p.replicas) for sc in SCALINGS for n in p.widths]
     for sc, n, reps in [*jobs, ("mean_field", M // 2, 1)]:
         name = "half_reference" if n == M // 2 else f"{sc}_n{n}"
         centre = hidden if sc == "ntk" else 0.0
@@ -360,6 +359,9 @@ def model_arrays(model, theta) -> dict[str, np.ndarray]:
 
 
 def analyze(s: Study[MultilayerChaosParams], runs) -> dict[str, Any]:
+    """C_layer(N, t) (means over students, with their relative standard errors), F(N, t),
+    e_M(t) and its share, the log-log slopes against N; the movement of each layer per
+    scaling and its slope; L(T) / L(0) of the reference and of the students."""
     p, cfg, ref = s.params, s.config, runs["reference"]
     dt, M, widths = cfg.dynamics.dt, cfg.model.width, list(p.widths)
     want = {0.0: 0, **{t: round(t / dt) for t in p.times}}
@@ -370,7 +372,7 @@ def analyze(s: Study[MultilayerChaosParams], runs) -> dict[str, Any]:
     half = runs["half_reference"].value
     stats: dict[str, Any] = {"M": M, "widths": widths, "times": list(want)}
     stats["replicas"] = [mf[n]["replicas"] for n in widths]
-    coupling, function, share, e_m = {}, {}, {}, {}
+    coupling, rse, function, share, e_m = {}, {}, {}, {}, {}
     for t, k in want.items():
         key, label = str(k), f"{t:g}"
         function[label] = [math.sqrt(np.mean(mf[n]["function"][key])) for n in widths]
@@ -380,10 +382,13 @@ def analyze(s: Study[MultilayerChaosParams], runs) -> dict[str, Any]:
             layer: [float(np.mean(mf[n]["coupling"][key][layer])) for n in widths]
             for layer in LAYERS
         }
+        rse[label] = {
+            layer: [_rse(mf[n]["coupling"][key][layer]) for n in widths] for layer in LAYERS
+        }
         e_m[label] = {layer: float(np.mean(half["coupling"][key][layer])) for layer in LAYERS}
         total = sum(coupling[label][layer][-1] for layer in LAYERS)
         share[label] = sum(e_m[label].values()) / total if total > 0 else math.nan
-    stats["coupling"], stats["function"] = coupling, function
+    stats["coupling"], stats["coupling_rse"], stats["function"] = coupling, rse, function
     stats["reference_error"], stats["reference_share"] = e_m, share
     stats["coupling_slopes"] = {
         t: {layer: loglog_fit(widths, v[layer]).slope for layer in LAYERS}
@@ -415,6 +420,13 @@ def analyze(s: Study[MultilayerChaosParams], runs) -> dict[str, Any]:
         ]
     stats["movement"], stats["loss_ratio"] = movement, loss_ratio
     return stats
+
+
+def _rse(values) -> float:
+    """The relative standard error of a mean: std / (mean sqrt(R)) (nan when it is 0)."""
+    v = np.asarray(values, float)
+    m = v.mean()
+    return float(v.std(ddof=1) / m / math.sqrt(v.size)) if m > 0 and v.size > 1 else math.nan
 
 
 def evaluate(s: Study[MultilayerChaosParams], stats: dict[str, Any]) -> dict[str, dict]:
