@@ -47,8 +47,9 @@ stops (dissipation -> 0) at a measure of full support has stopped at zero loss.
 
 2. The width the measure needs (runs/shape_L<L>_d<d>, one per (L, d) in `shapes`, D = L d^2):
 a reference of M ResNets trained (Euler to shape_steps * shape_dt) on shape_n_train inputs
-of a vanilla-ResNet teacher of the same shape, stacked (`Stack`) with `Replicas` of N-ResNet
-ensembles (N in `ensemble_widths`, independent draws of the same law, trained alongside).
+of a vanilla-ResNet teacher of the same shape (entries N(0, shape_teacher_std^2)), stacked
+(`Stack`) with `Replicas` of N-ResNet ensembles (N in `ensemble_widths`, independent draws
+of the same law, trained alongside).
 At t = 0 and T, over pairs of disjoint random N-subsets A, B of the reference (independent
 N-samples of its measure; `widths`):
   W(N) = RMS W2(A, B) (exact) / sqrt(2 tr Cov): the measure, W(1) ~ 1;
@@ -58,8 +59,8 @@ their log-log slopes s_W, s_F against N and log10 N_needed, the N at which the f
 law reaches `accuracy`. Two N-samples of a D-dimensional measure are W2 ~ N^(-1/D) apart
 for D > 4 (Fournier and Guillin 2015; ~N^(-1/2) up to logs for D <= 4), so s_W -> -1/D and
 N_needed ~ accuracy^(-D). At the N a computer holds the slope of an exact D-dimensional
-Gaussian is steeper than -1/D at large D (D |s_W| grows from ~0.8 at D = 2 to ~1.9 at D = 54
-for N <= 1024): the t = 0 measure is that Gaussian and calibrates the statistic. Checks:
+Gaussian is steeper than -1/D at large D (D |s_W| grows from ~0.8 at D = 2 to ~2 at D = 54
+for N <= 512): the t = 0 measure is that Gaussian and calibrates the statistic. Checks:
 the exponent b of |s_W| ~ D^b fitted across shapes lies in `exponent_band` (1/D: b = -1; a
 measure without the curse, e.g. one on a line in R^D: b ~ 0); log10 N_needed(W) increases
 with D and spans >= `needed_decades` decades; |s_F + 1/2| <= function_tolerance at every
@@ -117,7 +118,8 @@ class ResNetEnsembleParams(Params):
     shape_steps: int = Field(100, ge=1, description="Euler steps of the width study")
     shape_dt: float = Field(1.0, gt=0, description="dt of the width study")
     shape_n_train: int = Field(64, ge=1, description="training inputs of the width study")
-    shape_n_test: int = Field(256, ge=1, description="inputs of F (the L2 norm)")
+    shape_n_test: int = Field(256, ge=1, description="inputs of F and G (the L2 norms)")
+    shape_teacher_std: float = Field(1.0, gt=0, description="the width study's teacher std")
     accuracy: float = Field(0.25, gt=0, lt=1, description="eps of N_needed (relative W, F)")
     exponent_band: Annotated[tuple[float, float], AfterValidator(_band)] = Field(
         (-1.25, -0.5), description="b of |s_W| ~ D^b must lie in it (theory -1)"
@@ -234,6 +236,7 @@ def plan(s: Study[ResNetEnsembleParams]) -> dict[str, Run]:
             "data.inputs": {"law": "gaussian", "dim": d, "std": 1.0},
             "data.n_train": p.shape_n_train,
             "data.n_test": p.shape_n_test,
+            "data.teacher": {"width": 1, "std": p.shape_teacher_std},
             "dynamics.dt": p.shape_dt,
             "dynamics.steps": p.shape_steps,
             "record.every": max(1, p.shape_steps // 10),

@@ -157,24 +157,27 @@ class EnsembleResNet(AbstractResNet):
     def from_blocks(self, blocks) -> Particles:
         return blocks.reshape(self.dim, blocks.shape[-1]).T
 
-    def units_blocks(self, blocks, x: Inputs) -> Float[Array, "n d m"]:
-        """X^L_{theta_j}(x_i) for every ResNet j, as (n, d, N): the layers in `lax.scan`."""
+    def units_blocks(self, blocks, x: Inputs) -> Float[Array, "m n d"]:
+        """X^L_{theta_j}(x_i) for every ResNet j, as (N, n, d): the layers in `lax.scan`,
+        each a batch of N small matrix products (the ResNet index leading: the layout that
+        XLA batches fastest on CPU)."""
         n, m = x.shape[0], blocks.shape[-1]
         inv_l = 1.0 / self.depth
+        layers = jnp.moveaxis(blocks, -1, 1)  # (L, N, d, d), cheap next to the products
 
-        def layer(z, p):  # z (n, d, N), p (d, d, N): z_a + sigma(sum_b p_ab z_b) / L
-            return z + inv_l * self.sigma(jnp.einsum("abj,nbj->naj", p, z)), None
+        def layer(z, p):  # z (N, n, d), p (N, d, d): z_a + sigma(sum_b p_ab z_b) / L
+            return z + inv_l * self.sigma(jnp.einsum("jab,jnb->jna", p, z)), None
 
-        z0 = jnp.broadcast_to(x[:, :, None], (n, self.d, m)).astype(blocks.dtype)
-        return jax.lax.scan(layer, z0, blocks)[0]
+        z0 = jnp.broadcast_to(x[None, :, :], (m, n, self.d)).astype(blocks.dtype)
+        return jax.lax.scan(layer, z0, layers)[0]
 
     def units(self, theta: Particles, x: Inputs) -> Float[Array, "n m d"]:
         """X^L_{theta_j}(x_i) as (n, N, d)."""
-        return jnp.swapaxes(self.units_blocks(self.to_blocks(theta), x), 1, 2)
+        return jnp.swapaxes(self.units_blocks(self.to_blocks(theta), x), 0, 1)
 
     def predict(self, theta: Particles, x: Inputs) -> Float[Array, "n d"]:
         """f(x) = (1/N) sum_j X^L_{theta_j}(x), shape (n, d)."""
-        return jnp.mean(self.units_blocks(self.to_blocks(theta), x), axis=-1)
+        return jnp.mean(self.units_blocks(self.to_blocks(theta), x), axis=0)
 
     def particle_arrays(self, theta: Particles) -> dict[str, np.ndarray]:
         """``paths`` (N, L, d, d): theta_j^l = paths[j, l]."""
@@ -290,16 +293,25 @@ class WideResNet(AbstractResNet):
     def from_blocks(self, blocks) -> Particles:
         return blocks.reshape(self.dim, blocks.shape[-1]).T
 
-    def layers(self, blocks) -> Float[Array, "L d d N"]:
-        """The blocks as (L, d, d, N): layers[l, :, :, j] = theta_j^l."""
+    def layers(self, blocks) -> Float[Array, "L d dN"]:
+        """The blocks as one matrix per layer, (L, d, d N): layers[l][b, a N + j] =
+        theta_j^l[a, b], so that z @ layers[l] gives every (theta_j^l z)_a at once (one GEMM
+        per layer)."""
         m = blocks.shape[-1]
         if m % self.depth:
             raise ConfigError(f"a wide-ResNet of depth {self.depth} needs L N particles; got {m}.")
-        return jnp.moveaxis(blocks.reshape(self.d, self.d, self.depth, m // self.depth), 2, 0)
+        n = m // self.depth
+        per_layer = jnp.transpose(blocks.reshape(self.d, self.d, self.depth, n), (2, 1, 0, 3))
+        return per_layer.reshape(self.depth, self.d, self.d * n)
 
-    def field(self, p: Float[Array, "d d N"], z: Float[Array, "n d"]) -> Float[Array, "n d"]:
-        """int sigma(theta z) rho^l(dtheta) = (1/N) sum_j sigma(theta_j^l z), for each row z."""
-        return jnp.mean(self.sigma(jnp.einsum("abj,nb->naj", p, z)), axis=-1)
+    def _apply(self, g: Float[Array, "d dN"], z: Float[Array, "n d"]) -> Float[Array, "n d N"]:
+        """(theta_j z_i)_a for every unit j of a layer, as (n, d, N)."""
+        return (z @ g).reshape(z.shape[0], self.d, -1)
+
+    def field(self, g: Float[Array, "d dN"], z: Float[Array, "n d"]) -> Float[Array, "n d"]:
+        """int sigma(theta z) rho^l(dtheta) = (1/N) sum_j sigma(theta_j^l z), for each row z;
+        ``g`` is one layer of `layers`."""
+        return jnp.mean(self.sigma(self._apply(g, z)), axis=-1)
 
     def _flow(self, layers, x: Inputs) -> Float[Array, "n d"]:
         h = 1.0 / self.depth
@@ -355,10 +367,10 @@ class WideResNet(AbstractResNet):
             return first
         before = jnp.cumsum(sums, axis=0) - sums  # sum_{a < b} S_a(x), (L, n, d)
 
-        def second(p, c):  # (1/N) sum_j sigma'(theta_j x) * (theta_j c)
-            z = jnp.einsum("abj,nb->naj", p, x)
+        def second(g, c):  # (1/N) sum_j sigma'(theta_j x) * (theta_j c)
+            z = self._apply(g, x)
             ds = jax.jvp(self.sigma, (z,), (jnp.ones_like(z),))[1]
-            return jnp.mean(ds * jnp.einsum("abj,nb->naj", p, c), axis=-1)
+            return jnp.mean(ds * self._apply(g, c), axis=-1)
 
         return first + inv_l**2 * jnp.sum(jax.vmap(second)(layers, before), axis=0)
 
@@ -387,8 +399,8 @@ class WideResNet(AbstractResNet):
         (mean_j |theta_j^l|_F^p)^(1/p)): a D_p-type quantity of the flow-induced spaces of
         E, Ma and Wu (2019). For a 1-Lipschitz sigma it bounds the Lipschitz constant of
         x -> z(1) (Gronwall), which is how these norms control the network's complexity."""
-        layers = self.layers(self.to_blocks(theta))  # (L, d, d, N)
-        norms = jnp.sqrt(jnp.sum(layers**2, axis=(1, 2)))  # (L, N)
+        n = self.width_of(theta)
+        norms = jnp.sqrt(jnp.sum(theta.reshape(self.depth, n, self.dim) ** 2, axis=-1))
         return jnp.exp(jnp.mean(jnp.mean(norms**p, axis=-1) ** (1.0 / p)))
 
     def particle_arrays(self, theta: Particles) -> dict[str, np.ndarray]:
