@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-import jax
 
 from .._typing import Array, Scalar
 from ..errors import ConfigError
