@@ -129,10 +129,13 @@ def _deep_teacher(cfg: Config, base: Path | None, d: int, key) -> ModelTeacher:
     particle file ``data.teacher.path`` or drawn at random (``width`` particles, default 1:
     a vanilla ResNet for an ensemble; entries N(0, std^2)), of depth ``data.teacher.depth``
     (default the student's) and activation ``data.teacher.activation`` (default the
-    student's); ``alpha`` weighs an ensemble teacher's ResNets."""
+    student's); ``alpha`` weighs an ensemble teacher's ResNets. A wide-ResNet teacher is
+    the network (``solver: euler``) whatever the student's ``model.solver``."""
     spec = cfg.data.teacher
     ms = cfg.model
-    changes = {"activation": spec.activation or ms.activation}
+    # a wide-ResNet teacher is the network itself (Euler), whatever the student's solver:
+    # runs that differ only in `model.solver` learn the same function
+    changes = {"activation": spec.activation or ms.activation, "solver": "euler"}
     if spec.depth is not None:
         changes["depth"] = spec.depth
     tcfg = cfg.model_copy(update={"model": ms.model_copy(update=changes)})

@@ -146,8 +146,9 @@ class _Engine:
         )  # fmt: skip
 
     def no_bad(self):
-        """``bad`` with no NaN/inf step yet: -1 (a member)."""
-        return jnp.full((self.n,), -1) if self.batched else jnp.asarray(-1)
+        """``bad`` with no NaN/inf step yet: -1 (a member). Strongly typed like the ``bad``
+        that `advance` returns: a weak type here would compile the chunk a second time."""
+        return jnp.full((self.n,) if self.batched else (), -1, dtype=int)
 
     def member(self, x, i):
         """Member i of an array of the run (itself, for a single run)."""

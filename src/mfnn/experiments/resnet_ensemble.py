@@ -224,7 +224,7 @@ def plan(s: Study[ResNetEnsembleParams]) -> dict[str, Run]:
         "data.teacher": {"path": str(teacher), "alpha": t.alpha, "depth": t.depth},
         "record.snapshot_every": cfg.dynamics.steps,
     }
-    runs = {"converge": Run(s.sub_config("converge", changes))}
+    runs = {"converge": Run(s.sub_config("converge", changes), figures=False)}  # converge.png
     lay = layout(p)
     fixed = {"replicas": list(lay["replicas"].values()), "sizes": lay["sizes"]}
     for L, d in p.shapes:
@@ -235,7 +235,7 @@ def plan(s: Study[ResNetEnsembleParams]) -> dict[str, Run]:
             "data.population": None,
             "data.inputs": {"law": "gaussian", "dim": d, "std": 1.0},
             "data.n_train": p.shape_n_train,
-            "data.n_test": p.shape_n_test,
+            "data.n_test": 0,  # the analysis draws its own inputs (shape_n_test)
             "data.teacher": {"width": 1, "std": p.shape_teacher_std},
             "dynamics.dt": p.shape_dt,
             "dynamics.steps": p.shape_steps,
@@ -529,7 +529,7 @@ def figures(s: Study[ResNetEnsembleParams], stats: dict[str, Any], runs) -> list
     """converge.png: L(t)/L(0) and dissipation(t)/(0), and (d = 1) y and f at 0 and T;
     width.png: at T per shape W(N), and F(N) with G(N); -s_W against D (0 and T) with 1/D;
     log10 N_needed of W and F against D."""
-    from ..plots import log_curves, loglog_fits, plt, save_figure
+    from ..plots import log_curves, loglog_fits, plt, save_figure, width_axis
 
     p, c, out = s.params, stats["converge"], []
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -586,6 +586,7 @@ def figures(s: Study[ResNetEnsembleParams], stats: dict[str, Any], runs) -> list
         ax[1, 0].loglog(dims, -np.asarray(a["w2_slope"]), marker, label=f"-s_W, t = {tag}")
     ax[1, 0].loglog(grid, 1.0 / grid, "k", lw=0.8, label="1/D")
     ax[1, 0].loglog(grid, np.full_like(grid, 0.5), "k:", lw=0.8, label="1/2")
+    width_axis(ax[1, 0], sorted({int(D) for D in dims}))
     ax[1, 0].set(
         xlabel="D = L d^2 (log scale)",
         ylabel="-slope of log W vs log N (log scale)",
