@@ -14,6 +14,7 @@ from .random_features import RANDOM_FEATURES
 from .reflecting_ball import REFLECTING_BALL
 from .resnet_depth_limit import RESNET_DEPTH_LIMIT
 from .resnet_ensemble import RESNET_ENSEMBLE
+from .resnet_expansion import RESNET_EXPANSION
 from .sign import SIGN
 from .stationary_1d import STATIONARY_1D
 from .teacher_speed import TEACHER_SPEED
@@ -37,6 +38,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         RESNET_ENSEMBLE,
         MULTILAYER_CHAOS,
         RESNET_DEPTH_LIMIT,
+        RESNET_EXPANSION,
     )
 }
 DEFAULT = "sign"
