@@ -150,7 +150,8 @@ def _deep_teacher(cfg: Config, base: Path | None, d: int, key) -> ModelTeacher:
     else:
         k = spec.width or 1
         model = make_model(tcfg, d, base, k)
-        laws = {"w": Gaussian(0.0, spec.std), "a": Gaussian(0.0, spec.std)}
+        std = 1.0 if spec.std is None else spec.std
+        laws = {"w": Gaussian(0.0, std), "a": Gaussian(0.0, std)}
         theta = model.sample(key, k, laws, jnp.float64)
     alpha = None if spec.alpha is None else jnp.asarray(spec.alpha, jnp.float64)
     return ModelTeacher(model, theta, alpha)

@@ -223,9 +223,10 @@ class TeacherSpec(_Strict):
     b: list[float] | None = None
     activation: Activation | None = None
     # a deep teacher (model.kind other than two_layer) drawn at random: `width` particles of
-    # the student's kind (1: a vanilla ResNet), entries N(0, std^2), of depth `depth`
+    # the student's kind (1: a vanilla ResNet), entries N(0, std^2) (default std 1), of depth
+    # `depth` (default the student's)
     width: int | None = _count(None, gt=0)
-    std: float = Field(1.0, gt=0)
+    std: float | None = Field(None, gt=0)
     depth: int | None = _count(None, gt=0)
 
 
