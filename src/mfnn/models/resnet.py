@@ -157,27 +157,27 @@ class EnsembleResNet(AbstractResNet):
     def from_blocks(self, blocks) -> Particles:
         return blocks.reshape(self.dim, blocks.shape[-1]).T
 
-    def units_blocks(self, blocks, x: Inputs) -> Float[Array, "m n d"]:
-        """X^L_{theta_j}(x_i) for every ResNet j, as (N, n, d): the layers in `lax.scan`,
-        each a batch of N small matrix products (the ResNet index leading: the layout that
-        XLA batches fastest on CPU)."""
+    def units_blocks(self, blocks, x: Inputs) -> Float[Array, "m d n"]:
+        """X^L_{theta_j}(x_i) for every ResNet j, as (N, d, n): the layers in `lax.scan`,
+        each a batch of N products (d, d) x (d, n) (the ResNet index leading and the inputs
+        last: the layout XLA batches fastest on CPU, about 15 % faster than (N, n, d))."""
         n, m = x.shape[0], blocks.shape[-1]
         inv_l = 1.0 / self.depth
         layers = jnp.moveaxis(blocks, -1, 1)  # (L, N, d, d), cheap next to the products
 
-        def layer(z, p):  # z (N, n, d), p (N, d, d): z_a + sigma(sum_b p_ab z_b) / L
-            return z + inv_l * self.sigma(jnp.einsum("jab,jnb->jna", p, z)), None
+        def layer(z, p):  # z (N, d, n), p (N, d, d): z_a + sigma(sum_b p_ab z_b) / L
+            return z + inv_l * self.sigma(jnp.einsum("jab,jbn->jan", p, z)), None
 
-        z0 = jnp.broadcast_to(x[None, :, :], (m, n, self.d)).astype(blocks.dtype)
+        z0 = jnp.broadcast_to(x.T[None, :, :], (m, self.d, n)).astype(blocks.dtype)
         return jax.lax.scan(layer, z0, layers)[0]
 
     def units(self, theta: Particles, x: Inputs) -> Float[Array, "n m d"]:
         """X^L_{theta_j}(x_i) as (n, N, d)."""
-        return jnp.swapaxes(self.units_blocks(self.to_blocks(theta), x), 0, 1)
+        return jnp.transpose(self.units_blocks(self.to_blocks(theta), x), (2, 0, 1))
 
     def predict(self, theta: Particles, x: Inputs) -> Float[Array, "n d"]:
         """f(x) = (1/N) sum_j X^L_{theta_j}(x), shape (n, d)."""
-        return jnp.mean(self.units_blocks(self.to_blocks(theta), x), axis=0)
+        return jnp.mean(self.units_blocks(self.to_blocks(theta), x), axis=0).T
 
     def particle_arrays(self, theta: Particles) -> dict[str, np.ndarray]:
         """``paths`` (N, L, d, d): theta_j^l = paths[j, l]."""
