@@ -116,12 +116,18 @@ def make_model(cfg: Config, d: int, base: Path | None = None, width: int | None 
         return WideResNet(d, ms.depth, ms.activation, ms.scaling, ms.solver, ms.rtol, ms.atol)
     if width is None and ms.init.path is not None:
         path = _resolve(ms.init.path, base, "model.init.path")
-        w1 = read_npz(path, "model.init.path", "particle file").get("w1")
-        width = None if w1 is None or np.ndim(w1) != 2 else int(np.shape(w1)[0])
+        width = _multilayer_width(path, "model.init.path", "particle file")
     width = width if width is not None else ms.width
     if width is None:  # a file without w1: `from_arrays` names what is missing
         width = 1
     return Multilayer(d, width, ms.depth or 2, ms.activation, ms.scaling)
+
+
+def _multilayer_width(path: Path, field: str, what: str) -> int | None:
+    """N of a multilayer particle file: the rows of its ``w1`` (None without a (N, d) ``w1``;
+    `Multilayer.from_arrays` then names what is missing)."""
+    w1 = read_npz(path, field, what).get("w1")
+    return int(np.shape(w1)[0]) if w1 is not None and np.ndim(w1) == 2 else None
 
 
 def _deep_teacher(cfg: Config, base: Path | None, d: int, key) -> ModelTeacher:
@@ -143,8 +149,7 @@ def _deep_teacher(cfg: Config, base: Path | None, d: int, key) -> ModelTeacher:
         path = _resolve(spec.path, base, "data.teacher.path")
         width = 1
         if ms.kind == "multilayer":  # the rows of a multilayer teacher depend on its width
-            w1 = read_npz(path, "data.teacher.path", "teacher file").get("w1")
-            width = int(np.shape(w1)[0]) if w1 is not None and np.ndim(w1) == 2 else 1
+            width = _multilayer_width(path, "data.teacher.path", "teacher file") or 1
         model = make_model(tcfg, d, base, width)
         theta = load_particles(path, model, jnp.float64, "data.teacher.path")
     else:

@@ -37,6 +37,7 @@ from pydantic import (
 
 from .errors import ConfigError, closest, did_you_mean
 from .models.activations import ACTIVATIONS
+from .models.resnet import SOLVERS
 
 
 class _Loader(yaml.SafeLoader):
@@ -166,7 +167,6 @@ Activation = Annotated[str, AfterValidator(_check_activation)]
 
 KINDS = ("two_layer", "ensemble_resnet", "wide_resnet", "multilayer")
 DEEP_KINDS = KINDS[1:]
-ODE_SOLVERS = ("euler", "tsit5", "dopri5", "dopri8", "heun", "midpoint", "ralston", "bosh3")
 
 
 class ModelSpec(_Strict):
@@ -177,7 +177,7 @@ class ModelSpec(_Strict):
 
     kind: Literal["two_layer", "ensemble_resnet", "wide_resnet", "multilayer"] = "two_layer"
     depth: int | None = _count(None, gt=0)
-    solver: Literal[ODE_SOLVERS] = "euler"  # type: ignore[valid-type]
+    solver: Literal[SOLVERS] = "euler"  # type: ignore[valid-type]
     rtol: float = Field(1e-8, gt=0)
     atol: float = Field(1e-10, gt=0)
     width: int | None = _count(512, gt=0)
