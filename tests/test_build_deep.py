@@ -11,6 +11,7 @@ from mfnn.errors import ConfigError
 from mfnn.measure import atomic_savez, load_particles
 from mfnn.models import EnsembleResNet, Multilayer, WideResNet
 from mfnn.objectives import ExpandedRisk, PopulationRisk
+from tiers import first_by_default
 
 BASE = {
     "ensemble_resnet": {"model": {"kind": "ensemble_resnet", "depth": 2, "width": 8}},
@@ -30,7 +31,8 @@ def cfg_of(kind, *overrides):
     return config.load(raw, list(overrides))
 
 
-@pytest.mark.parametrize("kind", list(BASE))
+# multilayer (11 s) by default, the two ResNets (15-18 s each) in the slow tier
+@pytest.mark.parametrize("kind", first_by_default(["multilayer", "ensemble_resnet", "wide_resnet"]))
 def test_each_kind_builds_runs_resumes_and_round_trips(kind, tmp_path, monkeypatch):
     """Every deep kind runs through the ordinary run directory: snapshots in its own
     particle format, a resolved config.yaml that validates again, and a resume after an

@@ -387,7 +387,7 @@ COMMON = dict(
 )
 
 
-@settings(max_examples=30, derandomize=True, **COMMON)
+@settings(max_examples=15, derandomize=True, **COMMON)
 @given(cases(tiny_configs()))
 def test_cli_never_shows_a_traceback(case):
     run_case(*case)

@@ -160,6 +160,7 @@ def test_a_signal_stops_the_sweep(tmp_path, sig, to_group):
             _assert_ended(out, name)
 
 
+@pytest.mark.slow  # 24 s: the default tier keeps the SIGINT case above
 def test_kill_9_of_the_sweep_takes_its_workers_with_it(tmp_path):
     out = tmp_path / "s"
     proc = _start(_command(tmp_path, out, "0..3"))

@@ -89,8 +89,10 @@ def _has_files(path: Path) -> bool:
     return path.is_dir() and any(p.name != "lock" for p in path.iterdir())
 
 
-def _sigterm(signum, frame):  # a terminated run ends like an interrupted one
-    raise KeyboardInterrupt
+def _sigterm(signum, frame):  # SIGTERM (and SIGINT) end a run as Ctrl-C does
+    from .interrupts import interrupt
+
+    interrupt(signum, frame)
 
 
 def _resolve_target(target: str | None):
@@ -194,6 +196,8 @@ def _execute(
     from .runs import execute
 
     signal.signal(signal.SIGTERM, _sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _sigterm)  # Python's own would be lost in a gc callback
     try:
         if exp is not None:
             summary = exp.run(cfg, out, resume=resume, progress=progress)

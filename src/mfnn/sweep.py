@@ -107,6 +107,7 @@ import yaml
 
 from .config import dump, load, parse_yaml
 from .errors import ConfigError
+from .interrupts import in_unraisable_context, interrupt
 
 DASK_TIMEOUT_S = 5.0
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
@@ -497,6 +498,7 @@ def seed_batches(
 _PARENT: int | None = None  # in a pool worker: the sweep process's pid
 _STOPPING = False  # in a pool worker: a stop signal came (later tasks are not run)
 _RUNNING = False  # in a pool worker: a task is running
+_INTERRUPTED_ONCE = False  # in a pool worker: KeyboardInterrupt was raised for the stop
 
 
 def _die_with_parent() -> bool:
@@ -546,13 +548,14 @@ def _worker_init(parent: int, cache: str | None = None) -> None:
 def _worker_signal(signum: int, frame) -> None:
     """A worker's SIGINT/SIGTERM: interrupt the running point once; exit if idle and the
     parent is gone; otherwise remember it (later tasks are reported ``cancelled``)."""
-    global _STOPPING
-    first = not _STOPPING
+    global _STOPPING, _INTERRUPTED_ONCE
     _STOPPING = True
     if not _RUNNING and os.getppid() != _PARENT:
         os._exit(128 + signum)
-    if first and _RUNNING:
-        raise KeyboardInterrupt
+    if _RUNNING and not _INTERRUPTED_ONCE:
+        if not in_unraisable_context(frame):
+            _INTERRUPTED_ONCE = True
+        interrupt(signum, frame)  # raises, or sends the signal again a moment later
 
 
 def _watch_parent(parent: int) -> None:
@@ -607,7 +610,9 @@ def _stop_on_signals(stop: _Stop):
         first = not stop.requested
         stop.requested = True
         if first or stop.hurry:
-            raise KeyboardInterrupt
+            if in_unraisable_context(frame):
+                stop.requested = not first  # the resent signal is the first again
+            interrupt(signum, frame)
 
     old = {}
     for sig in _STOP_SIGNALS:
