@@ -420,7 +420,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             dtype=dtype,
             l2=cfg.objective.l2,
         )
-        if pop.method == "monte_carlo" or dyn.kind == "sgd":
+        if dyn.kind != "pde" and (pop.method == "monte_carlo" or dyn.kind == "sgd"):
             sampler = Online(law, target, dyn.batch_size or pop.samples, cfg.dtype)
         else:
             sampler = Exact()
@@ -428,7 +428,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         objective, sampler = ZeroRisk(cfg.objective.l2), Exact()
     else:
         objective = EmpiricalRisk(train, cfg.objective.l2)
-        if dyn.kind == "gradient_flow":
+        if dyn.kind in ("gradient_flow", "pde"):
             sampler = FullBatch(train)
         elif dyn.sampling == "epochs":
             sampler = Minibatch(train, dyn.batch_size)

@@ -335,8 +335,38 @@ class BirthDeathSpec(_Strict):
     rate: float = Field(1.0, ge=0)
 
 
+MAX_CELLS = 2**22  # a 2048 x 2048 grid
+
+
+class GridSpec(_Strict):
+    """The grid of `dynamics.kind: pde` (`mfnn.pde`): ``cells`` per axis (one entry per
+    coordinate of a particle: D = 1 or 2), the box ``low``..``high`` (a number for every
+    axis, or one per axis; default the `dynamics.domain` box, else [-4, 4]), the ``flux``
+    (upwind: first order; muscl: second order, minmod-limited), the time ``scheme``
+    (explicit; imex: implicit diffusion, no dt <= h^2/(2D) limit) and ``boundary_tol``, the
+    largest mass fraction allowed in the outer cells of a grid that truncates R^D."""
+
+    cells: int | list[int] = Field(256)
+    low: float | list[float] | None = None
+    high: float | list[float] | None = None
+    flux: Literal["upwind", "muscl"] = "muscl"
+    scheme: Literal["explicit", "imex"] = "explicit"
+    boundary_tol: float = Field(1e-6, gt=0, lt=1)
+
+    @field_validator("cells")
+    @classmethod
+    def _cells(cls, v):
+        cells = [v] if isinstance(v, int) else list(v)
+        if not 1 <= len(cells) <= 2 or any(c < 4 for c in cells) or math.prod(cells) > MAX_CELLS:
+            raise ValueError(
+                f"must be 1 or 2 numbers of cells per axis, each >= 4, at most {MAX_CELLS} "
+                f"cells in all; got {v!r}"
+            )
+        return v
+
+
 class DynamicsSpec(_Strict):
-    kind: Literal["gradient_flow", "sgd"] = "gradient_flow"
+    kind: Literal["gradient_flow", "sgd", "pde"] = "gradient_flow"
     integrator: Literal["euler", "heun", "euler_maruyama"] = "euler"
     langevin: LangevinSpec | None = None
     birth_death: BirthDeathSpec | None = None
@@ -345,6 +375,7 @@ class DynamicsSpec(_Strict):
     batch_size: int | None = _count(None, gt=0)
     sampling: Literal["epochs", "online"] = "epochs"
     domain: DomainSpec | None = None
+    grid: GridSpec | None = None  # the grid of `kind: pde`
 
     @model_validator(mode="after")
     def _sgd(self):
@@ -547,7 +578,7 @@ def _cross_field_problems(cfg: Config):
             "`dynamics.sampling: online` draws fresh inputs from `data.inputs` and a named "
             "`data.target`, but `data.path` gives a fixed data set; use `sampling: epochs`."
         )
-    if dyn.langevin is not None and dyn.integrator != "euler_maruyama":
+    if dyn.langevin is not None and dyn.kind != "pde" and dyn.integrator != "euler_maruyama":
         yield (
             f"`dynamics.langevin` adds noise, which `dynamics.integrator: {dyn.integrator}` "
             "cannot take; set `dynamics.integrator: euler_maruyama`."
@@ -565,6 +596,7 @@ def _cross_field_problems(cfg: Config):
             "add the noise."
         )
     yield from _deep_problems(cfg)
+    yield from _pde_problems(cfg)
     yield from _unrepresentable(cfg, cfg.dtype)
     if model.init.path is None and model.width is None:
         yield "`model.width` is needed when `model.init.path` is not given."
@@ -587,6 +619,61 @@ def _changed(section: BaseModel, key: str) -> bool:
     return getattr(section, key) != type(section).model_fields[key].get_default(
         call_default_factory=True
     )
+
+
+def _pde_problems(cfg: Config):
+    """The rules of `dynamics.kind: pde`: a two-layer mean-field model on a grid, full-batch
+    risk, the grid's own time stepping, constant temperature."""
+    dyn, model = cfg.dynamics, cfg.model
+    if dyn.kind != "pde":
+        if dyn.grid is not None:
+            yield f"`dynamics.grid` is the grid of `dynamics.kind: pde`; got kind {dyn.kind}."
+        return
+    if model.kind != "two_layer" or model.scaling != "mean_field":
+        yield (
+            "`dynamics.kind: pde` solves the mean-field PDE of a two-layer network: it needs "
+            f"`model.kind: two_layer` and `model.scaling: mean_field`; got {model.kind} and "
+            f"{model.scaling}."
+        )
+    if _changed(dyn, "integrator"):
+        yield (
+            "`dynamics.integrator` steps particles; the grid's time stepping is "
+            "`dynamics.grid.scheme` (explicit or imex): remove `dynamics.integrator`."
+        )
+    if dyn.batch_size is not None or _changed(dyn, "sampling"):
+        yield "`dynamics.kind: pde` uses the full risk: remove `dynamics.batch_size`/`sampling`."
+    ls = dyn.langevin
+    if ls is not None and (ls.schedule != "constant" or ls.drift_scale != 1.0):
+        yield (
+            "`dynamics.kind: pde` takes a constant temperature (`dynamics.langevin.schedule: "
+            f"constant`, `drift_scale: 1`); got schedule {ls.schedule!r}, drift_scale "
+            f"{ls.drift_scale}."
+        )
+    if cfg.record.w2 is not None or cfg.record.flow_norm:
+        yield "`record.w2` and `record.flow_norm` are particle metrics; remove them for a pde run."
+    if cfg.record.entropy_k:
+        yield "`record.entropy_k` is the particles' kNN entropy; a pde run records the exact one."
+    g = dyn.grid or GridSpec()
+    cells = [g.cells] if isinstance(g.cells, int) else g.cells
+    for key in ("low", "high"):
+        v = getattr(g, key)
+        if isinstance(v, list) and len(v) != len(cells):
+            yield (
+                f"`dynamics.grid.{key}` needs one value per axis ({len(cells)}, as "
+                f"`dynamics.grid.cells`); got {len(v)}."
+            )
+    if dyn.domain is not None and (g.low is not None or g.high is not None):
+        yield (
+            "`dynamics.domain` is the grid's box: remove `dynamics.grid.low/high` (the grid "
+            "covers the domain)."
+        )
+    if (
+        dyn.domain is not None
+        and dyn.domain.kind == "ball"
+        and g.scheme == "imex"
+        and len(cells) > 1
+    ):
+        yield "`dynamics.grid.scheme: imex` needs a box; a 2-D ball needs `scheme: explicit`."
 
 
 def _deep_problems(cfg: Config):

@@ -146,6 +146,13 @@ def execute(
     it continues (``from_scratch``: see there).
     """
     run_dir = Path(run_dir)
+    if cfg.dynamics.kind == "pde":  # the grid solver: the same files, a density for particles
+        from .pde.run import execute_pde
+
+        return execute_pde(
+            cfg, run_dir, resume=resume, progress=progress, label=label, base=base,
+            make_figures=make_figures, from_scratch=from_scratch,
+        )  # fmt: skip
     with RunLock(run_dir):
         return _execute_locked(
             cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch
