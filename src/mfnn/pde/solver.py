@@ -54,6 +54,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.fft import dctn, idctn
 
 from .._typing import Array, Float, Scalar
@@ -182,13 +183,14 @@ class FokkerPlanck(eqx.Module):
 
     def _implicit_diffusion(self, rho, dt):
         """(I - dt D Laplacian_h)^{-1} rho with Neumann faces, by DCT-II."""
-        eig = 0.0
+        eig = np.zeros((1,) * self.grid.dim)
         for k in range(self.grid.dim):
             n, h = self.grid.cells[k], self.grid.h[k]
-            lam = -4.0 * jnp.sin(jnp.pi * jnp.arange(n) / (2 * n)) ** 2 / h**2
+            lam = -4.0 * np.sin(np.pi * np.arange(n) / (2 * n)) ** 2 / h**2
             shape = [1] * self.grid.dim
             shape[k] = n
-            eig = eig + lam.reshape(shape).astype(rho.dtype)
+            eig = eig + lam.reshape(shape)
+        eig = jnp.asarray(eig, rho.dtype)
         coef = dctn(rho, type=2, norm="ortho")
         return idctn(coef / (1.0 - dt * self.diffusion * eig), type=2, norm="ortho")
 
