@@ -237,6 +237,18 @@ ENERGY_IDENTITY = CheckSpec(
 )
 """The check every simulated sub-run writes (`mfnn.runs.single_summary`)."""
 
+GRID_CHECKS = (
+    CheckSpec(
+        "*/mass_conservation",
+        "each grid (pde) sub-run: max over records of |int rho - 1| <= 1e-10 (the "
+        "finite-volume flux form conserves mass to round-off)",
+    ),
+    CheckSpec("*/positivity", "each grid (pde) sub-run: min over records of rho >= 0"),
+)
+"""The checks every `dynamics.kind: pde` sub-run writes besides the energy identity
+(`mfnn.pde.run.pde_summary`)."""
+GENERIC = (ENERGY_IDENTITY, *GRID_CHECKS)
+
 
 # ------------------------------------------------------------------ the declaration
 
@@ -289,7 +301,7 @@ class Experiment(Generic[P]):
 
     def spec(self, check_name: str) -> CheckSpec | None:
         """The declared spec a produced check name falls under (None: undeclared)."""
-        for spec in (*self.checks, ENERGY_IDENTITY):
+        for spec in (*self.checks, *GENERIC):
             if spec.matches(check_name):
                 return spec
         return None
@@ -305,7 +317,7 @@ class Experiment(Generic[P]):
         lines = [f"{self.name}: {self.summary}", "", self.claim.rstrip(), "", "Params:"]
         lines += _describe_params(self.params, "  ")
         lines += ["", "Checks:"]
-        for spec in (*self.checks, ENERGY_IDENTITY):
+        for spec in (*self.checks, *GENERIC):
             lines.append(f"  {spec.name}: {spec.rule}")
             if spec.informational:
                 lines.append(f"      informational (not in the verdict): {spec.informational}")

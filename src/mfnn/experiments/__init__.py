@@ -3,6 +3,7 @@
 from ..study import Experiment as Experiment
 from .barron_rate import BARRON_RATE
 from .birth_death_speedup import BIRTH_DEATH_SPEEDUP
+from .boltzmann_fixed_point import BOLTZMANN_FIXED_POINT
 from .chaos import CHAOS
 from .entropic_regime import ENTROPIC_REGIME
 from .global_convergence import GLOBAL_CONVERGENCE
@@ -39,6 +40,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         MULTILAYER_CHAOS,
         RESNET_DEPTH_LIMIT,
         RESNET_EXPANSION,
+        BOLTZMANN_FIXED_POINT,
     )
 }
 DEFAULT = "sign"

@@ -85,23 +85,46 @@ def boltzmann(
     inside = np.asarray(grid.inside()).reshape(-1)
     idx = jnp.asarray(np.flatnonzero(inside))
 
-    beta = jnp.asarray(beta, dtype)
-    r_fun = lambda g: _r(energy, grid, beta, idx, g)  # noqa: E731
+    if rho0 is None:
+        g0 = -float(beta) * energy.confinement[idx]
+        g0 = g0 - jax.scipy.special.logsumexp(g0) - np.log(grid.volume)
+    else:
+        g0 = jnp.log(jnp.maximum(jnp.asarray(rho0, dtype).reshape(-1)[idx], 1e-300))
+    g, res, history = _solve(energy, grid, float(beta), idx, g0, tol, max_iter, picard_tol)
+    if res > tol:  # continuation in beta: from beta / 2^k up, each solve warm-starting the next
+        for k in range(1, 11):
+            ladder = [float(beta) / 2.0**j for j in range(k, -1, -1)]
+            g = jnp.log(jnp.full(idx.shape, 1.0 / (grid.volume * idx.size), dtype))
+            history = []
+            for b in ladder:
+                g, res, part = _solve(energy, grid, b, idx, g, tol, max_iter, picard_tol)
+                history += part
+                if res > tol:
+                    break
+            if res <= tol:
+                break
+    rho = _full(grid, idx, g)
+    if not grid.bounded and float(grid.boundary_mass(rho)) > 1e-6:
+        raise ConfigError(
+            f"the Boltzmann density puts {float(grid.boundary_mass(rho)):.2e} of its mass in "
+            "the outer cells of the grid, which truncates R^D: widen `dynamics.grid.low/high`."
+        )
+    return BoltzmannResult(rho, res, len(history), tuple(history), res <= tol)
+
+
+def _solve(energy, grid: Grid, beta: float, idx, g, tol, max_iter, picard_tol):
+    """Picard then Newton from g at one beta: (g, residual, residual history)."""
+    beta = jnp.asarray(beta, g.dtype)
 
     def residual(g):
         return float(_residual(energy, grid, beta, idx, g))
 
-    if rho0 is None:
-        g = -beta * energy.confinement[idx]
-        g = g - jax.scipy.special.logsumexp(g) - np.log(grid.volume)
-    else:
-        g = jnp.log(jnp.maximum(jnp.asarray(rho0, dtype).reshape(-1)[idx], 1e-300))
     history: list[float] = []
     res = residual(g)
     eta = 1.0
     it = 0
     while res > max(picard_tol, tol) and it < max_iter:  # damped Picard
-        trial = g - eta * r_fun(g)
+        trial = g - eta * _r(energy, grid, beta, idx, g)
         new = residual(trial)
         if new < res:
             g, res, eta = trial, new, min(1.0, 1.5 * eta)
@@ -111,7 +134,6 @@ def boltzmann(
                 break
         it += 1
         history.append(res)
-
     while res > tol and it < max_iter:  # Newton with backtracking
         dg = _newton_direction(energy, grid, beta, idx, g)
         step, improved = 1.0, False
@@ -126,13 +148,7 @@ def boltzmann(
         history.append(res)
         if not improved:
             break
-    rho = _full(grid, idx, g)
-    if not grid.bounded and float(grid.boundary_mass(rho)) > 1e-6:
-        raise ConfigError(
-            f"the Boltzmann density puts {float(grid.boundary_mass(rho)):.2e} of its mass in "
-            "the outer cells of the grid, which truncates R^D: widen `dynamics.grid.low/high`."
-        )
-    return BoltzmannResult(rho, res, it, tuple(history), res <= tol)
+    return g, res, history
 
 
 def _full(grid: Grid, idx, g):
