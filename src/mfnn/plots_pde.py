@@ -24,6 +24,10 @@ def pde_figures(run_dir, metrics: dict, pb) -> list[Path]:
     fig_dir = run_dir / "figures"
     out = []
     snaps = list_snapshots(run_dir)
+    names = []
+    for blk in pb.model.present_blocks:
+        size = pb.model.d if blk == "w" else 1
+        names += [f"${blk}$"] if size == 1 else [f"${blk}_{i + 1}$" for i in range(size)]
     if snaps:
         steps = sorted(snaps)
         if pb.grid.dim == 1:
@@ -34,17 +38,19 @@ def pde_figures(run_dir, metrics: dict, pb) -> list[Path]:
                 ax.plot(
                     grid.axis(0), rho, color=cmap(i / max(len(steps) - 1, 1)), label=f"t={t:.3g}"
                 )
-            ax.set(xlabel=r"$\theta$", ylabel=r"$\rho_t(\theta)$", title="density on the grid")
+            ax.set(xlabel=names[0], ylabel=r"$\rho_t$", title="density on the grid")
             if len(steps) <= 12:
                 ax.legend(fontsize=7)
         else:
             picks = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
-            fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 3.8))
+            fig, axes = plt.subplots(
+                1, len(picks), figsize=(4.4 * len(picks), 3.8), layout="constrained"
+            )
             for ax, s in zip(np.atleast_1d(axes), picks, strict=True):
                 grid, rho, t = read_density(snaps[s])
                 extent = (grid.low[1], grid.high[1], grid.low[0], grid.high[0])
                 im = ax.imshow(rho, origin="lower", extent=extent, aspect="auto", cmap="magma")
-                ax.set(title=f"t = {t:.3g}", xlabel=r"$\theta_2$", ylabel=r"$\theta_1$")
+                ax.set(title=f"t = {t:.3g}", xlabel=names[1], ylabel=names[0])
                 fig.colorbar(im, ax=ax, shrink=0.8)
         out.append(save_figure(fig, fig_dir / "density.png"))
     if metrics:

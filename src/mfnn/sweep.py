@@ -335,6 +335,8 @@ def _batchable(cfg) -> str | None:
     """Why the config cannot run in a seed batch (None if it can)."""
     if cfg.experiment.name:
         return f"a named experiment ({cfg.experiment.name}) runs its own way"
+    if cfg.dynamics.kind == "pde":
+        return "a grid (pde) run has no particles to stack"
     return None
 
 

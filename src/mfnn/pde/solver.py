@@ -34,6 +34,13 @@ Time (``scheme``):
   -4 sin^2(pi j / (2 n_k)) / h_k^2): no dt <= h^2 / (2 D) limit, first order in time.
   A box only (a 2-D ball's staircase has no fast transform).
 
+Why these and not an adaptive ODE solver (diffrax) on the semi-discrete system: what the
+grid must keep exactly, mass and positivity, is a property of strong-stability-preserving
+steps under the cfl bound below (each stage a convex combination of forward-Euler steps),
+which an embedded Runge-Kutta pair with error control does not promise; and the stiff part,
+the diffusion, is linear with a known eigenbasis, so it is solved exactly by the transform
+instead of by Newton iterations of an implicit solver.
+
 Stability (positivity, hence L1 stability): a forward-Euler stage keeps rho >= 0 when
 
     dt (sum_k max |u_k| / (c h_k) + 2 D sum_k 1 / h_k^2 + alpha max |Phi - <Phi>|) <= 1,
