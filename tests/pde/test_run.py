@@ -153,3 +153,24 @@ def test_bad_input_names_the_field(overrides, raw, match):
 def test_grid_options_need_kind_pde():
     with pytest.raises(ConfigError, match="`dynamics.grid` is the grid of `dynamics.kind: pde`"):
         config.load(config.merge(BASE, {"dynamics": {"kind": "gradient_flow"}}))
+
+
+def test_the_cli_runs_the_examples_and_refuses_an_unstable_dt(tmp_path):
+    """Each pde example config runs from the command line (shortened), and a dt above the
+    stable bound exits 2 naming `dynamics.dt` and the bound."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for name in ("pde_langevin_1d", "pde_2d_birth_death"):
+        cmd = [sys.executable, "-m", "mfnn.cli", "run", str(root / "examples" / f"{name}.yaml"),
+               "--set", "dynamics.steps=20", "--set", "record.every=10",
+               "--out", str(tmp_path / name)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert read_json(tmp_path / name / "summary.json")["status"] == "completed"
+    cmd[cmd.index("dynamics.steps=20")] = "dynamics.dt=1.0"
+    proc = subprocess.run(cmd[:-1] + [str(tmp_path / "bad")], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "`dynamics.dt` = 1 is unstable" in proc.stderr and "Traceback" not in proc.stderr
