@@ -89,7 +89,7 @@ def test_a_2d_ball_with_birth_death_keeps_mass_inside(tmp_path):
         "model": {"train_output": True, "init": {"a": {"std": 0.5}, "w": {"std": 0.5}}},
         "dynamics": {
             "grid": {"cells": [24, 24], "flux": "upwind"},
-            "domain": {"kind": "ball", "radius": 2.0},
+            "domain": {"kind": "ball", "radius": 3.0},
             "birth_death": {"rate": 1.0},
             "langevin": None,
             "dt": 0.005,
@@ -155,22 +155,28 @@ def test_grid_options_need_kind_pde():
         config.load(config.merge(BASE, {"dynamics": {"kind": "gradient_flow"}}))
 
 
-def test_the_cli_runs_the_examples_and_refuses_an_unstable_dt(tmp_path):
-    """Each pde example config runs from the command line (shortened), and a dt above the
-    stable bound exits 2 naming `dynamics.dt` and the bound."""
-    import pathlib
+def _cli(*args):
     import subprocess
     import sys
 
-    root = pathlib.Path(__file__).resolve().parents[2]
-    for name in ("pde_langevin_1d", "pde_2d_birth_death"):
-        cmd = [sys.executable, "-m", "mfnn.cli", "run", str(root / "examples" / f"{name}.yaml"),
-               "--set", "dynamics.steps=20", "--set", "record.every=10",
-               "--out", str(tmp_path / name)]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        assert read_json(tmp_path / name / "summary.json")["status"] == "completed"
-    cmd[cmd.index("dynamics.steps=20")] = "dynamics.dt=1.0"
-    proc = subprocess.run(cmd[:-1] + [str(tmp_path / "bad")], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "mfnn.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_cli_refuses_an_unstable_dt(tmp_path):
+    proc = _cli("run", EXAMPLES / "pde_langevin_1d.yaml", "--set", "dynamics.dt=1.0",
+                "--out", tmp_path / "bad")  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "`dynamics.dt` = 1 is unstable" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow  # two subprocesses, 45 s
+@pytest.mark.parametrize("name", ["pde_langevin_1d", "pde_2d_birth_death"])
+def test_the_cli_runs_the_examples(tmp_path, name):
+    proc = _cli("run", EXAMPLES / f"{name}.yaml", "--set", "dynamics.steps=20",
+                "--set", "record.every=10", "--out", tmp_path / name)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(tmp_path / name / "summary.json")["status"] == "completed"

@@ -11,6 +11,8 @@ from .langevin_gibbs import LANGEVIN_GIBBS
 from .langevin_temperature import LANGEVIN_TEMPERATURE
 from .lazy_vs_rich import LAZY_VS_RICH
 from .multilayer_chaos import MULTILAYER_CHAOS
+from .mv_control import MV_CONTROL
+from .pde_vs_particles import PDE_VS_PARTICLES
 from .random_features import RANDOM_FEATURES
 from .reflecting_ball import REFLECTING_BALL
 from .resnet_depth_limit import RESNET_DEPTH_LIMIT
@@ -41,6 +43,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         RESNET_DEPTH_LIMIT,
         RESNET_EXPANSION,
         BOLTZMANN_FIXED_POINT,
+        PDE_VS_PARTICLES,
+        MV_CONTROL,
     )
 }
 DEFAULT = "sign"

@@ -146,35 +146,23 @@ class Grid(eqx.Module):
             inner = jnp.take(inner, jnp.arange(1, self.cells[k] - 1), axis=k)
         return (jnp.sum(rho) - jnp.sum(inner)) / jnp.sum(rho)
 
-    def density_of_laws(self, laws: list[Law], dtype=jnp.float64) -> Float[Array, "..."]:
+    def density_of_laws(
+        self, laws: list[Law], dtype=jnp.float64, fold: bool = False
+    ) -> Float[Array, "..."]:
         """Cell averages of the product law prod_k laws[k] (exact: differences of the CDF
         over each cell), normalised to mass 1 over the domain's cells.
 
-        A `Constant` law is a point mass, which no grid holds: `ConfigError`."""
+        ``fold``: the law of the points after the normal reflection into the box that
+        bounded runs apply to particles starting outside (`mfnn.domains`: per axis the
+        triangle wave of period 2 P, P = high - low), i.e. each cell [a, b] also collects
+        the mass of its images [a + 2 k P, b + 2 k P] and [2 high - b + 2 k P,
+        2 high - a + 2 k P]; without it the mass outside is dropped and the rest
+        renormalised. A `Constant` law is a point mass, which no grid holds: `ConfigError`."""
         if len(laws) != self.dim:
             raise ConfigError(f"a product law on the grid needs {self.dim} laws; got {len(laws)}.")
         factors = []
         for k, law in enumerate(laws):
-            e = self.edges(k)
-            if isinstance(law, Gaussian):
-                if law.std == 0:
-                    raise ConfigError(
-                        f"axis {k} starts as a gaussian law of std 0, a point mass, which a grid "
-                        "cannot hold: give it a positive std (wider than a few cells)."
-                    )
-                p = np.diff(ndtr((e - law.mean) / law.std))
-            elif isinstance(law, Uniform):
-                p = np.clip(np.minimum(e[1:], law.high) - np.maximum(e[:-1], law.low), 0, None)
-                p = p / (law.high - law.low)
-            elif isinstance(law, Constant):
-                raise ConfigError(
-                    f"axis {k} starts as a constant law (every particle at {law.value}), a point "
-                    "mass, which a grid cannot hold: use a gaussian or uniform law for it, or "
-                    "remove the block from the particle (e.g. `model.train_output: false` for a "
-                    "== 1)."
-                )
-            else:  # pragma: no cover - Law is a closed union
-                raise TypeError(type(law))
+            p = self._cell_masses(law, k, fold)
             factors.append(p)
         mass = factors[0]
         for p in factors[1:]:
@@ -187,6 +175,46 @@ class Grid(eqx.Module):
                 "cover it."
             )
         return jnp.asarray(mass / (total * self.volume), dtype)
+
+    def _cell_masses(self, law: Law, k: int, fold: bool) -> np.ndarray:
+        """The mass law puts on each cell of axis k (with its folded images if ``fold``)."""
+        e = self.edges(k)
+        if not fold:
+            return self._interval_masses(law, e[:-1], e[1:], k)
+        period = 2.0 * (self.high[k] - self.low[k])
+        spread = law.std if isinstance(law, Gaussian) else 0.0
+        reach = max(abs(getattr(law, "mean", 0.0)), abs(getattr(law, "low", 0.0)),
+                    abs(getattr(law, "high", 0.0))) + 40.0 * spread  # fmt: skip
+        n = int(np.ceil((reach + abs(self.low[k]) + abs(self.high[k])) / period)) + 1
+        total = np.zeros(self.cells[k])
+        for j in range(-n, n + 1):
+            shift = j * period
+            total += self._interval_masses(law, e[:-1] + shift, e[1:] + shift, k)
+            hi = 2.0 * self.high[k] + shift
+            total += self._interval_masses(law, hi - e[1:], hi - e[:-1], k)
+        return total
+
+    @staticmethod
+    def _interval_masses(law: Law, a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+        """law([a_i, b_i]) for each i (a_i <= b_i)."""
+        if isinstance(law, Gaussian):
+            if law.std == 0:
+                raise ConfigError(
+                    f"axis {k} starts as a gaussian law of std 0, a point mass, which a grid "
+                    "cannot hold: give it a positive std (wider than a few cells)."
+                )
+            return ndtr((b - law.mean) / law.std) - ndtr((a - law.mean) / law.std)
+        if isinstance(law, Uniform):
+            overlap = np.minimum(b, law.high) - np.maximum(a, law.low)
+            return np.clip(overlap, 0, None) / (law.high - law.low)
+        if isinstance(law, Constant):
+            raise ConfigError(
+                f"axis {k} starts as a constant law (every particle at {law.value}), a point "
+                "mass, which a grid cannot hold: use a gaussian or uniform law for it, or "
+                "remove the block from the particle (e.g. `model.train_output: false` for a "
+                "== 1)."
+            )
+        raise TypeError(type(law))  # pragma: no cover - Law is a closed union
 
     def density_of_points(
         self,
@@ -203,10 +231,13 @@ class Grid(eqx.Module):
             )
         lo, hi = np.asarray(self.low), np.asarray(self.high)
         out = np.any((pts < lo) | (pts > hi), axis=1)
+        if self.masked:
+            out |= np.sum(pts**2, axis=1) > self.radius**2
         if out.any():
+            where = f"the ball of radius {self.radius}" if self.masked else "the grid"
             raise ConfigError(
-                f"{int(out.sum())} of {len(pts)} particles lie outside the grid "
-                f"[{self.low}, {self.high}]: widen `dynamics.grid.low/high`."
+                f"{int(out.sum())} of {len(pts)} particles lie outside {where} "
+                f"[{self.low}, {self.high}]: widen `dynamics.grid.low/high` (or the domain)."
             )
         w = np.full(len(pts), 1.0 / len(pts)) if weights is None else np.asarray(weights, float)
         hist, _ = np.histogramdd(pts, bins=[self.edges(k) for k in range(self.dim)], weights=w)

@@ -121,7 +121,20 @@ def _initial_density(cfg: Config, built: Built, grid: Grid, dtype) -> jax.Array:
     for blk in model.present_blocks:
         size = model.d if blk == "w" else 1
         laws += [init_law(getattr(init, blk))] * size
-    return grid.density_of_laws(laws, dtype)
+    if grid.masked:  # a 2-D ball: its radial fold is not a product; keep the law inside
+        whole = Grid(grid.low, grid.high, grid.cells)
+        rho = whole.density_of_laws(laws, dtype)  # renormalised over the box
+        outside = 1.0 - float(np.sum(np.asarray(rho)[grid.inside()]) * grid.volume)
+        tol = (cfg.dynamics.grid or GridSpec()).boundary_tol
+        if outside > tol:
+            raise ConfigError(
+                f"the initial law puts {outside:.3g} of its mass outside the ball of radius "
+                f"{grid.radius} (more than `dynamics.grid.boundary_tol` = {tol:g}); particles "
+                "there are reflected in at the first step, which the grid cannot follow: "
+                "narrow `model.init` or enlarge `dynamics.domain.radius`."
+            )
+    # bounded: the law of the reflected start (particles outside are folded in at once)
+    return grid.density_of_laws(laws, dtype, fold=grid.bounded)
 
 
 def build_pde(cfg: Config, base=None) -> PdeBuilt:
