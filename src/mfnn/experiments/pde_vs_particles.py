@@ -44,7 +44,10 @@ size m^(-1/2) (first term) plus a bias O(1/m) (second): its slope lies in [-1, -
 
 Setup: 1-D teacher-student regression, f = (1/m) sum_j tanh(w_j x) (theta = w in R,
 output weights fixed), exact population risk (quadrature on x ~ U[-2, 2]), small l2 and
-a Langevin temperature; w ~ N(0, 1/4). Cases: ``free`` (R), ``ball`` (the interval
+a Langevin temperature; w ~ N(0, 1/4). In the ball case the particles that start outside
+are reflected in at the first step, so the PDE starts from the folded law
+(`mfnn.pde.grid.Grid.density_of_laws`, ``fold``), not the truncated one (which would leave
+a floor W ~ 0.04 at every m). Cases: ``free`` (R), ``ball`` (the interval
 [-r, r], particles reflected, the PDE with a no-flux boundary) and ``birth_death`` (rate
 alpha: particles jump, the PDE gains the reaction term). Per case one pde sub-run and,
 for every width m, `replicas` particle runs with independent draws.
@@ -80,9 +83,7 @@ class PdeVsParticlesParams(Params):
     times: Times = Field((1.0, 2.0, 4.0), min_length=1, description="on the snapshot grid")
     cases: Cases = Field(("free", "ball", "birth_death"), min_length=1, description="flows")
     slope_cases: Cases = Field(
-        ("free", "birth_death"),
-        description="cases whose slopes are checked (ball: a floor W ~ 0.04 from the wall's "
-        "unresolved boundary layer at h = 0.05, so only w2_small/w2_decreasing)",
+        ("free", "ball", "birth_death"), description="cases whose slopes are checked"
     )
     ball_radius: float = Field(1.0, gt=0, description="r of the `ball` case")
     birth_death_rate: float = Field(1.0, gt=0, description="alpha of the `birth_death` case")
