@@ -46,9 +46,9 @@ from ..errors import ConfigError
 from ..measure import atomic_savez
 from ..rundir import (
     RunLock,
+    RunWriter,
     atomic_write_text,
     check,
-    list_snapshots,
     read_metrics,
     same_config,
     set_aside,
@@ -261,43 +261,13 @@ def _bad(row: dict, pb: PdeBuilt) -> str | None:
     return None
 
 
-def _fmt(v) -> str:
-    return str(int(v)) if isinstance(v, int | np.integer) else repr(float(v))
+class _Writer(RunWriter):
+    """`mfnn.rundir.RunWriter` (metrics rows flushed, resume cuts rows past the checkpoint)
+    with density snapshots and checkpoints instead of particles."""
 
-
-class _Writer:
     def __init__(self, run_dir: Path, fields: list[str], pb: PdeBuilt):
-        self.run_dir, self.fields, self.pb = run_dir, ["step", "t", *fields], pb
-        self.path = run_dir / "metrics.csv"
-
-    def start(self, resume_step: int | None) -> None:
-        (self.run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
-        if resume_step is None:
-            for p in list_snapshots(self.run_dir).values():
-                p.unlink()
-            (self.run_dir / "checkpoint.npz").unlink(missing_ok=True)
-            atomic_write_text(self.path, ",".join(self.fields) + "\n")
-            return
-        lines = self.path.read_text().splitlines()
-        width = len(lines[0].split(","))
-        kept = [lines[0]] + [
-            ln
-            for ln in lines[1:]
-            if len(c := ln.split(",")) == width and all(c) and int(c[0]) <= resume_step
-        ]
-        atomic_write_text(self.path, "\n".join(kept) + "\n")
-        for step, p in list_snapshots(self.run_dir).items():
-            if step > resume_step:
-                p.unlink()
-
-    def rows(self, rows: list[dict]) -> None:
-        import os
-
-        with open(self.path, "a", newline="") as fh:
-            for row in rows:
-                fh.write(",".join(_fmt(row[k]) for k in self.fields) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        super().__init__(run_dir, pb.model, fields)
+        self.pb = pb
 
     def snapshot(self, step: int, rho) -> None:
         g = self.pb.grid
@@ -398,7 +368,7 @@ def _execute(cfg, run_dir, resume, progress, label, base, make_figures, from_scr
     if point is None:
         step, rho = 0, pb.rho0
         first = row_of(0, _metrics_now(solver, test, rho, dt_arr))
-        writer.rows([first])
+        writer.on_records([first])
         writer.snapshot(0, rho)
         writer.checkpoint(0, rho)
     else:
@@ -423,7 +393,7 @@ def _execute(cfg, run_dir, resume, progress, label, base, make_figures, from_scr
                 row = row_of(step + todo, values, 0)
                 new_rows.append(row)
                 bad = _bad(row, pb)
-            writer.rows(new_rows)
+            writer.on_records(new_rows)
             if bad is not None:
                 at = new_rows[-1]["step"]
                 status = "diverged"
