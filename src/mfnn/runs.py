@@ -71,7 +71,7 @@ def _recorded_rows(run_dir: Path) -> int:
         return max(sum(1 for _ in fh) - 1, 0)
 
 
-def resume_state(run_dir, cfg: Config, from_scratch: bool = False) -> State | None:
+def resume_state(run_dir, cfg: Config, from_scratch: bool = False, load=None) -> State | None:
     """The checkpoint a run of ``cfg`` continues from, or None for a start from step 0.
 
     Nothing recorded is dropped on the way: when the directory holds rows but they
@@ -80,8 +80,10 @@ def resume_state(run_dir, cfg: Config, from_scratch: bool = False) -> State | No
     old files to ``previous/<time>/`` and starts over; without it a missing or damaged
     checkpoint of this config is refused (`ConfigError`: resume with
     ``--from-scratch``). Another config's files are always moved aside: they are not
-    this run's.
+    this run's. ``load`` reads the checkpoint (default `load_checkpoint`; a grid run reads
+    its density) and raises `ConfigError` when it cannot.
     """
+    load = load_checkpoint if load is None else load
     run_dir = Path(run_dir)
     rows = _recorded_rows(run_dir)
     if not (run_dir / "config.yaml").is_file() or (rows == 0 and not from_scratch):
@@ -91,7 +93,7 @@ def resume_state(run_dir, cfg: Config, from_scratch: bool = False) -> State | No
         return None
     if (run_dir / "checkpoint.npz").is_file():
         try:
-            return load_checkpoint(run_dir)
+            return load(run_dir)
         except ConfigError:
             if not from_scratch:
                 raise

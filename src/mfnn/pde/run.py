@@ -50,8 +50,6 @@ from ..rundir import (
     atomic_write_text,
     check,
     read_metrics,
-    same_config,
-    set_aside,
     snapshot_path,
     write_json,
 )
@@ -59,7 +57,6 @@ from .energy import SampledEnergy, grid_energy
 from .grid import Grid
 from .solver import FokkerPlanck
 
-RUN_FILES = ["metrics.csv", "snapshots", "checkpoint.npz", "summary.json", "config.yaml"]
 MASS_TOL = 1e-10
 
 
@@ -293,37 +290,20 @@ def read_density(path) -> tuple[Grid, np.ndarray, float]:
         return grid, np.asarray(z["density"]), float(z["t"])
 
 
-def _resume_point(run_dir: Path, pb: PdeBuilt, from_scratch: bool):
-    """(step, density) to continue from, or None for a fresh start (as `mfnn.runs.resume_state`)."""
-    metrics = run_dir / "metrics.csv"
-    rows = max(len(metrics.read_text().splitlines()) - 1, 0) if metrics.is_file() else 0
-    if not (run_dir / "config.yaml").is_file() or (rows == 0 and not from_scratch):
-        return None
-    if not same_config(run_dir, pb.config):
-        set_aside(run_dir, RUN_FILES)
-        return None
-    ck = run_dir / "checkpoint.npz"
-    if ck.is_file():
-        try:
-            with np.load(ck) as z:
-                rho = jnp.asarray(z["density"], pb.rho0.dtype)
-                step = int(z["step"])
-            if rho.shape != pb.rho0.shape:
-                raise ValueError(f"a density of shape {rho.shape}, not {pb.rho0.shape}")
-            return step, rho
-        except (OSError, ValueError, KeyError) as exc:
-            if not from_scratch:
-                raise ConfigError(
-                    f"{str(ck)!r} cannot be read ({exc}); start again with `mfnn resume "
-                    f"{run_dir} --from-scratch` (the rows so far are moved to previous/)."
-                ) from exc
-    elif not from_scratch:
+def _load_density(run_dir: Path, pb: PdeBuilt) -> tuple[int, jax.Array]:
+    """(step, density) of ``run_dir/checkpoint.npz`` (`ConfigError` if unreadable)."""
+    path = run_dir / "checkpoint.npz"
+    try:
+        with np.load(path) as z:
+            rho = jnp.asarray(z["density"], pb.rho0.dtype)
+            step = int(z["step"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{str(path)!r} cannot be read as a grid checkpoint ({exc}).") from exc
+    if rho.shape != pb.rho0.shape:
         raise ConfigError(
-            f"{str(run_dir)!r} holds {rows} recorded rows but no checkpoint to continue from; "
-            f"start it again with `mfnn resume {run_dir} --from-scratch`."
+            f"{str(path)!r} holds a density of shape {rho.shape}, not {pb.rho0.shape}."
         )
-    set_aside(run_dir, RUN_FILES)
-    return None
+    return step, rho
 
 
 def execute_pde(
@@ -344,11 +324,15 @@ def execute_pde(
 
 
 def _execute(cfg, run_dir, resume, progress, label, base, make_figures, from_scratch):
-    from ..runs import progress_printer
+    from ..runs import progress_printer, resume_state
 
     pb = build_pde(cfg, base)
     t0 = time.perf_counter()
-    point = _resume_point(run_dir, pb, from_scratch) if resume else None
+    point = (
+        resume_state(run_dir, pb.config, from_scratch, load=lambda d: _load_density(d, pb))
+        if resume
+        else None
+    )
     names = metric_names(pb)
     writer = _Writer(run_dir, names, pb)
     writer.start(None if point is None else point[0])
