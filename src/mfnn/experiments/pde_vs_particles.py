@@ -288,8 +288,6 @@ PDE_VS_PARTICLES = Experiment(
         CheckSpec("w2_small_*", "W(m_max, T) <= w2_max"),
         CheckSpec("w2_decreasing_*", "W(m, t) decreases along the widths at every t"),
         CheckSpec("run_completed", "reported only when a sub-run misses a statistic time"),
-        CheckSpec("*/mass_conservation", "pde sub-runs: max |int rho - 1| <= 1e-10"),
-        CheckSpec("*/positivity", "pde sub-runs: min density >= 0"),
     ),
     plan=plan,
     analyze=analyze,
