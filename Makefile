@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 WORKERS ?= 2
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run quick test test-slow lint format bench clean
+.PHONY: run quick test test-slow lint format bench bench-pde clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
+
+bench-pde: $(STAMP)
+	$(BIN)/python benchmarks/bench_pde.py --out benchmarks/results/bench_pde_cpu2.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
