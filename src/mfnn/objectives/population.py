@@ -212,10 +212,14 @@ class PopulationRisk(AbstractObjective):
     def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:
         """Phi(theta') at each row of ``points``, with mu = mu_m(theta) held fixed."""
         m = theta.shape[0]
-        s = model.output_scale(m)
-        inner = self.potential(model, points) + s * jnp.sum(
-            self.interaction(model, theta, points), axis=0
-        )
+        if self.method == "closed_form":
+            s = model.output_scale(m)
+            inner = self.potential(model, points) + s * jnp.sum(
+                self.interaction(model, theta, points), axis=0
+            )
+        else:  # E_x[(f - f*) phi(x; .)] on the nodes: O((m + k) K), not the k x m kernel
+            residual = self.weights * (model.predict(theta, self.x) - self.y)
+            inner = residual @ model.features(points, self.x)
         value = model.scaling.field(m) * inner
         l2 = self.l2.astype(points.dtype)
         return value + model.scaling.confinement(m) * 0.5 * l2 * jnp.sum(points**2, -1)
