@@ -78,15 +78,18 @@ def _pieces_of_points(x, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _pieces_of_density(edges: np.ndarray, rho: np.ndarray):
-    """The quantile pieces of a piecewise-constant density on cells with ``edges``."""
+    """The quantile pieces of a piecewise-constant density on cells with ``edges``.
+
+    The slope of a piece is the cell width over its increment of the *rounded* cumulative
+    mass: a cell whose mass is below the resolution of the running sum (1e-24 next to 0.5)
+    then spans exactly its cell in Q instead of a rounding error times 1/mass."""
     h = np.diff(edges)
-    mass = rho * h
-    keep = mass > 0
-    mass, left, h = mass[keep], edges[:-1][keep], h[keep]
-    c = np.concatenate([[0.0], np.cumsum(mass)])
-    total = c[-1]
-    c /= total
-    return c, left, h / (mass / total)
+    c = np.concatenate([[0.0], np.cumsum(rho * h)])
+    c /= c[-1]
+    dc = np.diff(c)
+    keep = dc > 0  # empty (or rounded-away) cells occupy no width of [0, 1]
+    starts = np.append(c[:-1][keep], 1.0)
+    return starts, edges[:-1][keep], h[keep] / dc[keep]
 
 
 def _w2_sq_pieces(a, b) -> float:
