@@ -78,8 +78,8 @@ class GridParams(Params):
 
 
 class PdeVsParticlesParams(Params):
-    widths: Widths = Field((100, 1000, 10000), min_length=3, description="m")
-    replicas: int = Field(4, ge=1, description="independent particle runs per width")
+    widths: Widths = Field((100, 1000, 10000, 100000), min_length=3, description="m")
+    replicas: int = Field(8, ge=1, description="independent particle runs per width")
     times: Times = Field((1.0, 2.0, 4.0), min_length=1, description="on the snapshot grid")
     cases: Cases = Field(("free", "ball", "birth_death"), min_length=1, description="flows")
     slope_cases: Cases = Field(
