@@ -67,6 +67,7 @@ def test_ensemble_moves_order_one_at_every_width():
         assert abs(slope + 1.0) < 0.1, (depth, plain, slope)
 
 
+@pytest.mark.slow  # the ensemble's O(1) movement (above) stays in the default tier
 def test_wide_resnet_moves_order_one_at_every_width_and_depth():
     """v = -L N dE/dtheta_j^l: ||f(1) - f(0)|| is O(1) over N in {8, 64, 256} and L in {2, 4,
     16} (max / min <= 1.5); with the factor N alone (no L) the change shrinks like 1/L."""

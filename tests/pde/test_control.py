@@ -42,6 +42,7 @@ def solved():
     return out
 
 
+@pytest.mark.slow  # 7 s; the quadratic terminal cost (exact Cole-Hopf answer) stays by default
 def test_cole_hopf_solves_the_hjb_and_the_direct_scheme_converges_to_it():
     errs = []
     for n in (41, 81):

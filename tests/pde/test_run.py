@@ -88,7 +88,7 @@ def test_a_2d_ball_with_birth_death_keeps_mass_inside(tmp_path):
     raw = {
         "model": {"train_output": True, "init": {"a": {"std": 0.5}, "w": {"std": 0.5}}},
         "dynamics": {
-            "grid": {"cells": [24, 24], "flux": "upwind"},
+            "grid": {"cells": [16, 16], "flux": "upwind"},
             "domain": {"kind": "ball", "radius": 3.0},
             "birth_death": {"rate": 1.0},
             "langevin": None,
