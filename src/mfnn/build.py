@@ -401,7 +401,12 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         resolved = cfg.model.model_copy(update={"width": int(width)})
         cfg = cfg.model_copy(update={"model": resolved})
     else:
-        theta0 = sample_particles(model, ms.width, init_laws(ms.init), k_init, dtype)
+        if ms.init.paired:  # m/2 draws and their mirrors (-a, w, b): f_0 = 0 exactly
+            half = sample_particles(model, ms.width // 2, init_laws(ms.init), k_init, dtype)
+            a_col = model.block_slices()["a"]
+            theta0 = jnp.concatenate([half, half.at[:, a_col].multiply(-1.0)])
+        else:
+            theta0 = sample_particles(model, ms.width, init_laws(ms.init), k_init, dtype)
         _check_finite((theta0,), "the initial particles", "`model.init` (mean, std, low, high)")
 
     _check_output(model, theta0, train if train is not None else test, target, d)

@@ -152,6 +152,8 @@ class InitSpec(_Strict):
     b: LawSpec = LawSpec(law="uniform", low=-1.0, high=1.0)
     # the true middle weights W_l of `model.kind: multilayer` (default: the law of w)
     hidden: LawSpec | None = None
+    # antisymmetric pairs: m/2 draws and their mirrors (-a, w, b), so that f_0 = 0
+    paired: bool = False
 
 
 def _check_activation(v: str) -> str:
@@ -597,6 +599,7 @@ def _cross_field_problems(cfg: Config):
         )
     yield from _deep_problems(cfg)
     yield from _pde_problems(cfg)
+    yield from _paired_problems(cfg)
     yield from _unrepresentable(cfg, cfg.dtype)
     if model.init.path is None and model.width is None:
         yield "`model.width` is needed when `model.init.path` is not given."
@@ -619,6 +622,25 @@ def _changed(section: BaseModel, key: str) -> bool:
     return getattr(section, key) != type(section).model_fields[key].get_default(
         call_default_factory=True
     )
+
+
+def _paired_problems(cfg: Config):
+    """`model.init.paired`: mirrors (-a, w, b) need an output weight a and an even width."""
+    ms = cfg.model
+    if not ms.init.paired:
+        return
+    if ms.kind != "two_layer" or not ms.train_output:
+        what = f"`model.kind: {ms.kind}`"
+        if ms.kind == "two_layer":
+            what = "`model.train_output: false`"
+        yield (
+            "`model.init.paired` mirrors each unit's output weight a -> -a; it needs a two-layer "
+            f"network with output weights (`model.train_output: true`); got {what}."
+        )
+    if ms.init.path is not None:
+        yield "`model.init.paired` draws the particles; remove it or `model.init.path`."
+    if ms.width is not None and ms.width % 2:
+        yield f"`model.init.paired` needs an even `model.width` (m/2 pairs); got {ms.width}."
 
 
 def _pde_problems(cfg: Config):
