@@ -60,7 +60,10 @@ def progress_printer(label: str, stream=None) -> Callable[[dict], None]:
 
 
 # what a run writes; a restart from scratch moves these aside (`mfnn.rundir.set_aside`)
-RUN_FILES = ["metrics.csv", "snapshots", "checkpoint.npz", "summary.json", "config.yaml"]
+RUN_FILES = [
+    "metrics.csv", "snapshots", "checkpoint.npz", "summary.json", "config.yaml",
+    "predictions.npz",
+]  # fmt: skip
 
 
 def _recorded_rows(run_dir: Path) -> int:
@@ -162,6 +165,7 @@ def execute(
 
 
 def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch):
+    plain = built is None  # a customised build (stacked systems) has no single network
     built = build(cfg, base) if built is None else built
     t0 = time.perf_counter()
     state = resume_state(run_dir, built.config, from_scratch) if resume else None
@@ -194,6 +198,8 @@ def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, b
         write_json(run_dir / "summary.json", summary)
         raise
     metrics = read_metrics(run_dir)
+    if plain:
+        write_predictions(run_dir, built, traj.state.theta)
     summary = single_summary(traj, metrics, built, time.perf_counter() - t0)
     write_json(run_dir / "summary.json", summary)
     if make_figures and metrics:
@@ -201,6 +207,53 @@ def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, b
 
         run_figures(run_dir, metrics, built)
     return traj, built, summary
+
+
+MAX_PREDICTED = 100_000  # points of a data set whose predictions a run writes
+
+
+def write_predictions(run_dir, built: Built, theta) -> Path | None:
+    """``predictions.npz``: the network's outputs on its data sets, for the final particles
+    and for every snapshot (`mfnn.rundir.list_snapshots`):
+
+    - ``x_test``, ``y_test``, ``f_test`` (the final f on x_test), ``f_test_snapshots``
+      (S, n_test) at ``snapshot_steps`` (S,); the same with ``train`` for the training set.
+
+    Written atomically when the run stops (completed, diverged or interrupted), for runs
+    built from their config (not for a customised build of stacked systems); data sets of
+    more than `MAX_PREDICTED` points and population risks (no data set) are left out.
+    Returns the path, or None when there was nothing to write."""
+    from .measure import atomic_savez, load_particles
+
+    sets = {
+        name: ds
+        for name, ds in (("test", built.test), ("train", built.train))
+        if ds is not None and ds.x.shape[0] <= MAX_PREDICTED
+    }
+    if not sets:
+        return None
+    snaps = {}
+    from .rundir import list_snapshots
+
+    for step, path in list_snapshots(run_dir).items():
+        try:
+            snaps[step] = load_particles(path, built.model, built.theta0.dtype)
+        except ConfigError:  # a snapshot of another layout: not this run's
+            continue
+    steps = sorted(snaps)
+    arrays = {"snapshot_steps": np.asarray(steps, np.int64)}
+    theta = jnp.asarray(theta)
+    for name, ds in sets.items():
+        arrays[f"x_{name}"] = np.asarray(ds.x)
+        arrays[f"y_{name}"] = np.asarray(ds.y)
+        arrays[f"f_{name}"] = np.asarray(built.model.predict(theta, ds.x))
+        if steps:
+            arrays[f"f_{name}_snapshots"] = np.stack(
+                [np.asarray(built.model.predict(snaps[k], ds.x)) for k in steps]
+            )
+    path = Path(run_dir) / "predictions.npz"
+    atomic_savez(path, **arrays)
+    return path
 
 
 def single_summary(traj: Trajectory, metrics: dict, built: Built, wall: float) -> dict:

@@ -399,7 +399,7 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
     """Build, stack, integrate once, and write each member's run directory."""
     from .build import build
     from .rundir import read_metrics, write_json
-    from .runs import open_run, resume_state, single_summary
+    from .runs import open_run, resume_state, single_summary, write_predictions
     from .simulate import simulate_batch
 
     t0 = time.perf_counter()
@@ -438,6 +438,7 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
     wall = (time.perf_counter() - t0) / len(built)
     rows = []
     for d, b, traj in zip(dirs, built, trajs, strict=True):
+        write_predictions(d, b, traj.state.theta)
         summary = single_summary(traj, read_metrics(d), b, wall)
         write_json(d / "summary.json", summary)
         row = {"status": summary["status"], "final_loss": summary["final_loss"]}
