@@ -115,3 +115,16 @@ def test_bad_input_is_refused():
         ntk(X, trainable=("c",))
     with pytest.raises(ConfigError, match="ridge"):
         kernel_ridge(jnp.eye(2), jnp.ones(2), jnp.eye(2), -1.0)
+
+
+def test_discrete_flow_is_the_euler_iteration():
+    x = jax.random.normal(jax.random.key(4), (9, 2))
+    y = jnp.tanh(x[:, 1])
+    k = ntk(x, activation="erf", b_std=0.5)
+    f, dt = jnp.zeros(9), 0.05
+    for _ in range(40):
+        f = f - dt / 9 * (k @ (f - y))
+    got, _ = kernel_flow(k, y, 40 * dt, dt=dt)
+    np.testing.assert_allclose(got, f, rtol=1e-12, atol=1e-13)
+    exact, _ = kernel_flow(k, y, 40 * dt)
+    assert float(jnp.max(jnp.abs(exact - f))) > 1e-6  # the continuous flow differs by O(dt)

@@ -187,16 +187,24 @@ def kernel_flow(
     k_test: Float[Array, "l n"] | None = None,
     f0_train: Float[Array, " n"] | None = None,
     f0_test: Float[Array, " l"] | None = None,
+    dt: float | None = None,
 ) -> tuple[Float[Array, " n"], Float[Array, " l"] | None]:
     """(f_t(X), f_t(x*)) of the kernel gradient flow df/dt = -(1/n) Theta (f - y), exact
-    in t (module docstring); ``t = inf`` is kernel interpolation. f_0 = 0 by default."""
+    in t (module docstring); ``t = inf`` is kernel interpolation. f_0 = 0 by default.
+
+    ``dt``: the same for the Euler steps f_{k+1} = f_k - (dt/n) Theta (f_k - y) that a run
+    with that step takes (t = k dt): e^{-t lambda/n} becomes (1 - dt lambda/n)^k, so a
+    simulation is compared with its own time discretisation."""
     n = k_train.shape[0]
     y = jnp.asarray(y, k_train.dtype)
     f0 = jnp.zeros(n, k_train.dtype) if f0_train is None else f0_train
     lam, vec = _spectral(k_train)
     r0 = vec.T @ (f0 - y)
     t = jnp.asarray(t, k_train.dtype)
-    decay = jnp.where(jnp.isinf(t), 0.0, jnp.exp(-t * lam / n))
+    if dt is None:
+        decay = jnp.where(jnp.isinf(t), 0.0, jnp.exp(-t * lam / n))
+    else:
+        decay = (1.0 - dt * lam / n) ** jnp.round(t / dt)
     f_train = y + vec @ (decay * r0)
     if k_test is None:
         return f_train, None

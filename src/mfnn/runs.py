@@ -135,6 +135,7 @@ def execute(
     make_figures: bool = True,
     built: Built | None = None,
     from_scratch: bool = False,
+    predictions: bool | None = None,
 ) -> tuple[Trajectory | None, Built, dict]:
     """Run (or resume) one simulation into ``run_dir`` and write its summary.
 
@@ -148,7 +149,8 @@ def execute(
 
     The run holds the directory's `mfnn.rundir.RunLock` from start to end (a second
     writer gets `mfnn.rundir.RunDirBusy`). With ``resume``, `resume_state` decides where
-    it continues (``from_scratch``: see there).
+    it continues (``from_scratch``: see there). ``predictions``: write predictions.npz
+    (`write_predictions`; default: when ``built`` is None, i.e. not a customised build).
     """
     run_dir = Path(run_dir)
     if cfg.dynamics.kind == "pde":  # the grid solver: the same files, a density for particles
@@ -158,14 +160,17 @@ def execute(
             cfg, run_dir, resume=resume, progress=progress, label=label, base=base,
             make_figures=make_figures, from_scratch=from_scratch,
         )  # fmt: skip
+    predictions = built is None if predictions is None else predictions
     with RunLock(run_dir):
         return _execute_locked(
-            cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch
-        )
+            cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch,
+            predictions,
+        )  # fmt: skip
 
 
-def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch):
-    plain = built is None  # a customised build (stacked systems) has no single network
+def _execute_locked(
+    cfg, run_dir, resume, progress, label, base, make_figures, built, from_scratch, predictions
+):
     built = build(cfg, base) if built is None else built
     t0 = time.perf_counter()
     state = resume_state(run_dir, built.config, from_scratch) if resume else None
@@ -198,7 +203,7 @@ def _execute_locked(cfg, run_dir, resume, progress, label, base, make_figures, b
         write_json(run_dir / "summary.json", summary)
         raise
     metrics = read_metrics(run_dir)
-    if plain:
+    if predictions:  # not for a customised build of stacked systems: no single network
         write_predictions(run_dir, built, traj.state.theta)
     summary = single_summary(traj, metrics, built, time.perf_counter() - t0)
     write_json(run_dir / "summary.json", summary)

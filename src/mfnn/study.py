@@ -465,6 +465,7 @@ class Study(Generic[P]):
             built=result.built,
             make_figures=item.figures,
             from_scratch=True,  # a sub-run that cannot continue restarts, old rows kept aside
+            predictions=item.customize is None,  # a customised build stacks several systems
         )
         result.summary = summary
         return result

@@ -7,6 +7,7 @@ from .boltzmann_fixed_point import BOLTZMANN_FIXED_POINT
 from .chaos import CHAOS
 from .entropic_regime import ENTROPIC_REGIME
 from .global_convergence import GLOBAL_CONVERGENCE
+from .kernel_limit import KERNEL_LIMIT
 from .langevin_gibbs import LANGEVIN_GIBBS
 from .langevin_temperature import LANGEVIN_TEMPERATURE
 from .lazy_vs_rich import LAZY_VS_RICH
@@ -45,6 +46,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         BOLTZMANN_FIXED_POINT,
         PDE_VS_PARTICLES,
         MV_CONTROL,
+        KERNEL_LIMIT,
     )
 }
 DEFAULT = "sign"
