@@ -677,8 +677,7 @@ def _pde_problems(cfg: Config):
         yield "`record.entropy_k` is the particles' kNN entropy; a pde run records the exact one."
     g = dyn.grid or GridSpec()
     cells = [g.cells] if isinstance(g.cells, int) else g.cells
-    for key in ("low", "high"):
-        v = getattr(g, key)
+    for key, v in (("low", g.low), ("high", g.high)):
         if isinstance(v, list) and len(v) != len(cells):
             yield (
                 f"`dynamics.grid.{key}` needs one value per axis ({len(cells)}, as "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from types import FrameType
+from types import FrameType, FunctionType
 
 __all__ = ["interrupt", "in_unraisable_context"]
 
@@ -24,7 +24,7 @@ _FINALIZERS = frozenset({"__del__", "_xla_gc_callback"})
 def in_unraisable_context(frame: FrameType | None) -> bool:
     """Whether ``frame`` or a caller of it is a gc callback or a finalizer, where an
     exception would be printed and dropped instead of propagated."""
-    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    callbacks = {cb.__code__ for cb in gc.callbacks if isinstance(cb, FunctionType)}
     while frame is not None:
         code = frame.f_code
         if code in callbacks or code.co_name in _FINALIZERS:

@@ -47,8 +47,7 @@ class KernelLimitParams(Params):
 
     def check_config(self, cfg: Config) -> None:
         init = cfg.model.init
-        gaussian = all(getattr(init, k).law == "gaussian" and getattr(init, k).mean == 0
-                       for k in ("a", "w", "b"))  # fmt: skip
+        gaussian = all(law.law == "gaussian" and law.mean == 0 for law in (init.a, init.w, init.b))
         require(
             "kernel_limit",
             ("model.init", "gaussian laws of mean 0 for a, w and b (Theta is computed for "

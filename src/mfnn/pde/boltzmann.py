@@ -48,15 +48,6 @@ class BoltzmannResult:
     converged: bool
 
 
-def gibbs_map(energy: AbstractGridEnergy, grid: Grid, beta: float, rho):
-    """G(rho) = exp(-beta Phi[rho]) / Z on the domain's cells (0 outside)."""
-    inside = jnp.asarray(grid.inside(), rho.dtype).reshape(-1)
-    phi = energy.first_variation(rho.reshape(-1) * grid.volume)
-    logit = jnp.where(inside > 0, -beta * phi, -jnp.inf)
-    logit = logit - jax.scipy.special.logsumexp(logit) - np.log(grid.volume)
-    return jnp.exp(logit).reshape(rho.shape)
-
-
 def boltzmann(
     energy: AbstractGridEnergy,
     grid: Grid,

@@ -165,8 +165,7 @@ def gaussian_cells(grid: Grid, variance: float) -> Float[Array, " n"]:
 
 
 def _laplacian_eigenvalues(grid: Grid) -> Float[Array, " n"]:
-    n, h = grid.cells[0], grid.h[0]
-    return jnp.asarray(-4.0 * np.sin(np.pi * np.arange(n) / (2 * n)) ** 2 / h**2)
+    return jnp.asarray(grid.laplacian_eigenvalues())  # 1-D grids only (`_check_1d`)
 
 
 def heat_semigroup(grid: Grid, f: Float[Array, "... n"], s) -> Float[Array, "... n"]:

@@ -120,6 +120,19 @@ class Grid(eqx.Module):
         mesh = np.meshgrid(*(self.axis(k) for k in range(self.dim)), indexing="ij")
         return jnp.asarray(np.stack([g.reshape(-1) for g in mesh], axis=1), dtype)
 
+    def laplacian_eigenvalues(self) -> np.ndarray:
+        """The eigenvalues (shape ``cells``) of the cell-centred Laplacian with no-flux
+        (Neumann) faces, sum_k -4 sin^2(pi j_k / (2 n_k)) / h_k^2: the DCT-II (``norm=
+        "ortho"``, every axis) diagonalises it, so implicit diffusion and the heat
+        semigroup on the grid are exact transforms."""
+        eig = np.zeros((1,) * self.dim)
+        for k in range(self.dim):
+            n, h = self.cells[k], self.h[k]
+            shape = [1] * self.dim
+            shape[k] = n
+            eig = eig + (-4.0 * np.sin(np.pi * np.arange(n) / (2 * n)) ** 2 / h**2).reshape(shape)
+        return eig
+
     def inside(self) -> np.ndarray:
         """Boolean mask (shape ``cells``) of the cells of the domain (all but those outside
         a 2-D ball)."""
@@ -182,9 +195,12 @@ class Grid(eqx.Module):
         if not fold:
             return self._interval_masses(law, e[:-1], e[1:], k)
         period = 2.0 * (self.high[k] - self.low[k])
-        spread = law.std if isinstance(law, Gaussian) else 0.0
-        reach = max(abs(getattr(law, "mean", 0.0)), abs(getattr(law, "low", 0.0)),
-                    abs(getattr(law, "high", 0.0))) + 40.0 * spread  # fmt: skip
+        if isinstance(law, Gaussian):  # how far from 0 the law has mass (40 std: ~1e-348)
+            reach = abs(law.mean) + 40.0 * law.std
+        elif isinstance(law, Uniform):
+            reach = max(abs(law.low), abs(law.high))
+        else:  # a Constant: `_interval_masses` refuses it
+            reach = 0.0
         n = int(np.ceil((reach + abs(self.low[k]) + abs(self.high[k])) / period)) + 1
         total = np.zeros(self.cells[k])
         for j in range(-n, n + 1):

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import __version__
-from ..build import Built, build, init_law
+from ..build import Built, build, init_laws
 from ..config import Config, GridSpec, dump
 from ..errors import ConfigError
 from ..measure import atomic_savez
@@ -114,10 +114,10 @@ def _initial_density(cfg: Config, built: Built, grid: Grid, dtype) -> jax.Array:
     if init.path is not None:
         theta = np.asarray(built.theta0)
         return grid.density_of_points(theta, dtype=dtype)
+    by_block = init_laws(init)
     laws = []
     for blk in model.present_blocks:
-        size = model.d if blk == "w" else 1
-        laws += [init_law(getattr(init, blk))] * size
+        laws += [by_block[blk]] * (model.d if blk == "w" else 1)
     if grid.masked:  # a 2-D ball: its radial fold is not a product; keep the law inside
         whole = Grid(grid.low, grid.high, grid.cells)
         rho = whole.density_of_laws(laws, dtype)  # renormalised over the box

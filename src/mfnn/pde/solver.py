@@ -63,7 +63,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.fft import dctn, idctn
 
 from .._typing import Array, Float, Scalar
@@ -192,14 +191,7 @@ class FokkerPlanck(eqx.Module):
 
     def _implicit_diffusion(self, rho, dt):
         """(I - dt D Laplacian_h)^{-1} rho with Neumann faces, by DCT-II."""
-        eig = np.zeros((1,) * self.grid.dim)
-        for k in range(self.grid.dim):
-            n, h = self.grid.cells[k], self.grid.h[k]
-            lam = -4.0 * np.sin(np.pi * np.arange(n) / (2 * n)) ** 2 / h**2
-            shape = [1] * self.grid.dim
-            shape[k] = n
-            eig = eig + lam.reshape(shape)
-        eig = jnp.asarray(eig, rho.dtype)
+        eig = jnp.asarray(self.grid.laplacian_eigenvalues(), rho.dtype)
         coef = dctn(rho, type=2, norm="ortho")
         new = idctn(coef / (1.0 - dt * self.diffusion * eig), type=2, norm="ortho")
         # (I - dt D L_h)^{-1} is a nonnegative matrix that keeps the sum: what the transform
