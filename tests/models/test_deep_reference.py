@@ -140,16 +140,26 @@ def _velocity(model, theta, x, y):
 
 
 @pytest.mark.skipif(EnsembleResNet is None, reason="mfnn.models.EnsembleResNet not available")
-def test_mfnn_ensemble_resnet_matches_numpy():
-    d, L, N, n = 3, 3, 5, 7
+@pytest.mark.parametrize(
+    "d, dtype, rtol",
+    [(3, "float64", 1e-10), (9, "float64", 1e-10), (3, "float32", 2e-5)],
+    ids=["unrolled-f64", "batched-f64", "batched-f32"],
+)
+def test_mfnn_ensemble_resnet_matches_numpy(d, dtype, rtol):
+    """Both layer products (float64 d <= 8 unrolled, otherwise a batched matrix product)."""
+    L, N, n = 3, 5, 7
     rng, x, y = _data(10, n, d)
-    theta = rng.normal(size=(N, L * d * d))
+    theta = rng.normal(size=(N, L * d * d)) / np.sqrt(d)
     model = EnsembleResNet(d=d, depth=L, activation="tanh")
-    _close(model.predict(jnp.asarray(theta), jnp.asarray(x)), ensemble_resnet_predict(theta, x, L))
-    v, R = _velocity(model, theta, x, y)
-    v_ref, R_ref = ensemble_resnet_velocity(theta, x, y, L)
-    _close(R, R_ref)
-    _close(v, v_ref)
+    t, xs = jnp.asarray(theta, dtype), jnp.asarray(x, dtype)
+    got = model.predict(t, xs)
+    assert got.dtype == jnp.dtype(dtype)
+    _close(got, ensemble_resnet_predict(theta, x, L), rtol)
+    if dtype == "float64":
+        v, R = _velocity(model, theta, x, y)
+        v_ref, R_ref = ensemble_resnet_velocity(theta, x, y, L)
+        _close(R, R_ref)
+        _close(v, v_ref)
 
 
 @pytest.mark.skipif(WideResNet is None, reason="mfnn.models.WideResNet not available")

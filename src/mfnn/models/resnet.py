@@ -109,6 +109,9 @@ def _check_common(model) -> None:
     get_activation(model.activation)
 
 
+_UNROLL_MAX_D = 8  # EnsembleResNet: float64 layer products unrolled up to this d
+
+
 class EnsembleResNet(AbstractResNet):
     r"""The ensemble-ResNet: f(x) = (1/N) sum_j X^L_{theta_j}(x), a particle per ResNet.
 
@@ -160,13 +163,24 @@ class EnsembleResNet(AbstractResNet):
     def units_blocks(self, blocks, x: Inputs) -> Float[Array, "m d n"]:
         """X^L_{theta_j}(x_i) for every ResNet j, as (N, d, n): the layers in `lax.scan`,
         each a batch of N products (d, d) x (d, n) (the ResNet index leading and the inputs
-        last: the layout XLA batches fastest on CPU, about 15 % faster than (N, n, d))."""
+        last: the layout XLA batches fastest on CPU, about 15 % faster than (N, n, d)).
+
+        In float64 with d <= 8 the product sum_b p_ab z_b is written as d broadcast
+        multiply-adds instead of a batched matrix product: XLA's CPU batched dot has no fast
+        float64 path for (d, d) blocks, and the unrolled form was about 20 % faster there
+        (slower in float32, which keeps the batched product; benchmarks/README.md)."""
         n, m = x.shape[0], blocks.shape[-1]
         inv_l = 1.0 / self.depth
         layers = jnp.moveaxis(blocks, -1, 1)  # (L, N, d, d), cheap next to the products
+        unrolled = blocks.dtype == jnp.float64 and self.d <= _UNROLL_MAX_D
+
+        def product(p, z):  # p (N, d, d), z (N, d, n) -> sum_b p_ab z_b, (N, d, n)
+            if unrolled:
+                return sum(p[:, :, b, None] * z[:, None, b, :] for b in range(self.d))
+            return jnp.einsum("jab,jbn->jan", p, z)
 
         def layer(z, p):  # z (N, d, n), p (N, d, d): z_a + sigma(sum_b p_ab z_b) / L
-            return z + inv_l * self.sigma(jnp.einsum("jab,jbn->jan", p, z)), None
+            return z + inv_l * self.sigma(product(p, z)), None
 
         z0 = jnp.broadcast_to(x.T[None, :, :], (m, self.d, n)).astype(blocks.dtype)
         return jax.lax.scan(layer, z0, layers)[0]
