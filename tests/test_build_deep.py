@@ -117,7 +117,7 @@ BAD = [
         "multilayer",
         "not defined for `model.kind: multilayer`",
     ),
-    (["data.teacher.w=[[1.0, 0.0]]"], "ensemble_resnet", "two-layer teacher's array"),
+    (["data.teacher.w=[[1.0, 0.0]]"], "ensemble_resnet", "two-layer teacher's option"),
     (["data.teacher.alpha=[0.5, 0.5]"], "wide_resnet", "for `model.kind: ensemble_resnet`"),
     (["data.target=sign"], "ensemble_resnet", "output is a vector in R^2"),
     (["data.teacher.width=3", "data.teacher.alpha=[0.5, 0.5]"], "ensemble_resnet", "3 weights"),

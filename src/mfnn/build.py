@@ -30,7 +30,7 @@ from .objectives import (
     PopulationRisk,
     ZeroRisk,
 )
-from .recorder import Recorder, W2Monitor
+from .recorder import OverlapMonitor, Recorder, W2Monitor
 from .rundir import list_snapshots
 from .targets import (
     DataSet,
@@ -109,6 +109,7 @@ def make_model(cfg: Config, d: int, base: Path | None = None, width: int | None 
             bias=ms.bias,
             train_output=ms.train_output,
             trainable=None if ms.trainable is None else tuple(ms.trainable),
+            activation_scale=ms.activation_scale,
         )
     if ms.kind == "ensemble_resnet":
         return EnsembleResNet(d, ms.depth, ms.activation, ms.scaling)
@@ -205,7 +206,8 @@ def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) 
         raise ConfigError(
             f"`data.teacher.w` has dimension {w.shape[1]} but `{where}` is {dim}; they must agree."
         )
-    return Teacher(w, alpha, a, b, spec.activation or default_activation)
+    scale = cfg.model.activation_scale if spec.activation_scale is None else spec.activation_scale
+    return Teacher(w, alpha, a, b, spec.activation or default_activation, scale)
 
 
 _DATA_FIELDS = "`data.inputs` (low, high, std), `data.noise` and `data.teacher`"
@@ -488,6 +490,11 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
             jumps=dyn.birth_death is not None,
             w2=_w2_monitor(cfg, base, model, target, m, dtype),
             flow_norm=_flow_norm(cfg),
+            overlaps=(
+                OverlapMonitor(jnp.asarray(target.w, dtype), m)
+                if rec.overlaps and isinstance(target, Teacher)
+                else None
+            ),
         ),
         theta0=theta0,
         key=k_dyn,

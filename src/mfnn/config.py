@@ -184,6 +184,8 @@ class ModelSpec(_Strict):
     atol: float = Field(1e-10, gt=0)
     width: int | None = _count(512, gt=0)
     activation: Activation = "relu"
+    # s of sigma(s z) (two_layer): erf at 1/sqrt 2 is the erf(z/sqrt 2) of Saad and Solla
+    activation_scale: float = Field(1.0, gt=0)
     scaling: Literal["mean_field", "ntk", "general"] = "mean_field"
     gamma: float | None = Field(None, ge=0.5, le=1.0)
     bias: bool = True
@@ -224,6 +226,7 @@ class TeacherSpec(_Strict):
     a: list[float] | None = None
     b: list[float] | None = None
     activation: Activation | None = None
+    activation_scale: float | None = Field(None, gt=0)  # default the student's
     # a deep teacher (model.kind other than two_layer) drawn at random: `width` particles of
     # the student's kind (1: a vanilla ResNet), entries N(0, std^2) (default std 1), of depth
     # `depth` (default the student's)
@@ -407,6 +410,8 @@ class RecordSpec(_Strict):
     # p of the wide-ResNet's flow norm exp(int (E_rho_s |theta|^p)^(1/p) ds) (None: 2 for a
     # wide_resnet, off otherwise; 0: off)
     flow_norm: float | None = Field(None, ge=0)
+    # the teacher-student overlaps Q = w w^T, R = w w*^T, T = w* w*^T (`OverlapMonitor`)
+    overlaps: bool = False
 
 
 MAX_PARAM_NODES = 100_000  # values in `experiment.params`, aliases expanded
@@ -603,6 +608,17 @@ def _cross_field_problems(cfg: Config):
     yield from _unrepresentable(cfg, cfg.dtype)
     if model.init.path is None and model.width is None:
         yield "`model.width` is needed when `model.init.path` is not given."
+    if rec.overlaps and (model.kind != "two_layer" or not needs_teacher):
+        what = (
+            f"`model.kind: {model.kind}`"
+            if model.kind != "two_layer"
+            else ("a data file" if data.path else f"`data.target: {data.target}`")
+        )
+        yield (
+            "`record.overlaps` records the first-layer overlaps of a two-layer student with a "
+            "two-layer teacher (`data.target: teacher` or `data.population` with "
+            f"`data.teacher`); this run has {what}."
+        )
     if rec.w2 is not None and rec.w2.teacher and not needs_teacher:
         what = "a data file" if data.path else repr(data.target)
         yield (
@@ -611,8 +627,8 @@ def _cross_field_problems(cfg: Config):
         )
 
 
-_TWO_LAYER_ONLY = ("bias", "train_output", "trainable", "gamma")
-_TEACHER_TWO_LAYER = ("w", "a", "b")
+_TWO_LAYER_ONLY = ("bias", "train_output", "trainable", "gamma", "activation_scale")
+_TEACHER_TWO_LAYER = ("w", "a", "b", "activation_scale")
 _TEACHER_DEEP = ("width", "depth", "std")
 
 
@@ -774,7 +790,7 @@ def _deep_problems(cfg: Config):
         for key in _TEACHER_TWO_LAYER:
             if getattr(t, key) is not None:
                 yield (
-                    f"`data.teacher.{key}` is a two-layer teacher's array; a {kind} teacher is a "
+                    f"`data.teacher.{key}` is a two-layer teacher's option; a {kind} teacher is a "
                     "network of its kind: `path` (a particle file) or `width`, `std`, `depth` "
                     "(drawn at random)."
                 )

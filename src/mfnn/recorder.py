@@ -12,6 +12,7 @@ from .dynamics.base import AbstractDynamics, AbstractJumps, diffusion_of
 from .errors import ConfigError
 from .integrators.base import AbstractIntegrator
 from .models.resnet import WideResNet
+from .models.two_layer import TwoLayer
 from .targets import DataSet
 
 
@@ -108,6 +109,79 @@ class W2Monitor(eqx.Module):
         return out
 
 
+OVERLAP_FULL_MAX = 8  # OverlapMonitor: every entry of Q, R, T up to this many units
+
+
+class OverlapMonitor(eqx.Module):
+    r"""Order parameters of a two-layer teacher-student run (student units w_j, j <= m,
+    teacher units w*_n, n <= k, rows of the first-layer weights):
+
+        Q_jl = w_j . w_l,   R_jn = w_j . w*_n,   T_nl = w*_n . w*_l.
+
+    With the committee-machine parametrisation W_j = sqrt(d) w_j these are W W^T / d,
+    W W*^T / d, W* W*^T / d of Saad and Solla (1995) and Goldt et al. (2019): mfnn's w is
+    already on the scale of the 1/sqrt(d) pre-activation, so no 1/d appears (the map is in
+    `mfnn.committee`). Output weights and biases are not in the overlaps.
+
+    With m <= 8 and k <= 8 (``full``) every entry is a column: ``Q_j_l`` (j <= l), ``R_j_n``,
+    ``T_n_l`` (n <= l; constant in time, kept so that metrics.csv is self-contained), indices
+    from 1. Otherwise compact summaries:
+
+    - ``Q_diag`` = (1/m) tr Q, the mean squared norm of a unit;
+    - ``Q_offdiag`` = RMS of Q_jl over j != l (how far the units are from orthogonal);
+    - ``R_norm`` = |R|_F / sqrt(m), so that m copies of one teacher unit keep it O(1);
+    - ``R_cos`` = (1/k) sum_n max_j R_jn / (sqrt(Q_jj T_nn)), how well the best student unit
+      aligns with each teacher unit (1: every teacher direction is found);
+    - ``Q_eig_1``, ``Q_eig_2``, ``Q_eig_3``: the largest eigenvalues of Q / m (those of the
+      d x d second-moment matrix (1/m) sum_j w_j w_j^T; 0 past its rank).
+
+    Args:
+        teacher_w: (k, d) first-layer rows of the teacher.
+        width: m, the number of student units (fixed for the run).
+    """
+
+    teacher_w: Float[Array, "k d"]
+    width: int = eqx.field(static=True)
+
+    @property
+    def full(self) -> bool:
+        return self.width <= OVERLAP_FULL_MAX and self.teacher_w.shape[0] <= OVERLAP_FULL_MAX
+
+    def names(self) -> tuple[str, ...]:
+        m, k = self.width, self.teacher_w.shape[0]
+        if not self.full:
+            return ("Q_diag", "Q_offdiag", "R_norm", "R_cos", "Q_eig_1", "Q_eig_2", "Q_eig_3")
+        out = tuple(f"Q_{j + 1}_{l + 1}" for j in range(m) for l in range(j, m))
+        out += tuple(f"R_{j + 1}_{n + 1}" for j in range(m) for n in range(k))
+        return out + tuple(f"T_{n + 1}_{l + 1}" for n in range(k) for l in range(n, k))
+
+    def __call__(self, w: Float[Array, "m d"]) -> dict[str, Scalar]:
+        ws = self.teacher_w.astype(w.dtype)
+        q, r, t = w @ w.T, w @ ws.T, ws @ ws.T
+        m, k = q.shape[0], t.shape[0]
+        if self.full:
+            vals = [q[j, l] for j in range(m) for l in range(j, m)]
+            vals += [r[j, n] for j in range(m) for n in range(k)]
+            vals += [t[n, l] for n in range(k) for l in range(n, k)]
+            return dict(zip(self.names(), vals, strict=True))
+        diag = jnp.diagonal(q)
+        off = jnp.sum(q * q) - jnp.sum(diag * diag)
+        tiny = jnp.finfo(w.dtype).tiny
+        norms = jnp.sqrt(jnp.maximum(diag, tiny))[:, None] * jnp.sqrt(jnp.diagonal(t))[None, :]
+        second = (w.T @ w) / m  # (d, d): the nonzero spectrum of Q / m
+        eig = jnp.linalg.eigvalsh(second)[::-1]
+        eig = jnp.concatenate([eig, jnp.zeros(3, w.dtype)])[:3]
+        return {
+            "Q_diag": jnp.mean(diag),
+            "Q_offdiag": jnp.sqrt(off / max(m * (m - 1), 1)),
+            "R_norm": jnp.linalg.norm(r) / jnp.sqrt(jnp.asarray(m, w.dtype)),
+            "R_cos": jnp.mean(jnp.max(r / norms, axis=0)),
+            "Q_eig_1": eig[0],
+            "Q_eig_2": eig[1],
+            "Q_eig_3": eig[2],
+        }
+
+
 def _relative(num: Scalar, den: Scalar) -> Scalar:
     """num / den, nan when den is 0 (the movement from a start at the origin has no scale)."""
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan).astype(num.dtype)
@@ -181,9 +255,11 @@ class Recorder(AbstractRecorder):
     jump_dissipation).
 
     With ``w2`` (a `W2Monitor`) it adds ``w2_initial``, ``w2_teacher``, ``w2_reference``
-    (config ``record.w2``). With ``flow_norm`` = p (a `WideResNet` only) it adds
-    ``flow_norm`` = exp((1/L) sum_l (mean_j |theta_j^l|_F^p)^(1/p)), the D_p-type quantity of
-    the continuous-depth flow (`mfnn.models.WideResNet.flow_norm`).
+    (config ``record.w2``). With ``overlaps`` (an `OverlapMonitor`, config
+    ``record.overlaps``) it adds the teacher-student order parameters Q, R, T of the first
+    layer (every entry for small networks, summaries otherwise). With ``flow_norm`` = p (a
+    `WideResNet` only) it adds ``flow_norm`` = exp((1/L) sum_l (mean_j |theta_j^l|_F^p)^(1/p)),
+    the D_p-type quantity of the continuous-depth flow (`mfnn.models.WideResNet.flow_norm`).
 
     Args:
         every: record interval in steps (>= 1).
@@ -191,6 +267,7 @@ class Recorder(AbstractRecorder):
         entropy_k: record the entropy and free energy with this many neighbours.
         jumps: record the birth-death dissipation.
         w2: W2 metrics to record, or None.
+        overlaps: teacher-student overlaps to record, or None.
         flow_norm: p of the wide-ResNet's flow norm, or None.
     """
 
@@ -200,6 +277,7 @@ class Recorder(AbstractRecorder):
     jumps: bool = eqx.field(static=True, default=False)
     w2: W2Monitor | None = None
     flow_norm: float | None = eqx.field(static=True, default=None)
+    overlaps: OverlapMonitor | None = None
 
     def __check_init__(self):
         if not isinstance(self.every, int) or self.every < 1:
@@ -225,6 +303,8 @@ class Recorder(AbstractRecorder):
             out += self.w2.names()
         if self.flow_norm is not None:
             out += ("flow_norm",)
+        if self.overlaps is not None:
+            out += self.overlaps.names()
         return out
 
     def check(self, dynamics: AbstractDynamics) -> None:
@@ -240,6 +320,11 @@ class Recorder(AbstractRecorder):
             raise ConfigError(
                 "the recorder's `flow_norm` is the continuous-depth norm of a wide-ResNet; the "
                 f"model is a {type(dynamics.model).__name__}."
+            )
+        if self.overlaps is not None and not isinstance(dynamics.model, TwoLayer):
+            raise ConfigError(
+                "the recorder's overlaps Q, R, T are those of a two-layer network's first layer; "
+                f"the model is a {type(dynamics.model).__name__}."
             )
         if self.jumps and not isinstance(dynamics, AbstractJumps):
             raise ConfigError(
@@ -302,4 +387,6 @@ class Recorder(AbstractRecorder):
             out.update(self.w2(theta, theta0, t, key))
         if self.flow_norm is not None and isinstance(full.model, WideResNet):
             out["flow_norm"] = full.model.flow_norm(theta, self.flow_norm).astype(theta.dtype)
+        if self.overlaps is not None and isinstance(full.model, TwoLayer):
+            out.update(self.overlaps(full.model.split(theta)[1]))
         return out, (v, loss)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._typing import Array, Float, Inputs, Key, Targets
 from .errors import ConfigError
-from .models.activations import ACTIVATIONS, get_activation
+from .models.activations import check_activation_scale, get_activation, scaled_activation
 
 # ------------------------------------------------------------------ input laws
 
@@ -74,6 +74,7 @@ class Teacher(eqx.Module):
 
     The teacher measure is rho* = sum_i alpha_i delta_{c_i} (docs/theory.md section 12) with
     alpha_i >= 0 summing to 1; ``a`` defaults to 1 (fixed output weights) and ``b`` to 0.
+    ``activation_scale`` s makes sigma(s z) the activation (`scaled_activation`).
     """
 
     w: Float[Array, "k d"]
@@ -81,8 +82,9 @@ class Teacher(eqx.Module):
     a: Float[Array, " k"]
     b: Float[Array, " k"]
     activation: str = eqx.field(static=True, default="relu")
+    activation_scale: float = eqx.field(static=True, default=1.0)
 
-    def __init__(self, w, alpha=None, a=None, b=None, activation="relu"):
+    def __init__(self, w, alpha=None, a=None, b=None, activation="relu", activation_scale=1.0):
         w = np.atleast_2d(np.asarray(w, dtype=np.float64))
         k = w.shape[0]
         alpha = np.full(k, 1.0 / k) if alpha is None else np.asarray(alpha, np.float64)
@@ -108,10 +110,13 @@ class Teacher(eqx.Module):
         self.a = jnp.asarray(np.ones(k) if a is None else np.asarray(a, np.float64))
         self.b = jnp.asarray(np.zeros(k) if b is None else np.asarray(b, np.float64))
         self.activation = activation
+        self.activation_scale = check_activation_scale(
+            activation_scale, "data.teacher.activation_scale"
+        )
 
     def __call__(self, x: Inputs) -> Targets:
         z = x @ self.w.T.astype(x.dtype) + self.b.astype(x.dtype)
-        act = ACTIVATIONS[self.activation](z)
+        act = scaled_activation(self.activation, self.activation_scale)(z)
         return act @ (self.alpha * self.a).astype(x.dtype)
 
     @property
@@ -200,6 +205,12 @@ def teacher_measure(teacher: Teacher, model) -> tuple[Float[Array, "k D"], Float
             f"`data.teacher.activation` is {teacher.activation!r} but `model.activation` is "
             f"{model.activation!r}: rho* is a measure over the student's units only when "
             "they agree."
+        )
+    if teacher.activation_scale != model.activation_scale:
+        raise ConfigError(
+            f"`data.teacher.activation_scale` is {teacher.activation_scale:g} but "
+            f"`model.activation_scale` is {model.activation_scale:g}: rho* is a measure over "
+            "the student's units only when they agree."
         )
     if teacher.w.shape[1] != model.d:
         raise ConfigError(

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._typing import Array, Float, Inputs, Key, Particles
 from ..errors import ConfigError
-from .activations import ACTIVATIONS, get_activation
+from .activations import check_activation_scale, get_activation, scaled_activation
 from .base import AbstractUnitModel
 from .scaling import Scaling
 
@@ -43,6 +43,8 @@ class TwoLayer(AbstractUnitModel):
         train_output: whether a is a parameter (False fixes a == 1).
         trainable: the blocks that move ("a", "w", "b"); frozen blocks keep their
             initial values (e.g. ``("a",)`` gives random features). Default: all present.
+        activation_scale: s > 0, the unit uses sigma(s z) (`scaled_activation`): erf at
+            s = 1/sqrt 2 is the g(z) = erf(z/sqrt 2) of Saad and Solla (1995).
 
     Example:
         >>> import jax.numpy as jnp
@@ -58,6 +60,7 @@ class TwoLayer(AbstractUnitModel):
     bias: bool = eqx.field(static=True)
     train_output: bool = eqx.field(static=True)
     trainable: tuple[str, ...] = eqx.field(static=True)
+    activation_scale: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -68,8 +71,10 @@ class TwoLayer(AbstractUnitModel):
         bias: bool = True,
         train_output: bool = True,
         trainable: tuple[str, ...] | None = None,
+        activation_scale: float = 1.0,
     ):
         self.d = d
+        self.activation_scale = check_activation_scale(activation_scale)
         self.activation = activation
         self.scaling = Scaling.of(scaling, gamma)
         self.bias = bias
@@ -169,6 +174,10 @@ class TwoLayer(AbstractUnitModel):
         return jnp.concatenate(cols, axis=-1)
 
     # ------------------------------------------------------------- functions
+    def sigma(self, z: Array) -> Array:
+        """sigma(s z), s = ``activation_scale``."""
+        return scaled_activation(self.activation, self.activation_scale)(z)
+
     def preactivation(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
         """z_ij = w_j . x_i + b_j."""
         _, w_t, b = self.unpack_blocks(self.to_blocks(theta))
@@ -177,7 +186,7 @@ class TwoLayer(AbstractUnitModel):
     def features(self, theta: Particles, x: Inputs) -> Float[Array, "n m"]:
         """phi(x_i; theta_j) = a_j sigma(w_j . x_i + b_j), an (n, m) matrix."""
         a, _, _ = self.split(theta)
-        return ACTIVATIONS[self.activation](self.preactivation(theta, x)) * a[None, :]
+        return self.sigma(self.preactivation(theta, x)) * a[None, :]
 
     def predict_and_pullback(self, theta: Particles, x: Inputs):
         """`predict_and_pullback_blocks` for particles as rows (m, D): G is (m, D)."""
@@ -201,7 +210,7 @@ class TwoLayer(AbstractUnitModel):
             (f (n,), pullback: (n,) -> blocks)
         """
         a, w_t, b = self.unpack_blocks(blocks)
-        sigma = ACTIVATIONS[self.activation]
+        sigma = self.sigma
         z = x @ w_t + b[None, :]
         s = sigma(z)
         f = self.output_scale(w_t.shape[1]) * (s @ a)

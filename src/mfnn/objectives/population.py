@@ -134,6 +134,13 @@ class PopulationRisk(AbstractObjective):
                         f"teacher to share the activation; got `model.activation` "
                         f"{model.activation!r} and teacher {teacher.activation!r}."
                     )
+                if model.activation_scale != teacher.activation_scale:
+                    raise ConfigError(
+                        "`data.population.method: closed_form` needs the student and the "
+                        "teacher to share the activation's input scale; got "
+                        f"`model.activation_scale` {model.activation_scale:g} and "
+                        f"`data.teacher.activation_scale` {teacher.activation_scale:g}."
+                    )
         elif method == "quadrature":
             law = "gaussian" if isinstance(inputs, GaussianInputs) else "uniform"
             box = (inputs.low, inputs.high) if isinstance(inputs, UniformBox) else (-1.0, 1.0)
@@ -158,7 +165,9 @@ class PopulationRisk(AbstractObjective):
         return (self.teacher.alpha * self.teacher.a).astype(dtype)
 
     def _kernel(self, u, v):
-        return get_kernel(self.teacher.activation)(u, v)
+        """E_x[sigma_s(u . x) sigma_s(v . x)] = K(s u, s v), s the shared activation scale."""
+        s = self.teacher.activation_scale
+        return get_kernel(self.teacher.activation)(s * u, s * v)
 
     @eqx.filter_jit
     def interaction(self, model, p: Particles, q: Particles) -> Float[Array, "k l"]:
