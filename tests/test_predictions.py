@@ -36,3 +36,18 @@ def test_predictions_are_the_network_on_the_data(tmp_path):
     loss = 0.5 * np.mean((p["f_train"] - p["y_train"]) ** 2)
     assert abs(loss - float(np.loadtxt(tmp_path / "r" / "metrics.csv", delimiter=",",
                                         skiprows=1)[-1, 2])) < 1e-12  # fmt: skip
+
+
+def test_cli_run_writes_predictions(tmp_path):
+    """`mfnn run CONFIG` builds once and hands the build to the run: still its own build."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from mfnn.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(CFG))
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "r" / "predictions.npz") as z:
+        assert z["f_test"].shape == (9,)

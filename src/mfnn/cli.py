@@ -210,6 +210,7 @@ def _execute(
                 base=base,
                 built=built,
                 from_scratch=from_scratch,
+                predictions=True,  # the CLI's build is the config's own, not a customised one
             )
     except MfnnError:
         raise
