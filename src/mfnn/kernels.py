@@ -219,10 +219,15 @@ def kernel_flow(
 def kernel_ridge(
     k_train: Float[Array, "n n"], y: Float[Array, " n"], k_test: Float[Array, "l n"], ridge: float
 ) -> Float[Array, " l"]:
-    """Theta(x*, X) (K + n mu I)^{-1} y, mu = ``ridge`` >= 0 (0: interpolation)."""
+    """Theta(x*, X) (K + n mu I)^{-1} y, mu = ``ridge`` >= 0 (0: interpolation).
+
+    One LU solve of the n x n system (O(n^3 / 3) flops; an eigendecomposition, as
+    `kernel_flow` needs for every t, costs several times more), so n = 10^4 training points
+    fit in one call (benchmarks/bench_kernels.py). The limit t -> infinity of
+    `kernel_flow` from f_0 = 0 is the ``ridge = 0`` case."""
     if not (isinstance(ridge, int | float) and ridge >= 0):
         raise ConfigError(f"`ridge` must be a number >= 0; got {ridge!r}.")
     n = k_train.shape[0]
-    lam, vec = _spectral(k_train)
-    coef = vec @ ((vec.T @ jnp.asarray(y, k_train.dtype)) / (lam + n * ridge))
+    system = 0.5 * (k_train + k_train.T) + (n * ridge) * jnp.eye(n, dtype=k_train.dtype)
+    coef = jnp.linalg.solve(system, jnp.asarray(y, k_train.dtype))
     return k_test @ coef

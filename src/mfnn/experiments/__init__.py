@@ -11,6 +11,7 @@ from .kernel_limit import KERNEL_LIMIT
 from .langevin_gibbs import LANGEVIN_GIBBS
 from .langevin_temperature import LANGEVIN_TEMPERATURE
 from .lazy_vs_rich import LAZY_VS_RICH
+from .mf_vs_kernel import MF_VS_KERNEL
 from .multilayer_chaos import MULTILAYER_CHAOS
 from .mv_control import MV_CONTROL
 from .pde_vs_particles import PDE_VS_PARTICLES
@@ -47,6 +48,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         PDE_VS_PARTICLES,
         MV_CONTROL,
         KERNEL_LIMIT,
+        MF_VS_KERNEL,
     )
 }
 DEFAULT = "sign"
