@@ -110,6 +110,7 @@ def make_model(cfg: Config, d: int, base: Path | None = None, width: int | None 
             train_output=ms.train_output,
             trainable=None if ms.trainable is None else tuple(ms.trainable),
             activation_scale=ms.activation_scale,
+            alpha=ms.alpha,
         )
     if ms.kind == "ensemble_resnet":
         return EnsembleResNet(d, ms.depth, ms.activation, ms.scaling)

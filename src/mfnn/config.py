@@ -188,6 +188,8 @@ class ModelSpec(_Strict):
     activation_scale: float = Field(1.0, gt=0)
     scaling: Literal["mean_field", "ntk", "general"] = "mean_field"
     gamma: float | None = Field(None, ge=0.5, le=1.0)
+    # the lazy-training output factor of Chizat, Oyallon and Bach (2019): alpha f, time / alpha^2
+    alpha: float = Field(1.0, gt=0)
     bias: bool = True
     train_output: bool = True
     # the blocks that move (None: every block); at least one
@@ -627,7 +629,7 @@ def _cross_field_problems(cfg: Config):
         )
 
 
-_TWO_LAYER_ONLY = ("bias", "train_output", "trainable", "gamma", "activation_scale")
+_TWO_LAYER_ONLY = ("bias", "train_output", "trainable", "gamma", "activation_scale", "alpha")
 _TEACHER_TWO_LAYER = ("w", "a", "b", "activation_scale")
 _TEACHER_DEEP = ("width", "depth", "std")
 

@@ -198,7 +198,7 @@ def teacher_measure(teacher: Teacher, model) -> tuple[Float[Array, "k D"], Float
         raise ConfigError(
             "the teacher measure rho* lives in the particle space of a mean_field student "
             f"(f = int phi d mu); `model.scaling` is {model.scaling.name!r} "
-            f"(gamma = {model.gamma:g})."
+            f"(gamma = {model.gamma:g}, alpha = {model.scaling.alpha:g})."
         )
     if teacher.activation != model.activation:
         raise ConfigError(

@@ -71,8 +71,8 @@ class BirthDeath(AbstractJumps):
             )
         if not inner.model.scaling.mean_field:
             raise ConfigError(
-                "birth-death is defined for `model.scaling: mean_field`; got gamma = "
-                f"{inner.model.gamma}."
+                "birth-death is defined for `model.scaling: mean_field` with `model.alpha` 1; "
+                f"got gamma = {inner.model.gamma}, alpha = {inner.model.scaling.alpha}."
             )
         self.inner, self.rate = inner, jnp.asarray(r, dtype=float)
 

@@ -185,7 +185,8 @@ class Langevin(AbstractDiffusion):
         if not flow.model.scaling.mean_field:
             raise ConfigError(
                 "the Langevin dynamics is defined for `model.scaling: mean_field` (its noise "
-                f"acts on the measure); got gamma = {flow.model.gamma}."
+                f"acts on the measure) with `model.alpha` 1; got gamma = {flow.model.gamma}, "
+                f"alpha = {flow.model.scaling.alpha}."
             )
         self.flow, self.temperature, self.drift_scale = flow, temperature, _traced(drift_scale)
 

@@ -196,6 +196,14 @@ def analyze(s: Study[MfVsKernelParams], runs) -> dict:
                 runs[_name("mean_field", d, p.sizes[-1])].metrics["loss"][-1]
             ),
         }
+    # how n_eps grows with d (endpoints of `dims`): about 1 (d log d) for the network, 2 for
+    # the kernel (d^2) in the theory
+    lo, hi = out["per_dim"][str(p.dims[0])], out["per_dim"][str(p.dims[-1])]
+    span = np.log(p.dims[-1] / p.dims[0])
+    out["n_eps_exponent_mean_field"] = float(
+        np.log(hi["n_eps_mean_field"] / lo["n_eps_mean_field"]) / span
+    )
+    out["n_eps_exponent_kernel"] = float(np.log(hi["n_eps_kernel"] / lo["n_eps_kernel"]) / span)
     return out
 
 

@@ -26,6 +26,18 @@ objectives, dynamics and recorder need follow from these two:
   lambda theta_j / m)
 - ``dissipation(m)`` = m^(1 - 2 gamma)   = 1 / velocity(m): -dE/dt = dissipation(m)
   sum_j |v_j|^2 along the flow (= mean_j |v_j|^2 = int |grad dE/dmu|^2 dmu when gamma = 1)
+
+An output factor alpha > 0 (``alpha``, default 1) is the lazy-training scale of Chizat,
+Oyallon and Bach (2019, "On lazy training in differentiable programming"): the model is
+alpha f_m and the time is rescaled by 1/alpha^2 (their gradient flow of
+(1/alpha^2) R(alpha f)), so f still moves O(1) in O(1) time while each particle moves
+O(1/alpha): as alpha -> infinity at fixed m, training follows the linearisation of the
+network at its initialisation (kernel gradient flow with the tangent kernel of theta_0),
+with a deviation O(1/alpha) (their Theorem 2.3). Then output(m) = alpha m^(-gamma),
+velocity(m) = m^(2 gamma - 1) / alpha^2, field(m) = m^(gamma - 1) / alpha,
+confinement(m) = m^(2 gamma - 2) / alpha^2, dissipation(m) = alpha^2 m^(1 - 2 gamma);
+the function-space kernel velocity(m) output(m)^2 sum_j grad phi grad phi =
+(1/m) sum_j grad phi . grad phi does not depend on gamma or alpha.
 """
 
 from __future__ import annotations
@@ -43,7 +55,8 @@ class Scaling(eqx.Module):
     """The exponent gamma of f_m = m^(-gamma) sum_j phi and the factors it sets.
 
     Build it with `Scaling.of`. ``name`` is "mean_field" (gamma = 1), "ntk" (gamma = 1/2)
-    or "general" (any gamma in [1/2, 1]).
+    or "general" (any gamma in [1/2, 1]); ``alpha`` is the lazy-training output factor
+    (module docstring).
 
     Example:
         >>> s = Scaling.of("ntk")
@@ -55,14 +68,20 @@ class Scaling(eqx.Module):
 
     gamma: float = eqx.field(static=True)
     name: str = eqx.field(static=True)
+    alpha: float = eqx.field(static=True, default=1.0)
 
     @classmethod
-    def of(cls, scaling: str | float | Scaling, gamma: float | None = None) -> Scaling:
+    def of(
+        cls, scaling: str | float | Scaling, gamma: float | None = None, alpha: float = 1.0
+    ) -> Scaling:
         """The scaling named ``scaling`` ("mean_field", "ntk", or "general" with
-        ``gamma``), or a bare number gamma; a `ConfigError` naming `model.scaling` /
-        `model.gamma` otherwise."""
+        ``gamma``), or a bare number gamma, with output factor ``alpha``; a `ConfigError`
+        naming `model.scaling` / `model.gamma` / `model.alpha` otherwise."""
+        if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha > 0):
+            raise ConfigError(f"`model.alpha` must be a finite number > 0; got {alpha!r}.")
+        alpha = float(alpha)
         if isinstance(scaling, Scaling):
-            return scaling
+            return scaling if alpha == 1.0 else cls(scaling.gamma, scaling.name, alpha)
         if isinstance(scaling, bool):
             scaling = str(scaling)
         if isinstance(scaling, int | float):
@@ -73,14 +92,14 @@ class Scaling(eqx.Module):
                     f"`model.gamma` is {gamma} but `model.scaling` is {scaling!r}, whose gamma "
                     f"is {NAMED[scaling]}; drop `model.gamma` or set `model.scaling: general`."
                 )
-            return cls(NAMED[scaling], scaling)
+            return cls(NAMED[scaling], scaling, alpha)
         if scaling == "general":
             if gamma is None or not 0.5 <= float(gamma) <= 1.0:
                 raise ConfigError(
                     "`model.gamma` must be a number in [0.5, 1] when `model.scaling` is "
                     f"'general'; got {gamma!r}. gamma = 1 is mean_field, gamma = 0.5 is ntk."
                 )
-            return cls(float(gamma), "general")
+            return cls(float(gamma), "general", alpha)
         raise ConfigError(
             f"`model.scaling` must be 'mean_field', 'ntk' or 'general' (with `model.gamma`); "
             f"got {scaling!r}. {did_you_mean(str(scaling), [*NAMED, 'general'])}"
@@ -88,28 +107,28 @@ class Scaling(eqx.Module):
 
     @property
     def mean_field(self) -> bool:
-        """gamma = 1: f is an integral against the particle measure."""
-        return self.gamma == 1.0
+        """gamma = 1 and alpha = 1: f is an integral against the particle measure."""
+        return self.gamma == 1.0 and self.alpha == 1.0
 
     def output(self, m: int) -> float:
-        """m^(-gamma)."""
-        return float(m) ** (-self.gamma)
+        """alpha m^(-gamma)."""
+        return self.alpha * float(m) ** (-self.gamma)
 
     def velocity(self, m: int) -> float:
-        """m^(2 gamma - 1)."""
-        return float(m) ** (2.0 * self.gamma - 1.0)
+        """m^(2 gamma - 1) / alpha^2."""
+        return float(m) ** (2.0 * self.gamma - 1.0) / self.alpha**2
 
     def field(self, m: int) -> float:
-        """m^(gamma - 1)."""
-        return float(m) ** (self.gamma - 1.0)
+        """m^(gamma - 1) / alpha."""
+        return float(m) ** (self.gamma - 1.0) / self.alpha
 
     def confinement(self, m: int) -> float:
-        """m^(2 gamma - 2)."""
-        return float(m) ** (2.0 * self.gamma - 2.0)
+        """m^(2 gamma - 2) / alpha^2."""
+        return float(m) ** (2.0 * self.gamma - 2.0) / self.alpha**2
 
     def dissipation(self, m: int) -> float:
-        """m^(1 - 2 gamma)."""
-        return float(m) ** (1.0 - 2.0 * self.gamma)
+        """alpha^2 m^(1 - 2 gamma)."""
+        return self.alpha**2 * float(m) ** (1.0 - 2.0 * self.gamma)
 
 
 def gamma_of(scaling: str | float, gamma: float | None = None) -> float:

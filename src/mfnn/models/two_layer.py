@@ -43,6 +43,8 @@ class TwoLayer(AbstractUnitModel):
         train_output: whether a is a parameter (False fixes a == 1).
         trainable: the blocks that move ("a", "w", "b"); frozen blocks keep their
             initial values (e.g. ``("a",)`` gives random features). Default: all present.
+        alpha: the lazy-training output factor of Chizat, Oyallon and Bach (2019): the model
+            is alpha f_m, its time scaled by 1/alpha^2 (`mfnn.models.scaling`).
         activation_scale: s > 0, the unit uses sigma(s z) (`scaled_activation`): erf at
             s = 1/sqrt 2 is the g(z) = erf(z/sqrt 2) of Saad and Solla (1995).
 
@@ -72,11 +74,12 @@ class TwoLayer(AbstractUnitModel):
         train_output: bool = True,
         trainable: tuple[str, ...] | None = None,
         activation_scale: float = 1.0,
+        alpha: float = 1.0,
     ):
         self.d = d
         self.activation_scale = check_activation_scale(activation_scale)
         self.activation = activation
-        self.scaling = Scaling.of(scaling, gamma)
+        self.scaling = Scaling.of(scaling, gamma, alpha)
         self.bias = bias
         self.train_output = train_output
         self.trainable = self.present_blocks if trainable is None else tuple(trainable)

@@ -104,10 +104,11 @@ def grid_energy(objective: AbstractObjective, model, grid: Grid, dtype=jnp.float
             f"`dynamics.kind: pde` solves the mean-field PDE of a two-layer network; got a "
             f"{type(model).__name__} (`model.kind: two_layer`)."
         )
-    if model.scaling.gamma != 1.0:
+    if not model.scaling.mean_field:
         raise ConfigError(
-            "`dynamics.kind: pde` is the mean-field limit: `model.scaling` must be mean_field; "
-            f"got gamma = {model.scaling.gamma}."
+            "`dynamics.kind: pde` is the mean-field limit: `model.scaling` must be mean_field "
+            f"with `model.alpha` 1; got gamma = {model.scaling.gamma}, alpha = "
+            f"{model.scaling.alpha}."
         )
     if model.dim != grid.dim:
         raise ConfigError(
