@@ -14,6 +14,7 @@ from .dynamics import Temperature as Temperature
 from .dynamics import mckean_vlasov as mckean_vlasov
 from .errors import ConfigError as ConfigError
 from .errors import MfnnError as MfnnError
+from .integrators import Adaptive as Adaptive
 from .integrators import BirthDeathSplitting as BirthDeathSplitting
 from .integrators import Euler as Euler
 from .integrators import EulerMaruyama as EulerMaruyama

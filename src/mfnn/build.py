@@ -16,7 +16,7 @@ from .dynamics import AbstractDynamics, BirthDeath, GradientFlow, Langevin, Temp
 from .errors import ConfigError
 from .guard import DEFAULT as DEFAULT_GUARD
 from .guard import Guard
-from .integrators import INTEGRATORS, AbstractIntegrator, BirthDeathSplitting
+from .integrators import INTEGRATORS, AbstractIntegrator, Adaptive, BirthDeathSplitting
 from .measure import Constant, Gaussian, Uniform, load_particles, read_npz, sample_particles
 from .models import AbstractModel, EnsembleResNet, Multilayer, TwoLayer, WideResNet
 from .objectives import (
@@ -450,7 +450,10 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         ds = dyn.domain
         domain = Ball(ds.radius) if ds.kind == "ball" else Box(ds.low, ds.high)
     dynamics = GradientFlow(model, objective, sampler, domain)
-    integrator = INTEGRATORS[dyn.integrator]()
+    if dyn.integrator == "adaptive":
+        integrator = Adaptive(dyn.rtol, dyn.atol, dyn.solver, dyn.max_steps)
+    else:
+        integrator = INTEGRATORS[dyn.integrator]()
     if dyn.langevin is not None:
         ls = dyn.langevin
         temperature = Temperature(

@@ -37,7 +37,7 @@ from pydantic import (
 
 from .errors import ConfigError, closest, did_you_mean
 from .models.activations import ACTIVATIONS
-from .models.resnet import SOLVERS
+from .models.resnet import ODE_SOLVERS, SOLVERS
 
 
 class _Loader(yaml.SafeLoader):
@@ -373,8 +373,18 @@ class GridSpec(_Strict):
 
 
 class DynamicsSpec(_Strict):
+    """How the particles move. ``integrator`` euler, heun, euler_maruyama (noise), or
+    adaptive: each step of size ``dt`` solved to ``rtol``/``atol`` by the embedded
+    Runge-Kutta pair ``solver`` (diffrax) in at most ``max_steps`` internal steps
+    (`mfnn.integrators.Adaptive`); ``rtol``, ``atol``, ``solver`` and ``max_steps`` are
+    options of the adaptive integrator only."""
+
     kind: Literal["gradient_flow", "sgd", "pde"] = "gradient_flow"
-    integrator: Literal["euler", "heun", "euler_maruyama"] = "euler"
+    integrator: Literal["euler", "heun", "euler_maruyama", "adaptive"] = "euler"
+    rtol: float = Field(1e-6, gt=0)
+    atol: float = Field(1e-9, gt=0)
+    solver: Literal[ODE_SOLVERS] = "tsit5"  # type: ignore[valid-type]
+    max_steps: int = _count(100_000, gt=0)
     langevin: LangevinSpec | None = None
     birth_death: BirthDeathSpec | None = None
     dt: float = Field(0.05, gt=0)
@@ -605,6 +615,7 @@ def _cross_field_problems(cfg: Config):
             "add the noise."
         )
     yield from _deep_problems(cfg)
+    yield from _adaptive_problems(cfg)
     yield from _pde_problems(cfg)
     yield from _paired_problems(cfg)
     yield from _unrepresentable(cfg, cfg.dtype)
@@ -640,6 +651,55 @@ def _changed(section: BaseModel, key: str) -> bool:
     return getattr(section, key) != type(section).model_fields[key].get_default(
         call_default_factory=True
     )
+
+
+_ADAPTIVE_ONLY = ("rtol", "atol", "solver", "max_steps")
+
+
+def _adaptive_problems(cfg: Config):
+    """`dynamics.integrator: adaptive` solves an ODE to a tolerance: its options only with
+    it, a tolerance above round-off, and no noise, jumps, fresh batches or reflection."""
+    dyn = cfg.dynamics
+    if dyn.integrator != "adaptive":
+        for key in _ADAPTIVE_ONLY:
+            if _changed(dyn, key):
+                yield (
+                    f"`dynamics.{key}` is an option of `dynamics.integrator: adaptive`; the "
+                    f"integrator is {dyn.integrator}: remove `dynamics.{key}` or set "
+                    "`dynamics.integrator: adaptive`."
+                )
+        return
+    eps = 2.0**-52 if cfg.dtype == "float64" else 2.0**-23
+    if dyn.rtol < 10 * eps:
+        yield (
+            f"`dynamics.rtol` must be at least 10 x the round-off of `dtype` {cfg.dtype} "
+            f"({10 * eps:.2g}): a smaller error per step cannot be measured; got {dyn.rtol:g}."
+        )
+    refused = (
+        ("dynamics.birth_death", dyn.birth_death is not None, "jumps between particles"),
+        ("dynamics.domain", dyn.domain is not None, "a reflection between steps"),
+    )
+    for what, on, why in refused:
+        if on:
+            yield (
+                f"`{what}` adds {why}, which `dynamics.integrator: adaptive` (an ODE solver "
+                f"to a tolerance) cannot take; remove `{what}` or use `dynamics.integrator: "
+                "euler` or `heun`."
+            )
+    if dyn.kind == "sgd":
+        yield (
+            "`dynamics.integrator: adaptive` solves the ODE of the full-batch velocity; "
+            f"`dynamics.kind: sgd` (`dynamics.batch_size` {dyn.batch_size}) draws a new "
+            "batch each step, which has no ODE. Use `dynamics.kind: gradient_flow` or "
+            "`dynamics.integrator: euler`."
+        )
+    pop = cfg.data.population
+    if pop is not None and pop.method == "monte_carlo" and dyn.kind != "pde":
+        yield (
+            "`dynamics.integrator: adaptive` solves the ODE of the exact velocity; "
+            "`data.population.method: monte_carlo` steps on fresh samples each step. Use "
+            "`closed_form` or `quadrature`, or `dynamics.integrator: euler`."
+        )
 
 
 def _paired_problems(cfg: Config):

@@ -237,7 +237,10 @@ class Recorder(AbstractRecorder):
       theta_{k+1} is the deterministic part of one full-batch step of the run's integrator
       from theta_k (`AbstractIntegrator.drift_step`: no noise, no jumps, no domain
       reflection); the energy dissipation identity dE/dt = -int |grad dE/dmu|^2 dmu says
-      this is O(dt) (docs/theory.md section 5);
+      this is O(dt) (docs/theory.md section 5). For an integrator that solves the flow
+      over dt to a tolerance (``solves_flow``: `Adaptive`) the dissipation term is the
+      trapezoid rule (D(theta_k) + D(theta_{k+1}))/2, and the residual is O(dt^2) plus
+      the solver's error;
     - ``energy_rel_residual``: energy_residual / dissipation;
     - ``movement``: |theta_k - theta_0|_F / |theta_0|_F (relative particle movement; nan
       for a start at the origin, where it has no scale).
@@ -360,7 +363,10 @@ class Recorder(AbstractRecorder):
         energy = loss + full.penalty(theta)
         dissipation = full.dissipation(v)
         nxt = integrator.drift_step(full, theta, step, dt, key, (v, loss))
-        residual = (full.energy(nxt) - energy) / dt + dissipation
+        rate = dissipation
+        if integrator.solves_flow:  # E(t + dt) - E(t) = -int D: the trapezoid rule
+            rate = 0.5 * (dissipation + full.dissipation(full.full_velocity(nxt)[0]))
+        residual = (full.energy(nxt) - energy) / dt + rate
         tiny = jnp.finfo(theta.dtype).tiny
         out = {"loss": loss}
         if self.test is not None:

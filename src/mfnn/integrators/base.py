@@ -24,9 +24,13 @@ class AbstractIntegrator(eqx.Module):
 
     Attributes:
         order: the (strong) order of the global error in dt.
+        solves_flow: ``drift_step`` is the exact flow over dt (to a tolerance), not a
+            one-step scheme: the recorder then checks the energy identity with the
+            trapezoid rule of the dissipation (error O(dt^2)) instead of its left point.
     """
 
     order: ClassVar[int]
+    solves_flow: ClassVar[bool] = False
 
     @abc.abstractmethod
     def step(
