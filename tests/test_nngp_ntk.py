@@ -52,7 +52,7 @@ def test_closed_forms_match_the_quadrature_path(activation):
     from mfnn import kernels
 
     x = X[:3]
-    closed = kernels._pairs(x, None, activation, 1.1, 0.4, 48)[1]
+    closed = kernels._expectations(x, x, activation, 1.1, 0.4, 48)
     quad = kernels._quadrature_pair(activation, *kernels._sigma(x, x, 1.1, 0.4), 96)
     # (relu's kink makes Gauss-Hermite converge algebraically, 2 % at 96 nodes: its closed
     # forms are checked against Monte Carlo above)

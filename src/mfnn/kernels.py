@@ -50,6 +50,7 @@ infinite-width ntk network.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -108,7 +109,29 @@ def _quadrature_pair(activation, s11, s22, s12, nodes):
     return value, deriv
 
 
-def _pairs(x, x2, activation, w_std, b_std, nodes):
+def _expectations(x, x2, activation, w_std, b_std, nodes):
+    s11, s22, s12 = _sigma(x, x2, w_std, b_std)
+    if activation == "relu":
+        return _relu_pair(s11, s22, s12)
+    if activation == "erf":
+        return _erf_pair(s11, s22, s12)
+    return _quadrature_pair(activation, s11, s22, s12, nodes)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "nodes", "kind", "trainable"))
+def _matrix(x, x2, w_std, b_std, a_std, *, activation, nodes, kind, trainable):
+    """The kernel matrix in one compiled program: XLA fuses the elementwise formulas, so
+    an (n, l) matrix needs about two (n, l) buffers (op by op it would be ten)."""
+    value, deriv = _expectations(x, x2, activation, w_std, b_std, nodes)
+    if kind == "nngp":
+        return a_std**2 * value
+    inner = (x @ x2.T if "w" in trainable else 0.0) + (1.0 if "b" in trainable else 0.0)
+    out = a_std**2 * deriv * inner
+    return out + value if "a" in trainable else out
+
+
+def _inputs(x, x2, activation, w_std, b_std):
+    """Validated (x, x2) as (n, d), (l, d) arrays."""
     if activation not in ACTIVATIONS:
         raise ConfigError(f"`activation` must be one of {sorted(ACTIVATIONS)}; got {activation!r}.")
     for name, v in (("w_std", w_std), ("b_std", b_std)):
@@ -118,12 +141,7 @@ def _pairs(x, x2, activation, w_std, b_std, nodes):
     x2 = x if x2 is None else jnp.atleast_2d(jnp.asarray(x2, x.dtype))
     if x.shape[1] != x2.shape[1]:
         raise ConfigError(f"inputs of dimension {x.shape[1]} and {x2.shape[1]}: they must agree.")
-    s11, s22, s12 = _sigma(x, x2, w_std, b_std)
-    if activation == "relu":
-        return (x, x2), _relu_pair(s11, s22, s12)
-    if activation == "erf":
-        return (x, x2), _erf_pair(s11, s22, s12)
-    return (x, x2), _quadrature_pair(activation, s11, s22, s12, nodes)
+    return x, x2
 
 
 def nngp(
@@ -146,8 +164,9 @@ def nngp(
         >>> nngp(x, activation="relu").round(4).tolist()  # |x| = 1: 1/2 and 1/(2 pi)
         [[0.5, 0.1592], [0.1592, 0.5]]
     """
-    _, (value, _) = _pairs(x, x2, activation, w_std, b_std, nodes)
-    return a_std**2 * value
+    x, x2 = _inputs(x, x2, activation, w_std, b_std)
+    return _matrix(x, x2, w_std, b_std, a_std, activation=activation, nodes=nodes, kind="nngp",
+                   trainable=BLOCKS)  # fmt: skip
 
 
 def ntk(
@@ -168,10 +187,9 @@ def ntk(
     for blk in trainable:
         if blk not in BLOCKS:
             raise ConfigError(f"`trainable` entries must be among {list(BLOCKS)}; got {blk!r}.")
-    (x, x2), (value, deriv) = _pairs(x, x2, activation, w_std, b_std, nodes)
-    inner = (x @ x2.T if "w" in trainable else 0.0) + (1.0 if "b" in trainable else 0.0)
-    out = a_std**2 * deriv * inner
-    return out + value if "a" in trainable else out
+    x, x2 = _inputs(x, x2, activation, w_std, b_std)
+    return _matrix(x, x2, w_std, b_std, a_std, activation=activation, nodes=nodes, kind="ntk",
+                   trainable=tuple(trainable))  # fmt: skip
 
 
 def _spectral(k_train):

@@ -1,0 +1,164 @@
+"""Online SGD on a tiny teacher-student problem: mfnn against a hand-written jit + scan loop.
+
+Problem (the soft committee machine of Saad and Solla 1995 in mfnn's convention): a
+student of m = 2 erf units at input scale 1/sqrt 2 (g(z) = erf(z/sqrt 2)), no bias, output
+weights fixed (a = 1), mean-field scaling (f = (1/m) sum_j g(w_j . x)), a teacher of the
+same kind with 2 units, x ~ N(0, I_d) with d = 1000, one fresh sample per step (B = 1),
+SGD step theta <- theta + dt v with v = -m grad R of the sample's square loss, dt = 0.5/d.
+Each step costs O(m d) flops: the loop's overhead is the cost.
+
+Timed in the same process, round-robin, best of the rounds, compilation not timed:
+
+- plain: the loop a user writes: w (m, d), for each step k the key fold_in(key, k), x from
+  it, y = teacher(x), jax.grad of the sample loss, w <- w - dt m grad; K steps in one
+  jit + lax.scan;
+- mfnn: `mfnn.simulate` of the built config with records only at step 0 and at the end
+  (every = steps), and with records every 1000 steps (overlaps included).
+
+Both draw the same x at each step (the same fold_in of the run's key) and take the same
+steps: the script checks max |w_mfnn - w_plain| after 100 steps. Usage:
+
+    .venv/bin/python benchmarks/bench_online.py                     # d = 1000, float32 and 64
+    .venv/bin/python benchmarks/bench_online.py --steps 20000 --rounds 3 --out FILE.json
+
+See benchmarks/README.md for the numbers.
+"""
+
+from __future__ import annotations
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import mfnn  # noqa: E402
+from mfnn import config  # noqa: E402
+from mfnn.build import build  # noqa: E402
+from mfnn.recorder import Recorder  # noqa: E402
+
+S = 1.0 / np.sqrt(2.0)
+
+
+def make_config(d: int, dtype: str, steps: int, every: int, overlaps: bool):
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(2, d)) / np.sqrt(d)
+    raw = {
+        "dtype": dtype,
+        "model": {"width": 2, "activation": "erf", "activation_scale": float(S), "bias": False,
+                  "train_output": False, "init": {"w": {"law": "gaussian", "std": 1e-3}}},
+        "data": {"population": {"inputs": "gaussian", "dim": d, "method": "monte_carlo",
+                                "eval_samples": 64},
+                 "teacher": {"w": teacher.tolist()}},
+        "dynamics": {"kind": "sgd", "sampling": "online", "batch_size": 1, "dt": 0.5 / d,
+                     "steps": steps},
+        "record": {"every": every, "overlaps": overlaps},
+    }  # fmt: skip
+    return config.load(raw, [])
+
+
+def plain_loop(teacher_w, dt: float, steps: int, sample):
+    """K online-SGD steps in one jit + lax.scan; ``sample(key, step)`` -> x (1, d)."""
+    m = 2
+
+    def f(w, x):
+        return jnp.mean(jax.scipy.special.erf(S * (x @ w.T)), axis=1)
+
+    def loss(w, x, y):
+        return 0.5 * jnp.mean((f(w, x) - y) ** 2)
+
+    tw = teacher_w
+
+    @jax.jit
+    def run(w, key):
+        def body(w, k):
+            x = sample(key, k)
+            y = jnp.mean(jax.scipy.special.erf(S * (x @ tw.T)), axis=1)
+            return w - dt * m * jax.grad(loss)(w, x, y), None
+
+        return jax.lax.scan(body, w, jnp.arange(steps))[0]
+
+    return run
+
+
+def best_time(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench(d: int, dtype: str, steps: int, rounds: int) -> dict:
+    out = {"d": d, "dtype": dtype, "steps": steps}
+    b_end = build(make_config(d, dtype, steps, steps, False))
+    b_rec = build(make_config(d, dtype, steps, 1000, True))
+    sampler = b_end.dynamics.sampler
+    dt = b_end.dt
+    tw = jnp.asarray(b_end.objective.teacher.w, b_end.theta0.dtype)
+
+    def sample(key, k):
+        return sampler(key, k)[0]
+
+    plain = plain_loop(tw, dt, steps, sample)
+    w0 = b_end.model.split(b_end.theta0)[1]
+
+    def run_mfnn(b):
+        return lambda: mfnn.simulate(b.dynamics, b.integrator, b.theta0, dt=b.dt, steps=b.steps,
+                                     key=b.key, recorder=b.recorder).state.theta  # fmt: skip
+
+    # agreement after 100 steps
+    short = plain_loop(tw, dt, 100, sample)
+    w_plain = np.asarray(short(w0, b_end.key))
+    b100 = build(make_config(d, dtype, 100, 100, False))
+    theta = mfnn.simulate(b100.dynamics, b100.integrator, b100.theta0, dt=b100.dt, steps=100,
+                          key=b100.key, recorder=Recorder(every=100)).state.theta  # fmt: skip
+    out["agreement"] = float(np.max(np.abs(np.asarray(b100.model.split(theta)[1]) - w_plain)))
+    fns = {"plain": lambda: plain(w0, b_end.key), "mfnn": run_mfnn(b_end),
+           "mfnn_records": run_mfnn(b_rec)}  # fmt: skip
+    for fn in fns.values():  # compile
+        jax.block_until_ready(fn())
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            best[k] = min(best[k], best_time(fn, 1))
+    for k, t in best.items():
+        out[f"{k}_steps_per_s"] = steps / t
+    out["mfnn_over_plain"] = out["mfnn_steps_per_s"] / out["plain_steps_per_s"]
+    out["mfnn_records_over_plain"] = out["mfnn_records_steps_per_s"] / out["plain_steps_per_s"]
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--d", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    rows = []
+    for dtype in args.dtypes.split(","):
+        r = bench(args.d, dtype, args.steps, args.rounds)
+        rows.append(r)
+        print(f"d = {r['d']} {dtype}: plain {r['plain_steps_per_s']:,.0f} steps/s, mfnn "
+              f"{r['mfnn_steps_per_s']:,.0f} ({r['mfnn_over_plain']:.2f}x), with records every "
+              f"1000 {r['mfnn_records_steps_per_s']:,.0f} ({r['mfnn_records_over_plain']:.2f}x); "
+              f"max |w difference| after 100 steps {r['agreement']:.1e}", flush=True)  # fmt: skip
+    if args.out is not None:
+        meta = {"machine": platform.platform(), "processor": platform.processor(),
+                "jax": jax.__version__, "mfnn": mfnn.__version__, "date": time.ctime(),
+                "load": list(__import__("os").getloadavg())}  # fmt: skip
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
