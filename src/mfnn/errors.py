@@ -18,6 +18,12 @@ class ConfigError(MfnnError, ValueError):
     """
 
 
+class IntegrationError(MfnnError):
+    """A run that cannot go on as configured, found while it runs (an adaptive step that
+    does not reach its tolerance within `dynamics.max_steps`); the message says which
+    setting to change."""
+
+
 def closest(name: str, options: Iterable[str]) -> str | None:
     """The option closest to ``name`` (for "did you mean" hints), or None."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)

@@ -7,19 +7,21 @@ compiled chunk, so that its numbers do not depend on batching.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Key, Particles
 from .dynamics.base import AbstractDynamics
-from .errors import ConfigError
+from .errors import ConfigError, IntegrationError
 from .guard import DEFAULT as DEFAULT_GUARD
 from .guard import FINITE, Guard, stable_dt
 from .integrators.base import AbstractIntegrator
@@ -117,6 +119,26 @@ def _trajectory(
     )
 
 
+@contextlib.contextmanager
+def _runtime_checks(step: int, dt: float):
+    """A check compiled into the loop that fails (`eqx.error_if`: an adaptive step that
+    does not converge within `dynamics.max_steps`) -> an `IntegrationError`, one paragraph
+    naming the setting, instead of an internal error with a JAX traceback."""
+    try:
+        yield
+    except eqx.EquinoxRuntimeError as exc:
+        text = str(exc)
+        if "`dynamics.max_steps`" not in text:
+            raise
+        tail = "(the limit is per step)."
+        start, end = text.find("the adaptive integrator"), text.find(tail)
+        what = text[start : end + len(tail)] if start >= 0 and end >= 0 else text
+        raise IntegrationError(
+            f"stopped in the steps after step {int(step)} (t = {int(step) * float(dt):g}; the "
+            f"run keeps what it wrote before): {what}"
+        ) from None
+
+
 @dataclasses.dataclass
 class _Engine:
     """The compiled calls of a run, or of a batch of runs (``batched``: every array has a
@@ -135,9 +157,14 @@ class _Engine:
     def record0(self, theta):
         fn = record_batch if self.batched else record
         args = (self.integrator, self.recorder, theta, self.theta0, jnp.asarray(0), self.dt)
-        return fn(self.dynamics, *args, self.key)
+        with _runtime_checks(0, self.dt):
+            return fn(self.dynamics, *args, self.key)
 
     def advance(self, theta, start, bad, n_rec, every, each_step=False):
+        with _runtime_checks(start, self.dt):
+            return self._advance(theta, start, bad, n_rec, every, each_step)
+
+    def _advance(self, theta, start, bad, n_rec, every, each_step=False):
         fn = advance_batch if self.batched else advance
         extra = () if self.batched else (each_step,)  # a batch does not locate a bad step
         return fn(

@@ -373,3 +373,17 @@ def test_max_steps_exceeded_is_an_error_naming_the_field(key, make_problem):
     flow = _tanh_flow(data)
     with pytest.raises(eqx.EquinoxRuntimeError, match="`dynamics.max_steps` = 3"):
         adaptive_solve(flow, theta, 5.0, rtol=1e-10, atol=1e-12, max_steps=3)
+
+
+def test_max_steps_exceeded_in_a_run_is_a_user_error(key, make_problem):
+    """Inside `simulate` the compiled check becomes an `IntegrationError` (exit 2 from the
+    CLI, the message naming the field), not an internal error."""
+    from mfnn import simulate
+    from mfnn.errors import IntegrationError
+
+    data, theta = make_problem(key)
+    flow = _tanh_flow(data)
+    integ = Adaptive(rtol=1e-10, atol=1e-12, max_steps=3)
+    with pytest.raises(IntegrationError, match="`dynamics.max_steps` = 3") as info:
+        simulate(flow, integ, theta, dt=5.0, steps=2, key=key)
+    assert "after step 0" in str(info.value) and "\n" not in str(info.value)
