@@ -5,6 +5,7 @@ mfnn resume DIR [--from-scratch]
 mfnn sweep [NAME | CONFIG.yaml] --grid key=v1,v2 [--grid seed=0..4] [--out DIR] [--workers N]
            [--dask ADDRESS] [--batch-seeds]
 mfnn experiments [NAME]
+mfnn hessian RUN_DIR [--step K] [--top k] [--dense | --lanczos]
 """
 
 from __future__ import annotations
@@ -450,6 +451,45 @@ def experiments(
     width = max(len(n) for n in EXPERIMENTS)
     for key, exp in EXPERIMENTS.items():
         typer.echo(f"{key:<{width}}  {exp.summary}")
+
+
+@app.command()
+@_guarded
+def hessian(
+    run_dir: Annotated[
+        Path, typer.Argument(help="a run directory (an experiment's sub-run: OUT/runs/NAME)")
+    ],
+    step: Annotated[
+        int | None,
+        typer.Option("--step", help="the snapshot's step (default: the last, the final particles)"),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="eigenvalues reported at each end")] = 6,
+    dense: Annotated[
+        bool | None,
+        typer.Option(
+            "--dense/--lanczos",
+            help="every eigenvalue from the dense Hessian, or the --top extremes by Lanczos "
+            "(default: dense when N = m x trainable columns <= 2000)",
+        ),
+    ] = None,
+) -> None:
+    """The Hessian of the energy in particle space at a run's final particles (or the
+    snapshot of --step): the eigenvalues of s H (the rates of the linearised flow, s =
+    m^(2 gamma - 1)), the gradient norm and a verdict (minimum, degenerate, saddle, maximum,
+    not stationary). Writes RUN_DIR/hessian.json."""
+    from .diagnostics.hessian import hessian_of_run
+    from .rundir import write_json
+
+    method = "auto" if dense is None else ("dense" if dense else "lanczos")
+    try:
+        report, where = hessian_of_run(run_dir, step, k=top, method=method)
+    except MfnnError as exc:
+        _fail(str(exc))
+    typer.echo(f"{run_dir}: step {where['step']} (t = {where['t']:g})")
+    typer.echo(report.format())
+    out = Path(run_dir) / "hessian.json"
+    write_json(out, where | report.to_dict())
+    typer.echo(f"-> {out}")
 
 
 def main() -> None:

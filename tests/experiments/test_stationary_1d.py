@@ -38,9 +38,25 @@ def test_quadratic_schedule_resolves_the_energy_identity():
     assert 6 * p.schedule["quadratic"].dt * m2 < 0.1 < 6 * 0.05 * m2
 
 
+TEACHER = {"c": [-1.2, 0.4, 1.5], "alpha": [0.3, 0.3, 0.4]}
+M2 = 1.38  # sum alpha c^2: the quadratic student's one rate at zero loss is 12 M_2 = 16.56
+
+
+def fake_hessian(activation, m):
+    """The second-order test at the narrowest run's last particles, as measured in the quick
+    run: the quadratic student at rest with the single rate 12 M_2 and m - 1 flat directions;
+    the smooth ones still moving, with negative curvature ~1e-4 of the top rate."""
+    if activation == "quadratic":
+        return {"lambda_min": -1.6e-11, "lambda_max": 12 * M2, "second_abs": 1.6e-11,
+                "stationarity": 1e-12, "n": m, "verdict": "degenerate"}  # fmt: skip
+    return {"lambda_min": -1.3e-4, "lambda_max": 0.12, "second_abs": 0.02,
+            "stationarity": 5.8e-5, "n": m, "verdict": "not stationary"}  # fmt: skip
+
+
 def fake_stats(s):
     """Statistics of a converged experiment: every forced moment at z = 1, the free ones
-    (gaussian M_1, quadratic M_4) at z = 5, loss ratios 1e-6, a resolved rule."""
+    (gaussian M_1, quadratic M_4) at z = 5, loss ratios 1e-6, a resolved rule; the Hessian
+    numbers of the narrowest runs."""
     runs = {}
     for a in s.params.activations:
         forced = vanishing_orders(a, s.params.max_order)
@@ -55,7 +71,9 @@ def fake_stats(s):
                 "checked_orders": [k for k in forced if k <= s.params.checked_order],
                 "moments": {"z": z, "SE": [0.01] * s.params.max_order},
             }
-    return {"runs": runs}
+            if m == min(s.params.widths):
+                runs[f"{a}_m{m}"]["hessian"] = fake_hessian(a, m)
+    return {"runs": runs, "teacher": TEACHER}
 
 
 def test_evaluate_passes_a_converged_run_and_fails_doctored_ones(tmp_path):
@@ -64,6 +82,7 @@ def test_evaluate_passes_a_converged_run_and_fails_doctored_ones(tmp_path):
     checks = S1.evaluate(s, good)
     assert all(c["passed"] for c in checks.values()), checks
     assert {"gaussian_learns_symmetrized_teacher", "quadratic_m4_not_forced"} <= set(checks)
+    assert {"quadratic_flat_directions_quadratic_m128", "smooth_negative_curvature"} <= set(checks)
 
     bad = copy.deepcopy(good)  # a student that kept an odd moment off: tanh's M_3
     bad["runs"]["tanh_m512"]["moments"]["z"][2] = 4.0
@@ -80,6 +99,25 @@ def test_evaluate_passes_a_converged_run_and_fails_doctored_ones(tmp_path):
     checks = S1.evaluate(s, ctrl)
     assert not checks["gaussian_learns_symmetrized_teacher"]["passed"]
     assert not checks["quadratic_m4_not_forced"]["passed"]
+
+
+def test_hessian_checks_fail_on_doctored_statistics(tmp_path):
+    s = study(tmp_path)
+    name = "quadratic_flat_directions_quadratic_m128"
+    for change in (
+        {"second_abs": 1e-3 * 12 * M2},  # a second direction of curvature: not rank one
+        {"lambda_max": 1.1 * 12 * M2},  # the rate is not 12 M_2(rho*)
+        {"stationarity": 1e-4},  # not at rest
+        {"lambda_min": -1e-3},  # a negative direction: a saddle, not a minimum
+    ):
+        bad = fake_stats(s)
+        bad["runs"]["quadratic_m128"]["hessian"].update(change)
+        assert not S1.evaluate(s, bad)[name]["passed"], change
+    # a smooth student with O(1) negative curvature fails the informational check
+    bad = fake_stats(s)
+    bad["runs"]["tanh_m128"]["hessian"]["lambda_min"] = -0.05
+    check = S1.evaluate(s, bad)["smooth_negative_curvature"]
+    assert not check["passed"] and check["value"] == pytest.approx(0.05 / 0.12)
 
 
 @pytest.mark.parametrize(
@@ -149,6 +187,15 @@ def test_quick_checks_hold(quick):
     # can tell forced orders from free ones
     z = s["runs"]["gaussian_m512"]["moments"]["z"]
     assert max(z[0], z[2]) > 3
+    # the narrowest runs' Hessians: quadratic at rest with N - 1 flat directions and the one
+    # rate 12 M_2(rho*) = 16.56; the smooth students still converging
+    h = s["runs"]["quadratic_m128"]["hessian"]
+    assert h["verdict"] == "degenerate" and h["n_zero"] == 127
+    assert h["lambda_max"] == pytest.approx(16.56, rel=1e-9)
+    for a in ("gaussian", "tanh", "softplus"):
+        assert s["runs"][f"{a}_m128"]["hessian"]["verdict"] == "not stationary"
+        assert "hessian" not in s["runs"][f"{a}_m512"]
+    assert s["checks"]["smooth_negative_curvature"]["value"] < 0.01
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["checks"] == s["checks"] and "claim" in on_disk
     for fig in s["figures"]:

@@ -39,6 +39,10 @@ from .gibbs import knn_free_energy_bias as knn_free_energy_bias
 from .gibbs import ou_stationary_stats as ou_stationary_stats
 from .gibbs import potential_consistency as potential_consistency
 from .gibbs import window_stats as window_stats
+from .hessian import HessianReport as HessianReport
+from .hessian import hessian_of_run as hessian_of_run
+from .hessian import lanczos_extremes as lanczos_extremes
+from .hessian import particle_hessian as particle_hessian
 from .kernel import kernel_change as kernel_change
 from .kernel import tangent_kernel as tangent_kernel
 from .norms import path_norm as path_norm

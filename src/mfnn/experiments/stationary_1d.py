@@ -11,6 +11,7 @@ from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config import Config
+from ..diagnostics.hessian import classify, particle_hessian
 from ..diagnostics.teacher import EXAMPLE_2, moment_zscores, vanishing_orders
 from ..plots import save_figure
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
@@ -35,9 +36,28 @@ the finer rule's risk); z_k = |D_k| / SE_k for the moments of rho_m - rho*
 (`mfnn.diagnostics.moment_zscores`; SE_k ~ m^(-1/2): the wider run is the stricter test).
 Controls on moments (4) leaves free show the test can fail: gaussian's z_1 (the flow from a
 symmetric start reaches the symmetrized teacher, not rho*) and quadratic's z_4.
+
+No student here is narrow or stuck: every run is a wide full-support student on its way to
+zero loss. The Hessian of the risk at the final particles of each activation's narrowest
+run (`mfnn.diagnostics.hessian`: eigenvalues of s H, s = m, the rates of the linearised
+flow) shows what kind of point they approach. At zero loss s H = G / m with G_jk =
+E_x[sigma'(w_j x) sigma'(w_k x) x^2] >= 0 (the Gauss-Newton part): a degenerate minimum.
+For sigma = z^2, G = 12 w w^T has rank one, so s H has the single rate 12 M_2(rho*) and
+N - 1 flat directions (the zero-loss set M_2(rho_m) = M_2(rho*) has codimension one:
+(4) fixes M_2 alone), checked with the run at rest. The smooth activations are still
+converging at T (the flow is not at rest): their negative eigenvalues are those of the
+diagonal term Phi''(w_j) = E_x[(f - f*)(x) sigma''(w_j x) x^2], of the size of the
+residual (reported, informational).
 """
 
 QUADRATURE = "|R_q - R_2q| <= 0.5 L(T) + 1e-12 L(0)"
+HESSIAN_TOL = 1e-6  # at rest: stationarity <= this; |lambda| <= this max|lambda| is zero
+SMOOTH_CURVATURE = 0.01  # -lambda_min / lambda_max at T of the smooth students
+SMOOTH_REASON = (
+    "the smooth students are still converging at T (stationarity |v|_rms / (max|lambda| "
+    "|theta|_rms) ~ 1e-5 > 1e-6 in the quick run): there is no stationary point to classify, "
+    "only the size of the negative curvature, which the residual sets"
+)
 Activation = Literal["gaussian", "quadratic", "tanh", "arctan", "sigmoid", "softplus"]
 
 
@@ -125,8 +145,73 @@ def analyze(s: Study[Stationary1DParams], runs) -> dict:
             "checked_orders": [k for k in forced if k <= p.checked_order],
             "moments": moment_zscores(clouds[name][1], c, alpha, p.max_order),
         }
+        if r.config.model.width == min(p.widths):
+            per_run[name]["hessian"] = _hessian_stats(r)
     teacher = {"c": c.tolist(), "alpha": alpha.tolist()}
     return {"teacher": teacher, "runs": per_run, "_clouds": clouds}
+
+
+def _hessian_stats(r) -> dict:
+    """The second-order test at a sub-run's final particles (N = m: dense up to 2000,
+    else Lanczos for the 3 eigenvalues at each end)."""
+    rep = particle_hessian(
+        r.built.dynamics.exact(),
+        r.particles("last"),
+        k=3,
+        rtol=HESSIAN_TOL,
+        grad_rtol=HESSIAN_TOL,
+    )
+    found = rep.eigenvalues if rep.eigenvalues is not None else np.r_[rep.smallest, rep.largest]
+    return {
+        "verdict": rep.verdict,
+        "lambda_min": float(rep.smallest[0]),
+        "lambda_max": float(rep.largest[0]),
+        "second_abs": float(np.sort(np.abs(found))[-2]) if rep.n > 1 else 0.0,
+        "n_negative": rep.n_negative,
+        "n_zero": rep.n_zero,
+        "stationarity": rep.stationarity,
+        "velocity_rms": rep.velocity_rms,
+        "n": rep.n,
+        "wall_s": rep.wall_s,
+    }
+
+
+def _hessian_checks(stats: dict) -> dict:
+    """The quadratic student's rank-one Hessian (counted) and the smooth students' negative
+    curvature at T (informational), from the runs that carry a ``hessian`` entry."""
+    checks = {}
+    runs = {n: r for n, r in stats["runs"].items() if "hessian" in r}
+    for name, r in runs.items():
+        if r["activation"] != "quadratic":
+            continue
+        m2 = float(np.dot(stats["teacher"]["alpha"], np.square(stats["teacher"]["c"])))
+        h = r["hessian"]
+        flat = h["second_abs"] / h["lambda_max"]
+        rate = h["lambda_max"] / (12 * m2) - 1
+        verdict = classify(
+            h["lambda_min"],
+            h["lambda_max"],
+            h["stationarity"],
+            tol=HESSIAN_TOL * max(abs(h["lambda_min"]), abs(h["lambda_max"])),
+            grad_rtol=HESSIAN_TOL,
+        )
+        rule = (
+            f"second largest |lambda(s H)| / lambda_max <= {HESSIAN_TOL:g} (N - 1 = {h['n'] - 1} "
+            f"flat directions), |lambda_max / (12 M_2(rho*)) - 1| <= {HESSIAN_TOL:g} (12 M_2 = "
+            f"{12 * m2:.6g}), at rest (stationarity <= {HESSIAN_TOL:g}): a degenerate minimum"
+        )
+        ok = flat <= HESSIAN_TOL and abs(rate) <= HESSIAN_TOL and verdict == "degenerate"
+        checks[f"quadratic_flat_directions_{name}"] = check(flat, rule, ok)
+    smooth = [r["hessian"] for r in runs.values() if r["activation"] != "quadratic"]
+    if smooth:
+        worst = max(-h["lambda_min"] / h["lambda_max"] for h in smooth)
+        rule = (
+            f"max over the smooth students of -lambda_min(s H) / lambda_max <= "
+            f"{SMOOTH_CURVATURE:g} at T (verdicts: "
+            f"{sorted({h['verdict'] for h in smooth})})"
+        )
+        checks["smooth_negative_curvature"] = check(worst, rule, worst <= SMOOTH_CURVATURE)
+    return checks
 
 
 def evaluate(s: Study[Stationary1DParams], stats: dict) -> dict:
@@ -149,7 +234,7 @@ def evaluate(s: Study[Stationary1DParams], stats: dict) -> dict:
         if a in p.activations and p.max_order >= k:
             z = stats["runs"][f"{a}_m{wide}"]["moments"]["z"][k - 1]
             checks[name] = check(z, f"z_{k} > {p.z:g} for {a} at m = {wide} ({why})", z > p.z)
-    return checks
+    return checks | _hessian_checks(stats)
 
 
 def figures(s: Study[Stationary1DParams], stats: dict, runs) -> list:
@@ -198,6 +283,17 @@ STATIONARY_1D = Experiment(
         CheckSpec("quadrature_*", f"{QUADRATURE} at the end"),
         CheckSpec("gaussian_learns_symmetrized_teacher", "z_1 > z for gaussian at the widest m"),
         CheckSpec("quadratic_m4_not_forced", "z_4 > z for quadratic at the widest m"),
+        CheckSpec(
+            "quadratic_flat_directions_*",
+            "quadratic at the smallest m, at rest: s H has the one rate 12 M_2(rho*) and N - 1 "
+            "flat directions (second |lambda| / lambda_max <= 1e-6): a degenerate minimum",
+        ),
+        CheckSpec(
+            "smooth_negative_curvature",
+            f"max over the other activations (smallest m) of -lambda_min(s H) / lambda_max <= "
+            f"{SMOOTH_CURVATURE:g} at T",
+            informational=SMOOTH_REASON,
+        ),
     ),
     plan=plan,
     analyze=analyze,
