@@ -14,6 +14,7 @@ from .lazy_vs_rich import LAZY_VS_RICH
 from .mf_vs_kernel import MF_VS_KERNEL
 from .multilayer_chaos import MULTILAYER_CHAOS
 from .mv_control import MV_CONTROL
+from .online_sgd_ode import ONLINE_SGD_ODE
 from .pde_vs_particles import PDE_VS_PARTICLES
 from .random_features import RANDOM_FEATURES
 from .reflecting_ball import REFLECTING_BALL
@@ -49,6 +50,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         MV_CONTROL,
         KERNEL_LIMIT,
         MF_VS_KERNEL,
+        ONLINE_SGD_ODE,
     )
 }
 DEFAULT = "sign"
