@@ -579,7 +579,7 @@ def test_table_keeps_earlier_points_outside_the_grid(tmp_path):
 SLOW_RAW = {  # a point that compiles and runs for a second or more (the interrupt lands in it)
     "model": {"width": 128, "activation": "tanh", "bias": False},
     "data": {"target": "sign", "n_train": 64, "n_test": 0},
-    "dynamics": {"dt": 0.01, "steps": 10000},
+    "dynamics": {"dt": 0.01, "steps": 30000},
     "record": {"every": 500, "chunk": 1000},
 }
 

@@ -545,9 +545,12 @@ class OnlineSGDODE(eqx.Module):
         _nonneg(self.eta_w, "eta_w")
         _nonneg(self.eta_v, "eta_v")
         _positive_int(self.batch_size, "batch_size")
-        for name in ("train_second_layer", "sgd_noise"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        for name, value in (
+            ("train_second_layer", self.train_second_layer),
+            ("sgd_noise", self.sgd_noise),
+        ):
+            if not isinstance(value, bool):
+                raise ConfigError(f"`{name}` must be True or False; got {value!r}.")
 
     def _rates(self, dtype) -> _Rates:
         noise = self.eta_w**2 / self.batch_size if self.sgd_noise else 0.0

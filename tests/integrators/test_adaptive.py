@@ -174,6 +174,7 @@ def test_evaluation_counts_are_exact(key, make_problem, solver, per):
     assert len(_COUNT) == stats["evaluations"] == per * steps + (solver == "tsit5")
 
 
+@pytest.mark.slow  # the counts test (default tier) checks the evaluations
 def test_k1_is_reused(key, make_problem):
     """The engine's step from a record's velocity k1: one evaluation fewer, the same state."""
     data, theta = make_problem(key)
@@ -368,6 +369,7 @@ def test_integrator_check_refuses_what_has_no_ode(key, make_problem):
         Adaptive(atol=float("nan"))
 
 
+@pytest.mark.slow  # the in-run test (default tier) covers the path
 def test_max_steps_exceeded_is_an_error_naming_the_field(key, make_problem):
     data, theta = make_problem(key)
     flow = _tanh_flow(data)

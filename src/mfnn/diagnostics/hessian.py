@@ -100,6 +100,7 @@ import numpy as np
 from scipy.linalg import eigh_tridiagonal
 
 from .._typing import Array, Float, Particles
+from ..dynamics.langevin import Langevin
 from ..errors import ConfigError
 
 __all__ = [
@@ -196,9 +197,22 @@ def rate_scale(dynamics, theta: Particles) -> float:
     model = dyn.model
     blocks = jax.eval_shape(model.to_blocks, jax.ShapeDtypeStruct(theta.shape, theta.dtype))
     s = float(model.velocity_scale(model.width(blocks)))
-    if hasattr(dyn, "drift_scale"):
+    if isinstance(dyn, Langevin):
         s *= float(np.asarray(dyn.drift_scale))
     return s
+
+
+def _objective_of(dynamics):
+    """The objective of a gradient flow, of a Langevin dynamics' flow, of the transport
+    under birth-death jumps; None for other dynamics."""
+    from ..dynamics.base import AbstractJumps
+    from ..dynamics.gradient_flow import GradientFlow
+
+    if isinstance(dynamics, AbstractJumps):
+        return _objective_of(dynamics.inner)
+    if isinstance(dynamics, Langevin):
+        return _objective_of(dynamics.flow)
+    return dynamics.objective if isinstance(dynamics, GradientFlow) else None
 
 
 def energy_gradient(dynamics, theta: Particles) -> Float[Array, " N"]:
@@ -269,9 +283,9 @@ def symmetry_directions(dynamics, theta: Particles) -> Float[np.ndarray, "r N"]:
     cols, x = _flat(dynamics, theta)
     n = int(x.shape[0])
     model = dynamics.model
-    obj = getattr(dynamics, "objective", None)
+    obj = _objective_of(dynamics)
     l2 = float(np.asarray(obj.l2)) if obj is not None else 1.0
-    p = HOMOGENEITY.get(getattr(model, "activation", ""), 0)
+    p = HOMOGENEITY.get(model.activation, 0) if isinstance(model, TwoLayer) else 0
     ok = (
         isinstance(model, TwoLayer)
         and p > 0
@@ -502,11 +516,7 @@ class HessianReport:
 
     def to_dict(self, eigenvalues: bool = True) -> dict[str, Any]:
         """JSON-ready fields (every eigenvalue too when ``eigenvalues`` and dense)."""
-        out = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "eigenvalues"
-        }
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "eigenvalues"}
         out["smallest"] = [float(v) for v in self.smallest]
         out["largest"] = [float(v) for v in self.largest]
         if eigenvalues and self.eigenvalues is not None:
@@ -665,7 +675,7 @@ def particle_hessian(
         stationarity = velocity_rms / (rate_max * length)
     else:
         stationarity = 0.0 if velocity_rms == 0 else float("inf")
-    obj = getattr(dynamics, "objective", None)
+    obj = _objective_of(dynamics)
     l2 = float(np.asarray(obj.l2)) if obj is not None else None
     if l2 is not None:  # the penalty (lambda/2) mean_j |theta_j|^2 on the host
         penalty = 0.5 * l2 * float(np.mean(np.sum(np.asarray(theta, np.float64) ** 2, axis=1)))
