@@ -51,3 +51,21 @@ def test_cli_run_writes_predictions(tmp_path):
     assert res.exit_code == 0, res.output
     with np.load(tmp_path / "r" / "predictions.npz") as z:
         assert z["f_test"].shape == (9,)
+
+
+def test_cli_run_gives_the_signal_handlers_back(tmp_path):
+    """An in-process `mfnn run` installs its SIGINT/SIGTERM handlers for the run only: a
+    later caller (a sweep in the same process) sees its own again."""
+    import signal
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from mfnn.cli import app
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(CFG))
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -194,11 +194,22 @@ def _report(summary: dict, out: Path) -> int:
 def _execute(
     cfg, exp, out: Path, resume: bool, progress: bool, base, built=None, from_scratch=False
 ) -> int:
+    # the handlers are the run's, and given back after it (an in-process caller, e.g. a
+    # test through typer's CliRunner, keeps its own)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, _sigterm)
+    if before[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _sigterm)  # Python's own would be lost in a gc callback
+    try:
+        return _execute_run(cfg, exp, out, resume, progress, base, built, from_scratch)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _execute_run(cfg, exp, out: Path, resume: bool, progress: bool, base, built, from_scratch):
     from .runs import execute
 
-    signal.signal(signal.SIGTERM, _sigterm)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _sigterm)  # Python's own would be lost in a gc callback
     try:
         if exp is not None:
             summary = exp.run(cfg, out, resume=resume, progress=progress)
