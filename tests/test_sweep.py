@@ -584,6 +584,18 @@ SLOW_RAW = {  # a point that compiles and runs for a second or more (the interru
 }
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint():
+    """Each test here starts with Python's own SIGINT handler (and gets the previous one
+    back): a handler or SIG_IGN left by an earlier test in the same worker process would
+    otherwise decide whether the sweep installs its own, and the interrupt tests with it."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _interrupt_when(path, sig=None):
     """Send this process ``sig`` (SIGINT) from a thread once ``path`` exists."""
     import signal
