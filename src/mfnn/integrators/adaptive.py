@@ -49,8 +49,8 @@ from .._typing import Key, Particles, Scalar
 from ..dynamics.base import AbstractDynamics
 from ..errors import ConfigError, did_you_mean
 from ..models.base import Blocks
-from ..models.resnet import ODE_SOLVERS
-from .base import AbstractIntegrator, refuse_noise_and_jumps
+from ..models.resnet import ODE_SOLVERS, diffrax_solver
+from .base import AbstractIntegrator, refuse_noise_and_jumps, step_rows
 
 SOLVERS: tuple[str, ...] = ODE_SOLVERS
 """The diffrax embedded Runge-Kutta pairs `Adaptive` takes (config ``dynamics.solver``)."""
@@ -65,20 +65,6 @@ ORDERS = {
     "ralston": 2,
     "bosh3": 3,
 }
-
-
-def _diffrax_solver(name: str):
-    import diffrax  # only the adaptive integrator and the continuous-depth ResNet need it
-
-    return {
-        "tsit5": diffrax.Tsit5,
-        "dopri5": diffrax.Dopri5,
-        "dopri8": diffrax.Dopri8,
-        "heun": diffrax.Heun,
-        "midpoint": diffrax.Midpoint,
-        "ralston": diffrax.Ralston,
-        "bosh3": diffrax.Bosh3,
-    }[name]()
 
 
 def _tolerance(name: str, value) -> Scalar:
@@ -164,7 +150,7 @@ class Adaptive(AbstractIntegrator):
     # ------------------------------------------------------------------ solving
     def evaluations_per_step(self) -> int:
         """Velocity evaluations of one internal step (accepted or rejected)."""
-        tableau = _diffrax_solver(self.solver).tableau
+        tableau = diffrax_solver(self.solver).tableau
         return len(tableau.c) + (0 if tableau.fsal else 1)
 
     def solve_blocks(
@@ -182,7 +168,7 @@ class Adaptive(AbstractIntegrator):
 
         dtype = jax.tree.leaves(state)[0].dtype
         t1 = jnp.asarray(t, dtype)
-        solver = _diffrax_solver(self.solver)
+        solver = diffrax_solver(self.solver)
         fsal = solver.tableau.fsal
         args = (dynamics, jnp.asarray(step), key)
         solver_state, first = None, 0
@@ -254,15 +240,10 @@ class Adaptive(AbstractIntegrator):
         return new, loss
 
     def drift_step(self, dynamics, theta: Particles, step, dt, key: Key, k1) -> Particles:
-        """The same adaptive step, on rows (the recorder's energy identity then reads
-        (E(t + dt) - E(t)) / dt + dissipation(t) of the flow itself: O(dt) from the finite
-        difference, with no time-stepping error beyond the tolerance)."""
-        model = dynamics.model
-        v, loss = k1
-        new, _ = self.step(
-            dynamics, model.to_blocks(theta), step, dt, key, (model.to_blocks(v), loss)
-        )
-        return model.from_blocks(new)
+        """The same adaptive step, on rows: the recorder's energy identity then compares
+        E(t + dt) - E(t) of the flow itself with the trapezoid rule of the dissipation
+        (``solves_flow``), an O(dt^2) residual beyond the tolerance."""
+        return step_rows(self, dynamics, theta, step, dt, key, k1)
 
     def check(self, dynamics: AbstractDynamics) -> None:
         """Refuse noise, jumps, a stochastic sampler and a bounded domain."""

@@ -51,6 +51,17 @@ class AbstractIntegrator(eqx.Module):
         """Raise a `ConfigError` if this integrator cannot step ``dynamics``."""
 
 
+def step_rows(integrator: AbstractIntegrator, dynamics: AbstractDynamics, theta, step, dt, key, k1):
+    """``integrator.step`` on rows (m, D) from ``k1`` = (v as rows, risk): the `drift_step`
+    of a deterministic scheme whose step is its whole drift (`Heun`, `Adaptive`)."""
+    model = dynamics.model
+    v, loss = k1
+    new, _ = integrator.step(
+        dynamics, model.to_blocks(theta), step, dt, key, (model.to_blocks(v), loss)
+    )
+    return model.from_blocks(new)
+
+
 def axpy(state: Blocks, dt, v: Blocks) -> Blocks:
     """state + dt v, leaf by leaf."""
     return jax.tree.map(lambda t, u: t + dt * u, state, v)

@@ -7,7 +7,7 @@ import jax
 from .._typing import Key, Particles, Scalar
 from ..dynamics.base import AbstractDynamics
 from ..models.base import Blocks
-from .base import AbstractIntegrator, axpy, refuse_noise_and_jumps
+from .base import AbstractIntegrator, axpy, refuse_noise_and_jumps, step_rows
 
 
 class Euler(AbstractIntegrator):
@@ -51,12 +51,7 @@ class Heun(AbstractIntegrator):
         return jax.tree.map(lambda t, u, w: t + (0.5 * dt) * (u + w), state, k1, k2), loss
 
     def drift_step(self, dynamics, theta: Particles, step, dt, key: Key, k1) -> Particles:
-        model = dynamics.model
-        v, loss = k1
-        new, _ = self.step(
-            dynamics, model.to_blocks(theta), step, dt, key, (model.to_blocks(v), loss)
-        )
-        return model.from_blocks(new)
+        return step_rows(self, dynamics, theta, step, dt, key, k1)
 
     def check(self, dynamics: AbstractDynamics) -> None:
         refuse_noise_and_jumps(self, dynamics)

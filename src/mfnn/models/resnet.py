@@ -62,6 +62,22 @@ ODE_SOLVERS = ("tsit5", "dopri5", "dopri8", "heun", "midpoint", "ralston", "bosh
 SOLVERS = ("euler", *ODE_SOLVERS)
 
 
+def diffrax_solver(name: str):
+    """The diffrax solver named ``name`` (one of `ODE_SOLVERS`): the continuous-depth
+    ResNet's and the adaptive integrator's. diffrax is imported here, only when needed."""
+    import diffrax
+
+    return {
+        "tsit5": diffrax.Tsit5,
+        "dopri5": diffrax.Dopri5,
+        "dopri8": diffrax.Dopri8,
+        "heun": diffrax.Heun,
+        "midpoint": diffrax.Midpoint,
+        "ralston": diffrax.Ralston,
+        "bosh3": diffrax.Bosh3,
+    }[name]()
+
+
 def _positive(value, field: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ConfigError(f"`{field}` must be a positive integer; got {value!r}.")
@@ -338,15 +354,7 @@ class WideResNet(AbstractResNet):
             return jax.lax.scan(step, x, layers)[0]
         import diffrax  # only the continuous-depth solvers need it
 
-        solver = {
-            "tsit5": diffrax.Tsit5,
-            "dopri5": diffrax.Dopri5,
-            "dopri8": diffrax.Dopri8,
-            "heun": diffrax.Heun,
-            "midpoint": diffrax.Midpoint,
-            "ralston": diffrax.Ralston,
-            "bosh3": diffrax.Bosh3,
-        }[self.solver]()
+        solver = diffrax_solver(self.solver)
         term = diffrax.ODETerm(lambda s, z, p: self.field(p, z))
         controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
 
