@@ -6,6 +6,11 @@ mfnn sweep [NAME | CONFIG.yaml] --grid key=v1,v2 [--grid seed=0..4] [--out DIR] 
            [--dask ADDRESS] [--batch-seeds]
 mfnn experiments [NAME]
 mfnn hessian RUN_DIR [--step K] [--top k] [--dense | --lanczos]
+mfnn report PATH [--no-animate]
+mfnn gallery DIR
+
+`run`, `resume` and `sweep` write the directory's report.html at the end (`mfnn.report`);
+`--no-report`, or the environment variable MFNN_REPORT=off, skips it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +39,37 @@ EXIT = {"completed": 0, "diverged": 1, "failed": 1, "crashed": 1, "interrupted":
 
 # --debug: show the traceback under every error message
 _DEBUG = {"on": False}
+
+_REPORT_HELP = "write report.html in the directory at the end (env MFNN_REPORT=off: skip)"
+
+
+def _report_default() -> bool:
+    """Reports are on unless the environment says MFNN_REPORT=off (or 0, no, false)."""
+    return os.environ.get("MFNN_REPORT", "on").strip().lower() not in ("off", "0", "no", "false")
+
+
+def _write_report(out: Path, wanted: bool | None) -> None:
+    """Write ``out``'s report.html after a run or a sweep and print its path. A report
+    that cannot be written is a warning: the run's own files are already complete."""
+    if not (_report_default() if wanted is None else wanted):
+        return
+    if not ((out / "summary.json").is_file() or (out / "sweep.json").is_file()):
+        return
+    from .report import write_report
+
+    try:
+        page = write_report(out)
+    except Exception as exc:  # noqa: BLE001 - the run's results stand without a report
+        typer.secho(
+            f"warning: no report written ({type(exc).__name__}: {exc}); try `mfnn report "
+            f"{out}` (or --debug).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        if _DEBUG["on"]:
+            raise
+        return
+    typer.echo(f"report: {page}")
 
 
 @app.callback()
@@ -264,8 +301,10 @@ def run(
         bool, typer.Option("--overwrite", help="replace an existing run directory")
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help=_REPORT_HELP)] = None,
 ) -> None:
-    """Run a named experiment or a config file and write a run directory."""
+    """Run a named experiment or a config file and write a run directory (and its
+    report.html)."""
     import shutil
 
     from . import config as cfgmod
@@ -310,6 +349,7 @@ def run(
         code = _execute(cfg, exp, out, False, progress, base, built)
     except MfnnError as exc:
         _fail(str(exc))
+    _write_report(out, report)
     raise typer.Exit(code)
 
 
@@ -326,6 +366,7 @@ def resume(
             "(the rows so far are moved to previous/, not dropped)",
         ),
     ] = False,
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help=_REPORT_HELP)] = None,
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint (bit-identical to no
     interruption)."""
@@ -361,6 +402,7 @@ def resume(
         code = _execute(cfg, exp, run_dir, True, progress, None, from_scratch=from_scratch)
     except MfnnError as exc:
         _fail(str(exc))
+    _write_report(run_dir, report)
     raise typer.Exit(code)
 
 
@@ -392,9 +434,10 @@ def sweep(
             "(plain runs only; off by default: no gain measured on CPU, see `mfnn.sweep`)",
         ),
     ] = False,
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help=_REPORT_HELP)] = None,
 ) -> None:
     """Run a grid of configs: one run directory a point, one table (resumable: run the same
-    command again to finish a sweep; finished points are skipped)."""
+    command again to finish a sweep; finished points are skipped), and a report."""
     from . import config as cfgmod
     from .sweep import SweepInterrupted, parse_grid, run_sweep
 
@@ -434,9 +477,11 @@ def sweep(
             fg=typer.colors.YELLOW,
             err=True,
         )
+        _write_report(out, report)
         raise typer.Exit(EXIT["interrupted"]) from None
     failed = [r["point"] for r in table if r.get("status") != "completed"]
     typer.echo(f"{len(table) - len(failed)}/{len(table)} points completed -> {out}/table.csv")
+    _write_report(out, report)
     for p in failed:
         row = next(r for r in table if r["point"] == p)
         typer.secho(f"  {p}: {row.get('status')}: {row.get('message', '')}", fg=typer.colors.RED)
@@ -501,6 +546,47 @@ def hessian(
     out = Path(run_dir) / "hessian.json"
     write_json(out, where | report.to_dict())
     typer.echo(f"-> {out}")
+
+
+@app.command("report")
+@_guarded
+def report_(
+    path: Annotated[Path, typer.Argument(help="a run, sweep or experiment directory")],
+    animate: Annotated[
+        bool,
+        typer.Option("--animate/--no-animate", help="animate the snapshots of each run"),
+    ] = True,
+) -> None:
+    """Write PATH/report.html: claim, checks, metrics, figures, animation of the particles,
+    sub-runs (each with its own report), config, versions and timing. Self-contained: open
+    it in a browser, no network needed."""
+    from .report import write_report
+
+    try:
+        page = write_report(path, animate=animate)
+    except MfnnError as exc:
+        _fail(str(exc))
+    typer.echo(f"report: {page}")
+
+
+@app.command()
+@_guarded
+def gallery(
+    root: Annotated[Path, typer.Argument(help="a folder holding experiment directories")],
+    animate: Annotated[
+        bool,
+        typer.Option("--animate/--no-animate", help="animate runs whose report is written now"),
+    ] = True,
+) -> None:
+    """Write DIR/index.html: one card per experiment directory under DIR (claim, verdict,
+    a thumbnail, time taken), each linking its report (written first where missing)."""
+    from .report import write_gallery
+
+    try:
+        page = write_gallery(root, animate=animate)
+    except MfnnError as exc:
+        _fail(str(exc))
+    typer.echo(f"gallery: {page}")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLORS = {"mean_field": "#c0392b", "ntk": "#2471a3", "general": "#7d3c98", "init": "#7f8c8d"}
+from .style import COLORS  # noqa: E402,F401  (re-exported: experiments import it from here)
 
 
 def save_figure(fig, path) -> Path:

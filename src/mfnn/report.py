@@ -1,0 +1,845 @@
+r"""Browsable reports: one self-contained ``report.html`` per run, sweep and experiment, and
+a gallery page over many experiments.
+
+    mfnn report PATH          PATH a run, a sweep or an experiment directory
+    mfnn gallery DIR          DIR/index.html: one card per experiment directory under DIR
+
+A report puts together what a directory holds: the claim (an experiment's), the status
+and verdict, the checks as a table (statistic, rule with its threshold, pass / fail /
+informational), the metrics curves, the figures, the animation of the particle measure
+(`mfnn.animate`), the sub-runs (an experiment's ``runs/``, a sweep's ``points/``, each
+with its own report, linked both ways), the resolved config, and the versions and timing.
+
+What a report writes, beside the files it reads::
+
+    DIR/report.html               the page
+    DIR/report/metrics.png        the recorded metrics against t (a run)
+    DIR/report/particles.gif|mp4  the animation of the snapshots (a run with >= 2)
+
+Self-contained: every image and video is a relative link to a file in the directory, the
+styles and the one script (sorting the tables) are inline; no network access is needed to
+view it, and the folder can be moved or copied whole. Safe: every string taken from a
+config, a summary or a file name is HTML-escaped (a config value ``<script>`` shows as
+text), and the page's Content-Security-Policy allows only its own script (by its
+SHA-256) and files, never an inline script or a remote resource that got in.
+
+Metric curves share the axis rule of `mfnn.style.log_scale`: a quantity goes on a log axis
+when it stays positive and spans at least a decade (a decaying risk, a dissipation, a
+residual); one that changes sign or barely moves stays linear.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import datetime
+import hashlib
+import html
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["REPORT", "directory_kind", "write_gallery", "write_report"]
+
+REPORT = "report.html"
+GALLERY = "index.html"
+ASSETS = "report"  # the folder of a report's own images
+
+RUN, EXPERIMENT, SWEEP, CALL = "run", "experiment", "sweep", "call"
+
+# ------------------------------------------------------------------------ reading
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def directory_kind(path: str | os.PathLike) -> str:
+    """What a directory holds: ``"sweep"`` (sweep.json), ``"experiment"`` (a summary.json
+    naming an experiment, or a config whose ``experiment.name`` is set), ``"run"`` (a
+    config.yaml with metrics.csv or summary.json) or ``"call"`` (an experiment's
+    result.json of a library computation).
+
+    Raises:
+        ConfigError: ``path`` is not a directory, or none of these.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"`PATH` {str(path)!r} is not a directory; give a run directory.")
+    if (path / "sweep.json").is_file():
+        return SWEEP
+    summary = _read_json(path / "summary.json")
+    if "experiment" in summary:
+        return EXPERIMENT
+    if (path / "config.yaml").is_file():
+        cfg = _read_yaml(path / "config.yaml")
+        if isinstance(cfg.get("experiment"), dict) and cfg["experiment"].get("name"):
+            return EXPERIMENT
+        if (path / "metrics.csv").is_file() or summary:
+            return RUN
+    if (path / "result.json").is_file():
+        return CALL
+    raise ConfigError(
+        f"`PATH` {str(path)!r} is neither a run, a sweep nor an experiment directory (no "
+        "config.yaml with metrics.csv, sweep.json or summary.json in it)."
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_metrics(path: Path) -> dict[str, list[float]]:
+    """metrics.csv as columns of floats (a cut last row, as a crash may leave, skipped)."""
+    out: dict[str, list[float]] = {}
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                return {}
+            out = {name: [] for name in header}
+            for row in reader:
+                if len(row) != len(header):
+                    continue
+                try:
+                    values = [float(v) if v != "" else float("nan") for v in row]
+                except ValueError:
+                    continue
+                for name, v in zip(header, values, strict=True):
+                    out[name].append(v)
+    except OSError:
+        return {}
+    return out
+
+
+# --------------------------------------------------------------------- formatting
+
+
+def esc(value: Any) -> str:
+    """HTML-escaped text of any value (quotes too: safe inside attributes).
+
+    Example:
+        >>> esc("<script>alert(1)</script>")
+        '&lt;script&gt;alert(1)&lt;/script&gt;'
+    """
+    return html.escape(str(value), quote=True)
+
+
+def _href(path: str) -> str:
+    """A relative link, percent-encoded (names like ``seed=0__dt=0.1`` stay readable)."""
+    return esc(quote(path, safe="/=._-~"))
+
+
+def fmt(value: Any) -> str:
+    """A number or value as table text: 4 significant digits, '-' for None, yes/no.
+
+    Example:
+        >>> fmt(0.000352890159), fmt(12), fmt(True), fmt(None), fmt(float("nan"))
+        ('0.0003529', '12', 'yes', '-', 'nan')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple) and len(value) <= 6:
+        return "[" + ", ".join(fmt(v) for v in value) + "]"
+    if isinstance(value, dict | list | tuple):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 120 else text[:117] + "..."
+    return str(value)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("mfnn", "jax", "numpy", "matplotlib"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+# ------------------------------------------------------------------- the page
+
+_CSS = """
+*{box-sizing:border-box}
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1c2833;
+background:#fbfcfc}
+main{max-width:1100px;margin:0 auto;padding:12px 16px 40px}
+h1{font-size:1.5em;margin:.3em 0;overflow-wrap:anywhere}
+h2{font-size:1.15em;margin:1.4em 0 .4em;border-bottom:1px solid #d5d8dc}
+nav{font-size:.9em;color:#566573;overflow-wrap:anywhere}
+a{color:#1f618d}
+p,li,td,th,figcaption,summary{overflow-wrap:anywhere}
+.badge{display:inline-block;padding:1px 9px;border-radius:10px;color:#fff;font-weight:600;
+font-size:.9em}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.9em;margin:.3em 0}
+th,td{border:1px solid #d5d8dc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#eaeded}
+table.sortable th{cursor:pointer}
+table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
+table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.pass td.result{background:#d5f5e3;color:#145a32;font-weight:600}
+tr.fail td.result{background:#fadbd8;color:#78281f;font-weight:600}
+tr.info td.result{background:#d6eaf8;color:#1b4f72;font-weight:600}
+.claim{background:#f4f6f7;border-left:4px solid #5d6d7e;padding:4px 14px}
+figure{margin:10px 0;display:inline-block;max-width:100%;vertical-align:top}
+figure img,figure video,img.full{max-width:100%;height:auto;border:1px solid #e5e8e8;
+background:#fff}
+figcaption{font-size:.85em;color:#566573}
+pre{background:#f4f6f7;padding:8px;overflow-x:auto;font-size:.8em;max-width:100%}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:14px}
+.card{border:1px solid #d5d8dc;border-radius:8px;padding:10px;background:#fff;min-width:0}
+.card h3{margin:.1em 0 .3em;font-size:1.05em;overflow-wrap:anywhere}
+.card img{width:100%;height:150px;object-fit:contain;background:#fff}
+.card p{font-size:.85em;margin:.3em 0}
+.muted{color:#7f8c8d}
+"""
+
+# Sorts a table.sortable by the clicked column: numbers numerically, text otherwise.
+_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var heads = table.querySelectorAll("thead th");
+  heads.forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = th.getAttribute("aria-sort") !== "ascending";
+      heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute("data-v") || a.cells[col].textContent;
+        var y = b.cells[col].getAttribute("data-v") || b.cells[col].textContent;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+_CSP = (
+    "default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
+    f"style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'"
+)
+
+
+def _page(title: str, body: str, *, script: bool = False) -> str:
+    """A whole HTML document: ``title`` (escaped here) and ``body`` (already safe HTML)."""
+    js = f"<script>{_SCRIPT}</script>" if script else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(_CSP)}">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n"
+        f"<body><main>\n{body}\n</main>{js}</body></html>\n"
+    )
+
+
+def _badge(text: str, kind: str) -> str:
+    from .style import color_of
+
+    return f'<span class="badge" style="background:{color_of(kind)}">{esc(text)}</span>'
+
+
+def _table(head: list[str], rows: list[list[str]], *, cls: str = "", row_cls=None) -> str:
+    """A table (cells given as safe HTML), wrapped to scroll sideways on a narrow screen."""
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = []
+    for i, row in enumerate(rows):
+        rc = f' class="{esc(row_cls[i])}"' if row_cls else ""
+        body.append(f"<tr{rc}>" + "".join(row) + "</tr>")
+    klass = f' class="{esc(cls)}"' if cls else ""
+    return (
+        f'<div class="scroll"><table{klass}><thead><tr>{th}</tr></thead><tbody>'
+        + "".join(body)
+        + "</tbody></table></div>"
+    )
+
+
+def _td(value: Any, *, cls: str = "") -> str:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    klass = " ".join(c for c in (cls, "num" if numeric else "") if c)
+    attr = f' class="{klass}"' if klass else ""
+    data = f' data-v="{esc(repr(float(value)))}"' if numeric else ""
+    return f"<td{attr}{data}>{esc(fmt(value))}</td>"
+
+
+def _paragraphs(text: str) -> str:
+    parts = [p.strip() for p in str(text).split("\n\n") if p.strip()]
+    return "".join(f"<p>{esc(' '.join(p.split()))}</p>" for p in parts)
+
+
+def _checks_table(checks: dict[str, Any], informational: dict[str, Any] | None = None) -> str:
+    """One row per check: its name, the statistic, the rule, and pass / fail / info."""
+    if not checks:
+        return '<p class="muted">No checks.</p>'
+    informational = informational or {}
+    rows, classes = [], []
+    for name, c in checks.items():
+        c = c if isinstance(c, dict) else {"value": c}
+        reason = c.get("reason") or informational.get(name)
+        if c.get("informational"):
+            kind, result = "info", "info"
+        else:
+            kind = "pass" if c.get("passed") else "fail"
+            result = kind
+        rule = str(c.get("expected", ""))
+        if reason:
+            rule += f" (informational: {reason})"
+        rows.append(
+            [f"<td>{esc(name)}</td>", _td(c.get("value")), f"<td>{esc(rule)}</td>",
+             f'<td class="result">{result}</td>']
+        )  # fmt: skip
+        classes.append(f"check {kind}")
+    return _table(["check", "value", "rule (threshold)", "result"], rows, cls="checks sortable",
+                  row_cls=classes)  # fmt: skip
+
+
+def _verdict(checks: dict[str, Any]) -> tuple[int, int]:
+    counted = [c for c in checks.values() if isinstance(c, dict) and not c.get("informational")]
+    return sum(bool(c.get("passed")) for c in counted), len(counted)
+
+
+def _figures(root: Path, rels: list[str]) -> str:
+    out = []
+    for rel in rels:
+        if (root / rel).is_file():
+            out.append(
+                f'<figure><a href="{_href(rel)}"><img src="{_href(rel)}" alt="{esc(rel)}" '
+                f'loading="lazy"></a><figcaption>{esc(rel)}</figcaption></figure>'
+            )
+    return "".join(out)
+
+
+def _media(root: Path, rel: str, caption: str) -> str:
+    if rel.endswith(".mp4"):
+        tag = (
+            f'<video src="{_href(rel)}" controls muted loop autoplay playsinline '
+            f'preload="metadata"></video>'
+        )
+    else:
+        tag = f'<img src="{_href(rel)}" alt="{esc(caption)}">'
+    return f"<figure>{tag}<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+def _files(root: Path, names: list[str]) -> str:
+    links = [f'<a href="{_href(n)}">{esc(n)}</a>' for n in names if (root / n).exists()]
+    return "<p>Files: " + " &middot; ".join(links) + "</p>" if links else ""
+
+
+def _footer(timing: dict[str, Any]) -> str:
+    versions = _versions()
+    rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in timing.items() if v is not None]
+    built = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    vs = ", ".join(f"{k} {v}" for k, v in versions.items())
+    table = _table(["timing", "value"], rows) if rows else ""
+    return (
+        f'<h2>Versions and timing</h2>{table}<p class="muted">Report built {esc(built)} '
+        f"with {esc(vs)}.</p>"
+    )
+
+
+def _config_block(text: str, title: str = "Resolved config") -> str:
+    return (
+        f"<h2>{esc(title)}</h2><details><summary>config.yaml</summary>"
+        f"<pre>{esc(text)}</pre></details>"
+    )
+
+
+def _nav(links: list[tuple[str, str]]) -> str:
+    if not links:
+        return ""
+    parts = [f'<a href="{_href(h)}">{esc(t)}</a>' for t, h in links]
+    return "<nav>" + " &rsaquo; ".join(parts) + "</nav>"
+
+
+# ---------------------------------------------------------------- metrics figure
+
+# panels of the metrics figure: (title, columns); the columns a run lacks are left out
+_PANELS: list[tuple[str, tuple[str, ...]]] = [
+    ("risk", ("loss", "test_loss")),
+    ("energy", ("energy", "free_energy")),
+    ("dissipation", ("dissipation", "jump_dissipation")),
+    ("energy identity", ("energy_rel_residual",)),
+    ("movement", ("movement",)),
+    ("W2 distances", ("w2_initial", "w2_teacher", "w2_reference")),
+    ("entropy", ("entropy",)),
+    ("inverse temperature", ("beta",)),
+    ("grid", ("mass_error", "boundary_mass", "cfl")),
+]
+_SKIP = {"step", "t", "energy_residual", "min_density"}
+
+
+def metrics_figure(metrics: dict[str, list[float]], path: Path, title: str) -> Path | None:
+    """The recorded metrics against t, one panel per quantity group, written to ``path``.
+
+    Each panel is on a log y axis when its values stay positive and span a decade
+    (`mfnn.style.log_scale`); the relative residual of the energy identity is drawn as
+    its absolute value. Columns not in a named group (overlaps, flow norms, ...) get
+    panels of their own, at most 12 panels in all. None when nothing was recorded.
+    """
+    import numpy as np
+
+    from .plots import plt
+    from .style import log_scale, metric_label
+
+    t = np.asarray(metrics.get("t", []), float)
+    if t.size == 0:
+        return None
+    panels = []
+    used = set(_SKIP)
+    for name, cols in _PANELS:
+        present = [c for c in cols if c in metrics]
+        used.update(cols)
+        if present:
+            panels.append((name, present))
+    rest = [c for c in metrics if c not in used]
+    overlaps = [c for c in rest if c.split("_")[0] in ("Q", "R", "T")]
+    if overlaps:
+        panels.append(("overlaps", overlaps[:8]))
+    panels += [(c, [c]) for c in rest if c not in overlaps]
+    panels = panels[:12]
+    ncol = min(3, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False, layout="constrained"
+    )
+    for ax, (name, cols) in zip(axes.flat, panels, strict=False):
+        series = {}
+        for c in cols:
+            y = np.asarray(metrics[c], float)
+            series[c] = np.abs(y) if c == "energy_rel_residual" or c == "mass_error" else y
+        log = log_scale(*series.values())
+        for c, y in series.items():
+            keep = np.isfinite(y)
+            style = "o-" if keep.sum() < 30 else "-"
+            ax.plot(t[keep], y[keep], style, ms=3, lw=1.3, label=metric_label(c))
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel(metric_label(cols[0]) if len(cols) == 1 else name, fontsize=8)
+        ax.set_title(f"{name} ({'log' if log else 'linear'} scale)", fontsize=9)
+        if len(cols) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)  # constrained layout: no second, "tight" drawing pass
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------- reports
+
+
+@dataclasses.dataclass(frozen=True)
+class _Up:
+    """The page above a report (its relative link and title)."""
+
+    href: str
+    title: str
+
+
+def _parent_link(path: Path) -> _Up | None:
+    """The experiment or sweep page above a sub-run directory, when it has a report."""
+    parent = path.parent.parent
+    if path.parent.name in ("runs", "points") and (parent / REPORT).is_file():
+        return _Up(f"../../{REPORT}", parent.name)
+    return None
+
+
+def _describe_run(cfg: dict[str, Any]) -> str:
+    """One line naming the model and the dynamics of a run config."""
+    model, dyn = cfg.get("model") or {}, cfg.get("dynamics") or {}
+    parts = [
+        f"{model.get('kind', 'two_layer')} model",
+        f"width m = {model.get('width')}" if model.get("width") else "",
+        f"activation {model.get('activation')}" if model.get("activation") else "",
+        f"scaling {model.get('scaling')}" if model.get("scaling") else "",
+        f"dynamics {dyn.get('kind', 'gradient_flow')}",
+        f"dt = {dyn.get('dt')}" if dyn.get("dt") is not None else "",
+        f"{dyn.get('steps')} steps" if dyn.get("steps") is not None else "",
+        f"dtype {cfg.get('dtype')}" if cfg.get("dtype") else "",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def _run_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
+    t0 = time.perf_counter()
+    summary = _read_json(path / "summary.json")
+    cfg_text = (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else ""
+    cfg = _read_yaml(path / "config.yaml")
+    name = cfg.get("name") or path.name
+    status = summary.get("status", "unknown")
+    checks = summary.get("checks") or {}
+    held, counted = _verdict(checks)
+    metrics = _read_metrics(path / "metrics.csv")
+    assets = path / ASSETS
+    body = [_nav([(up.title, up.href)] if up else [])]
+    body.append(f"<h1>Run {esc(name)}</h1>")
+    verdict = f"{held}/{counted} checks pass" if counted else "no checks"
+    body.append(
+        f"<p>{_badge(status, status)} {_badge(verdict, 'pass' if held == counted else 'fail')}"
+        f"</p><p>{esc(_describe_run(cfg))}</p>"
+    )
+    if summary.get("message"):
+        body.append(f"<p>{esc(summary['message'])}</p>")
+    if summary.get("divergence"):
+        div = summary["divergence"]
+        rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in div.items()]
+        body.append("<h2>Divergence</h2>" + _table(["what", "value"], rows))
+    body.append("<h2>Checks</h2>" + _checks_table(checks))
+    final = summary.get("final") or {}
+    if final:
+        rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in final.items()]
+        body.append("<h2>Final record</h2>" + _table(["metric", "value"], rows))
+    body.append("<h2>Metrics</h2>")
+    fig = metrics_figure(metrics, assets / "metrics.png", f"{name}: recorded metrics")
+    if fig is not None:
+        body.append(_figures(path, [f"{ASSETS}/metrics.png"]))
+    else:
+        body.append('<p class="muted">No metrics recorded.</p>')
+    anim = None
+    if animate:
+        from .animate import animate_run
+
+        anim = animate_run(path)
+    else:
+        for suffix in (".mp4", ".gif"):
+            if (assets / f"particles{suffix}").is_file():
+                anim = assets / f"particles{suffix}"
+    if anim is not None:
+        rel = anim.relative_to(path).as_posix()
+        body.append("<h2>The moving measure</h2>" + _media(path, rel, "particles over time"))
+    figs = sorted(p.relative_to(path).as_posix() for p in (path / "figures").glob("*.png"))
+    if figs:
+        body.append("<h2>Figures</h2>" + _figures(path, figs))
+    body.append(
+        _files(path, ["config.yaml", "metrics.csv", "summary.json", "predictions.npz",
+                      "hessian.json", "checkpoint.npz"])
+    )  # fmt: skip
+    if cfg_text:
+        body.append(_config_block(cfg_text))
+    steps = (cfg.get("dynamics") or {}).get("steps")
+    wall = summary.get("wall_s")
+    timing = {
+        "mfnn version of the run": cfg.get("mfnn_version"),
+        "wall time (s)": wall,
+        "steps": summary.get("final_step", steps),
+        "steps per second": (summary.get("final_step") or 0) / wall if wall else None,
+        "report time (s)": time.perf_counter() - t0,
+    }
+    body.append(_footer(timing))
+    out = path / REPORT
+    _write(out, _page(f"mfnn run {name}", "\n".join(body), script=True))
+    return out
+
+
+def _sub_table(root: Path, entries: dict[str, dict[str, Any]], folder: str) -> str:
+    """The sub-runs of an experiment (``runs/``): link, status and their scalar entries."""
+    keys: list[str] = []
+    for e in entries.values():
+        for k, v in e.items():
+            if k not in keys and k != "message" and not isinstance(v, dict | list):
+                keys.append(k)
+    rows, classes = [], []
+    for name, e in entries.items():
+        sub = root / folder / name
+        target = next(
+            (f"{folder}/{name}/{f}" for f in (REPORT, "summary.json", "result.json")
+             if (sub / f).is_file()), None,
+        )  # fmt: skip
+        cell = f'<a href="{_href(target)}">{esc(name)}</a>' if target else esc(name)
+        rows.append([f"<td>{cell}</td>"] + [_td(e.get(k)) for k in keys])
+        classes.append(f"run {e.get('status', '')}")
+    return _table(["run", *keys], rows, cls="sortable", row_cls=classes)
+
+
+def _experiment_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
+    t0 = time.perf_counter()
+    summary = _read_json(path / "summary.json")
+    cfg_text = (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else ""
+    name = summary.get("experiment") or path.name
+    runs = summary.get("runs") or {}
+    me = _Up(f"../../{REPORT}", str(name))
+    made = []
+    for sub in sorted(runs):
+        d = path / "runs" / sub
+        if d.is_dir() and directory_kind_or_none(d) in (RUN, EXPERIMENT, SWEEP):
+            made.append((sub, write_report(d, animate=animate, up=me)))
+    status = summary.get("status", "unknown")
+    checks = summary.get("checks") or {}
+    held, counted = _verdict(checks)
+    passed = bool(summary.get("passed"))
+    verdict = ("claim held" if passed else "claim NOT held") + f" ({held}/{counted} checks)"
+    body = [_nav([(up.title, up.href)] if up else [])]
+    body.append(f"<h1>Experiment {esc(name)}</h1>")
+    body.append(f"<p>{_badge(status, status)} {_badge(verdict, 'pass' if passed else 'fail')}</p>")
+    if summary.get("message"):
+        body.append(f"<p>{esc(summary['message'])}</p>")
+    if summary.get("claim"):
+        body.append(f'<h2>Claim</h2><div class="claim">{_paragraphs(summary["claim"])}</div>')
+    body.append("<h2>Checks</h2>" + _checks_table(checks, summary.get("informational")))
+    figs = [f for f in summary.get("figures") or [] if isinstance(f, str)]
+    if not figs:
+        figs = sorted(p.relative_to(path).as_posix() for p in (path / "figures").glob("*.png"))
+    if figs:
+        body.append("<h2>Figures</h2>" + _figures(path, figs))
+    media = []
+    for sub, _ in made:
+        for suffix in (".mp4", ".gif"):
+            rel = f"runs/{sub}/{ASSETS}/particles{suffix}"
+            if (path / rel).is_file():
+                media.append(_media(path, rel, f"{sub}: particles over time"))
+                break
+    if media:
+        body.append("<h2>The moving measure</h2>" + "".join(media[:6]))
+        if len(media) > 6:
+            body.append(f'<p class="muted">{len(media) - 6} more in the sub-run reports.</p>')
+    if runs:
+        body.append("<h2>Sub-runs</h2>" + _sub_table(path, runs, "runs"))
+    params = summary.get("params") or {}
+    if params:
+        rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in params.items()]
+        body.append("<h2>Parameters</h2>" + _table(["param", "value"], rows))
+    body.append(_files(path, ["config.yaml", "summary.json"]))
+    if cfg_text:
+        body.append(_config_block(cfg_text))
+    timing = dict(summary.get("timing") or {})
+    timing = {k: v for k, v in timing.items() if not isinstance(v, list | dict)}
+    cfg = _read_yaml(path / "config.yaml")
+    timing = {"mfnn version of the run": cfg.get("mfnn_version"),
+              "wall time (s)": summary.get("wall_s"), **timing,
+              "report time (s)": time.perf_counter() - t0}  # fmt: skip
+    body.append(_footer(timing))
+    out = path / REPORT
+    _write(out, _page(f"mfnn experiment {name}", "\n".join(body), script=True))
+    return out
+
+
+def _read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader.fieldnames or []), list(reader)
+    except OSError:
+        return [], []
+
+
+def _number(text: str) -> Any:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(v) if v.is_integer() and "." not in text and "e" not in text.lower() else v
+
+
+def _sweep_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
+    t0 = time.perf_counter()
+    sweep = _read_json(path / "sweep.json")
+    points = sweep.get("points") or {}
+    me = _Up(f"../../{REPORT}", path.name)
+    for name in sorted(points):
+        d = path / "points" / name
+        if d.is_dir() and directory_kind_or_none(d) in (RUN, EXPERIMENT):
+            write_report(d, animate=animate, up=me)
+    head, rows = _read_table(path / "table.csv")
+    statuses: dict[str, int] = {}
+    cells, classes = [], []
+    for row in rows:
+        st = row.get("status", "")
+        statuses[st] = statuses.get(st, 0) + 1
+        name = row.get("point", "")
+        sub = path / "points" / name
+        summary = _read_json(sub / "summary.json")
+        held, counted = _verdict(summary.get("checks") or {})
+        target = next((f"points/{name}/{f}" for f in (REPORT, "summary.json")
+                       if (sub / f).is_file()), None)  # fmt: skip
+        link = f'<a href="{_href(target)}">{esc(name)}</a>' if target else esc(name)
+        line = [f"<td>{link}</td>"]
+        line += [_td(_number(row.get(k, ""))) for k in head if k != "point"]
+        line.append(_td(f"{held}/{counted}" if counted else "-"))
+        cells.append(line)
+        classes.append(f"point {st}")
+    body = [_nav([(up.title, up.href)] if up else [])]
+    body.append(f"<h1>Sweep {esc(path.name)}</h1>")
+    body.append(
+        "<p>" + " ".join(_badge(f"{n} {st}", st) for st, n in sorted(statuses.items())) + "</p>"
+    )
+    grid = sweep.get("grid") or {}
+    if grid:
+        rows_g = [[f"<td>{esc(k)}</td>", f"<td>{esc(fmt(v))}</td>"] for k, v in grid.items()]
+        body.append("<h2>Grid</h2>" + _table(["key", "values"], rows_g))
+    body.append(
+        "<h2>Points</h2><p class=\"muted\">Click a column header to sort.</p>"
+        + _table([*head, "checks"] if head else ["point"], cells, cls="sortable points",
+                 row_cls=classes)
+    )  # fmt: skip
+    figs = sorted(p.relative_to(path).as_posix() for p in (path / "figures").glob("*.png"))
+    if figs:
+        body.append("<h2>Aggregated figure</h2>" + _figures(path, figs))
+    body.append(_files(path, ["sweep.json", "table.csv"]))
+    base = sweep.get("base")
+    if isinstance(base, dict):
+        body.append(_config_block(yaml.safe_dump(base, sort_keys=False), "Base config"))
+    walls = [_number(r.get("wall_s", "")) for r in rows]
+    walls = [w for w in walls if isinstance(w, int | float)]
+    body.append(_footer({"points": len(rows), "sum of point wall times (s)": sum(walls) or None,
+                         "report time (s)": time.perf_counter() - t0}))  # fmt: skip
+    out = path / REPORT
+    _write(out, _page(f"mfnn sweep {path.name}", "\n".join(body), script=True))
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    from .rundir import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def directory_kind_or_none(path: Path) -> str | None:
+    """`directory_kind`, or None for a directory that is none of the kinds."""
+    try:
+        return directory_kind(path)
+    except ConfigError:
+        return None
+
+
+def write_report(path: str | os.PathLike, *, animate: bool = True, up: _Up | None = None) -> Path:
+    """Write ``PATH/report.html`` for a run, a sweep or an experiment directory.
+
+    An experiment's sub-runs and a sweep's points get their own reports first (each links
+    back up); a run's report draws its metrics (``report/metrics.png``) and, with
+    ``animate``, animates its snapshots (``report/particles.gif`` or ``.mp4``,
+    `mfnn.animate.animate_run`). Returns the path of the page.
+
+    Raises:
+        ConfigError: ``path`` is not a run, sweep or experiment directory.
+    """
+    path = Path(path)
+    kind = directory_kind(path)
+    up = up if up is not None else _parent_link(path)
+    if kind == SWEEP:
+        return _sweep_report(path, animate=animate, up=up)
+    if kind == EXPERIMENT:
+        return _experiment_report(path, animate=animate, up=up)
+    if kind == RUN:
+        return _run_report(path, animate=animate, up=up)
+    raise ConfigError(
+        f"`PATH` {str(path)!r} holds the result.json of a library computation, not a run; "
+        "report the experiment directory above it."
+    )
+
+
+# ------------------------------------------------------------------------ gallery
+
+
+def experiment_dirs(root: str | os.PathLike) -> list[Path]:
+    """The experiment directories under ``root`` (itself included), sorted by path; an
+    experiment's own ``runs/`` are not searched."""
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        if "summary.json" in filenames and "experiment" in _read_json(d / "summary.json"):
+            found.append(d)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+    return sorted(found)
+
+
+def _first_sentence(text: str, limit: int = 260) -> str:
+    flat = " ".join(str(text).split())
+    end = flat.find(". ")
+    s = flat[: end + 1] if 0 < end < limit else flat[:limit]
+    return s if len(s) < len(flat) or end > 0 else flat
+
+
+def write_gallery(root: str | os.PathLike, *, reports: bool = True, animate: bool = True) -> Path:
+    """Write ``ROOT/index.html``: one card per experiment directory under ``root`` (its
+    name, verdict, the first sentence of its claim, a thumbnail of its first figure, its
+    wall time), each linking its report. With ``reports``, an experiment whose report is
+    missing or older than its summary gets one first (`write_report`).
+
+    Raises:
+        ConfigError: ``root`` is not a directory, or holds no experiment directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"`DIR` {str(root)!r} is not a directory.")
+    dirs = experiment_dirs(root)
+    if not dirs:
+        raise ConfigError(
+            f"`DIR` {str(root)!r} holds no experiment directory (a summary.json written by "
+            "`mfnn run NAME`); run experiments into it first, e.g. `make gallery`."
+        )
+    cards = []
+    n_pass = 0
+    for d in dirs:
+        summary = _read_json(d / "summary.json")
+        page = d / REPORT
+        stale = not page.is_file() or ((d / "summary.json").stat().st_mtime > page.stat().st_mtime)
+        if reports and stale:
+            write_report(d, animate=animate)
+        rel = d.relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        name = summary.get("experiment") or d.name
+        passed = bool(summary.get("passed"))
+        n_pass += passed
+        held, counted = _verdict(summary.get("checks") or {})
+        status = summary.get("status", "unknown")
+        verdict = ("claim held" if passed else "claim NOT held") + f" ({held}/{counted})"
+        figs = [f for f in summary.get("figures") or [] if isinstance(f, str)]
+        thumb = next((f for f in figs if "overview" in f), figs[0] if figs else None)
+        img = (
+            f'<a href="{_href(prefix + REPORT)}"><img src="{_href(prefix + thumb)}" '
+            f'alt="{esc(name)}: {esc(thumb)}" loading="lazy"></a>'
+            if thumb and (d / thumb).is_file()
+            else ""
+        )
+        link = prefix + REPORT if (d / REPORT).is_file() else prefix + "summary.json"
+        wall = summary.get("wall_s")
+        cards.append(
+            f'<div class="card {"pass" if passed else "fail"}">'
+            f'<h3><a href="{_href(link)}">{esc(name)}</a></h3>'
+            f"<p>{_badge(verdict, 'pass' if passed else 'fail')} "
+            f"{'' if status == 'completed' else _badge(status, status)}</p>{img}"
+            f"<p>{esc(_first_sentence(summary.get('claim', '')))}</p>"
+            f'<p class="muted">{esc(rel)} &middot; {esc(fmt(wall))} s</p></div>'
+        )
+    body = (
+        f"<h1>mfnn gallery</h1><p>{len(dirs)} experiments, {n_pass} claims held.</p>"
+        f'<div class="cards">{"".join(cards)}</div>' + _footer({"experiments": len(dirs)})
+    )
+    out = root / GALLERY
+    _write(out, _page("mfnn gallery", body))
+    return out
