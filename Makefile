@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (a local .venv is created on first use):
 #   make run    run the default experiment (sign) end to end -> runs/sign/
 #   make test   run the test suite
+#   make gallery  every experiment with --quick, then runs/gallery/index.html
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 WORKERS ?= 2
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run quick test test-slow lint format bench bench-pde clean
+.PHONY: run quick test test-slow lint format bench bench-pde gallery clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,16 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow -n $(WORKERS) --dist load
+
+# every named experiment in its quick version (a claim that does not hold is still shown:
+# its card says so), each with its report, then one index page over them
+GALLERY ?= runs/gallery
+gallery: $(STAMP)
+	@for e in $$($(BIN)/mfnn experiments | cut -d' ' -f1); do \
+	  $(BIN)/mfnn run $$e --quick --out $(GALLERY)/$$e --overwrite --no-progress \
+	    || echo "--- $$e: exit $$? (see its report) ---"; \
+	done
+	$(BIN)/mfnn gallery $(GALLERY)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -28,6 +28,15 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 enable_compilation_cache()
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One line when the browser tests were skipped, saying how to turn them on."""
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "browser tests skipped" in reason:
+            terminalreporter.write_line(reason.removeprefix("Skipped: "), yellow=True)
+            return
+
+
 def pytest_collection_modifyitems(config, items):
     """Full-size experiment runs last: a slow tier stopped at CI's time budget has then run
     every experiment's quick version (what the issue asks CI to run) first."""

@@ -332,8 +332,8 @@ def _figures(root: Path, rels: list[str]) -> str:
     for rel in rels:
         if (root / rel).is_file():
             out.append(
-                f'<figure><a href="{_href(rel)}"><img src="{_href(rel)}" alt="{esc(rel)}" '
-                f'loading="lazy"></a><figcaption>{esc(rel)}</figcaption></figure>'
+                f'<figure><a href="{_href(rel)}"><img src="{_href(rel)}" alt="{esc(rel)}">'
+                f"</a><figcaption>{esc(rel)}</figcaption></figure>"
             )
     return "".join(out)
 
@@ -822,7 +822,7 @@ def write_gallery(root: str | os.PathLike, *, reports: bool = True, animate: boo
         thumb = next((f for f in figs if "overview" in f), figs[0] if figs else None)
         img = (
             f'<a href="{_href(prefix + REPORT)}"><img src="{_href(prefix + thumb)}" '
-            f'alt="{esc(name)}: {esc(thumb)}" loading="lazy"></a>'
+            f'alt="{esc(name)}: {esc(thumb)}"></a>'
             if thumb and (d / thumb).is_file()
             else ""
         )
