@@ -328,13 +328,19 @@ def _verdict(checks: dict[str, Any]) -> tuple[int, int]:
 
 
 def _figures(root: Path, rels: list[str]) -> str:
+    """Each existing file of ``rels`` as a figure (an ``.mp4`` as a video, a ``.gif`` or a
+    ``.png`` as an image linking the file)."""
     out = []
     for rel in rels:
-        if (root / rel).is_file():
-            out.append(
-                f'<figure><a href="{_href(rel)}"><img src="{_href(rel)}" alt="{esc(rel)}">'
-                f"</a><figcaption>{esc(rel)}</figcaption></figure>"
-            )
+        if not (root / rel).is_file():
+            continue
+        if rel.endswith(".mp4"):
+            out.append(_media(root, rel, rel))
+            continue
+        out.append(
+            f'<figure><a href="{_href(rel)}"><img src="{_href(rel)}" alt="{esc(rel)}">'
+            f"</a><figcaption>{esc(rel)}</figcaption></figure>"
+        )
     return "".join(out)
 
 
@@ -626,6 +632,12 @@ def _experiment_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
             body.append(f'<p class="muted">{len(media) - 6} more in the sub-run reports.</p>')
     if runs:
         body.append("<h2>Sub-runs</h2>" + _sub_table(path, runs, "runs"))
+    known = {"experiment", "params", "status", "passed", "final_loss", "runs", "checks",
+             "informational", "figures", "claim", "timing", "wall_s", "message"}  # fmt: skip
+    stats = {k: v for k, v in summary.items() if k not in known}
+    if stats:
+        rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in stats.items()]
+        body.append("<h2>Statistics</h2>" + _table(["statistic", "value"], rows))
     params = summary.get("params") or {}
     if params:
         rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in params.items()]
