@@ -237,7 +237,14 @@ def estimate(cfg: Config, base: str | os.PathLike | None = None) -> Estimate:
         ("dynamics.steps", "record.every"),
         "host",
     )
-    if rec.snapshot_every is not None:
+    if rec.snapshot_count is not None:
+        parts["snapshots"] = Part(
+            rec.snapshot_count * m * D * b,
+            f"snapshot_count {rec.snapshot_count} x m {m} x D {D} x {b} B (at most)",
+            ("record.snapshot_count", m_field),
+            "disk",
+        )
+    elif rec.snapshot_every is not None:
         n_snap = dyn.steps // rec.snapshot_every + 2
         parts["snapshots"] = Part(
             n_snap * m * D * b,

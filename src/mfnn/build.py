@@ -43,6 +43,7 @@ from .targets import (
     sample_dataset,
     teacher_measure,
 )
+from .trajectory import snapshot_steps
 
 
 @dataclasses.dataclass
@@ -68,6 +69,8 @@ class Built:
     snapshot_every: int | None
     chunk: int | None
     guard: Guard = DEFAULT_GUARD
+    # the steps of `record.snapshot_count` (`mfnn.trajectory.snapshot_steps`), or None
+    snapshot_steps: tuple[int, ...] | None = None
 
 
 def enable_dtype(dtype: str):
@@ -250,7 +253,8 @@ def _reference_clouds(path: Path, model: TwoLayer, dtype) -> tuple[jax.Array, ja
     if not snaps:
         raise ConfigError(
             f"`{field}`: the run {str(path)!r} has no snapshots; run it with "
-            "`record.snapshot_every` set to the record times you want to compare at."
+            "`record.snapshot_every` or `record.snapshot_count` set to the record times you "
+            "want to compare at."
         )
     try:
         dt = float(read_yaml(path / "config.yaml")["dynamics"]["dt"])
@@ -507,4 +511,9 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         snapshot_every=rec.snapshot_every,
         chunk=rec.chunk,
         guard=Guard(**cfg.guard.model_dump()),
+        snapshot_steps=(
+            None
+            if rec.snapshot_count is None
+            else snapshot_steps(int(dyn.steps), rec.every, rec.snapshot_count, rec.snapshot_spacing)
+        ),
     )

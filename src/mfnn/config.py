@@ -407,7 +407,7 @@ class W2RecordSpec(_Strict):
 
     initial: bool = False
     teacher: bool = False
-    reference: FilePath | None = None  # a run directory with snapshots (record.snapshot_every)
+    reference: FilePath | None = None  # a run directory with snapshots (record.snapshot_*)
     method: Literal["exact", "sliced"] = "exact"
     projections: int = _count(128, gt=0)  # directions of the sliced estimate
 
@@ -417,6 +417,11 @@ class RecordSpec(_Strict):
     # k of the kNN entropy of a Langevin run (None: 1 when `dynamics.langevin` is set; 0: off)
     entropy_k: int | None = _count(None, ge=0)
     snapshot_every: int | None = _count(None, gt=0)
+    # K snapshots, t = 0 and the last step included, at steps spaced linearly or
+    # logarithmically on the record grid (`mfnn.trajectory.snapshot_steps`); excludes
+    # `snapshot_every`
+    snapshot_count: int | None = _count(None, ge=2)
+    snapshot_spacing: Literal["linear", "log"] = "linear"
     chunk: int | None = _count(None, gt=0)
     w2: W2RecordSpec | None = None
     # p of the wide-ResNet's flow norm exp(int (E_rho_s |theta|^p)^(1/p) ds) (None: 2 for a
@@ -533,6 +538,26 @@ def _cross_field_problems(cfg: Config):
         yield (
             f"`record.snapshot_every` must be a multiple of `record.every` ({rec.every}); "
             f"got {rec.snapshot_every}."
+        )
+    if rec.snapshot_count is not None and rec.snapshot_every is not None:
+        yield (
+            "`record.snapshot_count` and `record.snapshot_every` exclude each other (a number "
+            "of snapshots spaced by `record.snapshot_spacing`, or one every K steps); got "
+            f"snapshot_count = {rec.snapshot_count} and snapshot_every = {rec.snapshot_every}. "
+            "Remove one of them."
+        )
+    if rec.snapshot_spacing == "log" and rec.snapshot_count is None:
+        yield (
+            "`record.snapshot_spacing: log` needs `record.snapshot_count` (how many snapshots, "
+            "e.g. 60, log-spaced from the first record to the last step); set "
+            "`record.snapshot_count`."
+        )
+    grid = dyn.steps // rec.every + 1 + (dyn.steps % rec.every > 0)
+    if rec.snapshot_count is not None and rec.snapshot_count > grid:
+        yield (
+            f"`record.snapshot_count` must be at most {grid}, the number of record steps "
+            f"(`record.every` = {rec.every} up to `dynamics.steps` = {dyn.steps}, t = 0 and the "
+            f"last step included: a snapshot lies on a record step); got {rec.snapshot_count}."
         )
     if rec.chunk is not None and (rec.chunk % rec.every):
         yield f"`record.chunk` must be a multiple of `record.every` ({rec.every}); got {rec.chunk}."

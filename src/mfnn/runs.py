@@ -185,6 +185,7 @@ def _execute_locked(
             key=built.key,
             recorder=built.recorder,
             snapshot_every=built.snapshot_every,
+            snapshot_steps=built.snapshot_steps,
             chunk=built.chunk,
             state=state,
             observer=writer,

@@ -57,6 +57,7 @@ def check_run(
     steps,
     snapshot_every,
     chunk,
+    snapshot_steps=None,
 ) -> int:
     """Refuse a bad step size, step count, record plan, or a dynamics the integrator or
     the recorder cannot serve (by type, before compiling); return the chunk (steps per
@@ -77,6 +78,25 @@ def check_run(
             f"`record.snapshot_every` must be a positive multiple of `record.every` ({every}); "
             f"got {snapshot_every!r}."
         )
+    if snapshot_steps is not None:
+        if snapshot_every is not None:
+            raise ConfigError(
+                "`record.snapshot_count` and `record.snapshot_every` exclude each other "
+                f"(`snapshot_steps` and `snapshot_every` of `simulate`); got snapshot_every = "
+                f"{snapshot_every!r} and snapshot_steps too. Give one of them."
+            )
+        off = [
+            s
+            for s in snapshot_steps
+            if not isinstance(s, int | np.integer) or not 0 <= s <= steps
+            or (s % every and s != steps)
+        ]  # fmt: skip
+        if off:
+            raise ConfigError(
+                "`snapshot_steps` (of `record.snapshot_count`) must lie on the record grid "
+                f"(multiples of `record.every` = {every} in [0, {steps}], or the last step "
+                f"{steps}); got {off[:5]!r}."
+            )
     chunk = default_chunk(steps, every, snapshot_every) if chunk is None else chunk
     if chunk < every or chunk % every or (snapshot_every and snapshot_every % chunk):
         raise ConfigError(
@@ -86,6 +106,11 @@ def check_run(
     integrator.check(dynamics)
     recorder.check(dynamics)
     return chunk
+
+
+def _sorted_steps(snapshot_steps: Sequence[int] | None) -> tuple[int, ...]:
+    """The snapshot steps, increasing, each once (none: ``()``)."""
+    return () if snapshot_steps is None else tuple(sorted({int(s) for s in snapshot_steps}))
 
 
 def _rows(block: dict[str, np.ndarray], dt: float) -> list[dict[str, float]]:
@@ -191,6 +216,7 @@ def _loop(
     dt: float,
     steps: int,
     snapshot_every: int | None,
+    snapshot_steps: tuple[int, ...],
     chunk: int,
     observers: list,
     progress: Callable[[dict[str, Any]], None] | None,
@@ -200,7 +226,8 @@ def _loop(
     """The host loop: chunks from ``step`` to ``steps``, rows, snapshots and checkpoints
     handed to each member's observer as they come."""
     n, every = engine.n, recorders[0].every
-    plan = ChunkPlan(steps, every, chunk)
+    plan = ChunkPlan(steps, every, chunk, snapshot_steps)
+    at_steps = set(snapshot_steps)
     columns: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
     snapshots: list[dict[int, np.ndarray]] = [{} for _ in range(n)]
     th0 = engine.theta0
@@ -319,7 +346,8 @@ def _loop(
                 break
             step = start + n_rec * seg_every
             steps_done += n_rec * seg_every
-            if snapshot_every and step % snapshot_every == 0 and step != steps:
+            periodic = bool(snapshot_every) and step % snapshot_every == 0
+            if (periodic or step in at_steps) and step != steps:
                 emit_snapshots(step, theta)
             if step % chunk == 0 or step == steps:
                 for i in range(n):
@@ -367,6 +395,7 @@ def simulate(
     key: Key,
     recorder: AbstractRecorder | None = None,
     snapshot_every: int | None = None,
+    snapshot_steps: Sequence[int] | None = None,
     chunk: int | None = None,
     state: State | None = None,
     observer: Observer | None = None,
@@ -394,6 +423,11 @@ def simulate(
         recorder: what to record and how often (default `Recorder(every=10)`).
         snapshot_every: also keep the particles every this many steps (a multiple of
             ``recorder.every``); the first and last steps are always kept.
+        snapshot_steps: or keep them at these steps instead (on the record grid: multiples
+            of ``recorder.every``, or ``steps``; e.g. `mfnn.trajectory.snapshot_steps`).
+            The chunks are then split at these steps as well (`ChunkPlan`), into record
+            counts that are powers of two, so that few programs compile; the numbers agree
+            with an unsplit run to round-off (measured: bit for bit on the CPU).
         chunk: steps per compiled chunk (a multiple of ``recorder.every``).
         state: continue from this `State` (from a checkpoint) instead of step 0.
         observer: receives rows, snapshots and checkpoints as they are produced.
@@ -423,7 +457,9 @@ def simulate(
         True
     """
     recorder = Recorder() if recorder is None else recorder
-    chunk = check_run(dynamics, integrator, recorder, dt, steps, snapshot_every, chunk)
+    chunk = check_run(
+        dynamics, integrator, recorder, dt, steps, snapshot_every, chunk, snapshot_steps
+    )
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 2:
         raise ConfigError(f"particles must be an (m, D) array; got shape {theta0.shape}.")
@@ -446,6 +482,7 @@ def simulate(
         dt=dt,
         steps=steps,
         snapshot_every=snapshot_every,
+        snapshot_steps=_sorted_steps(snapshot_steps),
         chunk=chunk,
         observers=[observer],
         progress=progress,
@@ -465,6 +502,7 @@ def simulate_batch(
     key: Sequence[Key],
     recorder: Sequence[AbstractRecorder] | None = None,
     snapshot_every: int | None = None,
+    snapshot_steps: Sequence[int] | None = None,
     chunk: int | None = None,
     state: Sequence[State | None] | None = None,
     observer: Sequence[Observer] | None = None,
@@ -495,8 +533,8 @@ def simulate_batch(
         dynamics: B dynamics of the same structure and shapes.
         integrator: one integrator (shared).
         theta0: B initial particle arrays (m, D).
-        dt, steps, snapshot_every, chunk, keep_snapshots, guard: as in `simulate`
-            (shared; each member's bounds come from its own start).
+        dt, steps, snapshot_every, snapshot_steps, chunk, keep_snapshots, guard: as in
+            `simulate` (shared; each member's bounds come from its own start).
         key: B keys.
         recorder: B recorders (default `Recorder()` each).
         state: B states to continue from (None entries: from step 0); all at one step.
@@ -540,7 +578,9 @@ def simulate_batch(
             f"`simulate_batch`: give one recorder, observer and state a member ({n} members)."
         )
     # the members share their static fields (`stack` checks), so the first one speaks for all
-    chunk = check_run(dynamics[0], integrator, recorders[0], dt, steps, snapshot_every, chunk)
+    chunk = check_run(
+        dynamics[0], integrator, recorders[0], dt, steps, snapshot_every, chunk, snapshot_steps
+    )
     reuse = {d.exact_steps for d in dynamics}
     if len({r.every for r in recorders}) != 1 or len(reuse) != 1:
         raise ConfigError("`simulate_batch`: the members must share `record.every` and sampling.")
@@ -577,6 +617,7 @@ def simulate_batch(
         dt=dt,
         steps=steps,
         snapshot_every=snapshot_every,
+        snapshot_steps=_sorted_steps(snapshot_steps),
         chunk=chunk,
         observers=observers,
         progress=None,

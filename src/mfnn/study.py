@@ -185,7 +185,7 @@ class RunResult:
         if not snaps:
             raise ConfigError(
                 f"sub-run {self.name!r} has no snapshots in {str(self.dir)!r}; its config "
-                "needs `record.snapshot_every` for this analysis."
+                "needs `record.snapshot_every` or `record.snapshot_count` for this analysis."
             )
         at = {"first": min(snaps), "last": max(snaps)}.get(step, step)  # type: ignore[arg-type]
         if at not in snaps:

@@ -429,6 +429,7 @@ def _run_members(cfgs: list, run_dirs: list[str], base) -> list[dict]:
         key=[b.key for b in built],
         recorder=[b.recorder for b in built],
         snapshot_every=first.snapshot_every,
+        snapshot_steps=first.snapshot_steps,
         chunk=first.chunk,
         state=states,
         observer=writers,

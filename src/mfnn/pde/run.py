@@ -53,6 +53,7 @@ from ..rundir import (
     snapshot_path,
     write_json,
 )
+from ..trajectory import snapshot_steps
 from .energy import SampledEnergy, grid_energy
 from .grid import Grid
 from .solver import FokkerPlanck
@@ -76,6 +77,7 @@ class PdeBuilt:
     every: int
     chunk: int
     snapshot_every: int
+    snapshot_steps: tuple[int, ...] = ()  # of `record.snapshot_count`, besides snapshot_every
 
     @property
     def model(self):
@@ -178,8 +180,13 @@ def build_pde(cfg: Config, base=None) -> PdeBuilt:
         )
     every = cfg.record.every
     chunk = cfg.record.chunk or max(every, (dyn.steps // (20 * every)) * every)
-    snap = cfg.record.snapshot_every or max(every, (dyn.steps // (10 * every)) * every)
-    return PdeBuilt(cfg, built, grid, solver, rho0, test, dyn.dt, dyn.steps, every, chunk, snap)
+    rec, at = cfg.record, ()
+    if rec.snapshot_count is not None:  # those steps only (snapshot_every = steps: the last)
+        at = snapshot_steps(dyn.steps, every, rec.snapshot_count, rec.snapshot_spacing)
+    snap = rec.snapshot_every or (
+        dyn.steps if at else max(every, (dyn.steps // (10 * every)) * every)
+    )
+    return PdeBuilt(cfg, built, grid, solver, rho0, test, dyn.dt, dyn.steps, every, chunk, snap, at)
 
 
 # ---------------------------------------------------------------------------- loop
@@ -361,6 +368,10 @@ def _execute(cfg, run_dir, resume, progress, label, base, make_figures, from_scr
     try:
         while step < pb.steps:
             todo = min(pb.chunk, pb.steps - step)
+            cut = next((s for s in pb.snapshot_steps if s > step), pb.steps)
+            if cut < step + todo:  # toward a snapshot step in powers of two of records: few
+                n = (cut - step) // pb.every  # compiled lengths, a pure function of `step`
+                todo = pb.every * (1 << (n.bit_length() - 1))
             n_rec, rest = divmod(todo, pb.every)
             new_rows, bad = [], None
             if n_rec:
@@ -389,7 +400,7 @@ def _execute(cfg, run_dir, resume, progress, label, base, make_figures, from_scr
                 break
             rho, step = out, step + todo
             last_loss = new_rows[-1]["loss"]
-            if step % pb.snapshot_every == 0 or step == pb.steps:
+            if step % pb.snapshot_every == 0 or step == pb.steps or step in pb.snapshot_steps:
                 writer.snapshot(step, rho)
             writer.checkpoint(step, rho)
             if show is not None:
