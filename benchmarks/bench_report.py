@@ -6,7 +6,7 @@ particles (the issue's target: under 10 s on 2 cores), and the size of what it w
 The run is a real one (`mfnn.runs.execute`: a two-layer ReLU network with bias fitting
 sign(x), d = 1, so the animation is the breakpoint view); the report is timed as the
 command a user types (a fresh process: imports included) and, in process, its two parts
-(metrics figure + page, animation). Each timing is the best of ``--rounds``.
+(the page with its inline metric charts, the animation). Each timing is the best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ def main() -> None:
             "animation_s": min(inproc) - min(page_only),
             "animation_file": anim.name,
             "animation_bytes": anim.stat().st_size,
-            "metrics_png_bytes": (run / "report" / "metrics.png").stat().st_size,
             "report_html_bytes": (run / "report.html").stat().st_size,
             "rounds": args.rounds,
         }

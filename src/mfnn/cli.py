@@ -6,7 +6,7 @@ mfnn sweep [NAME | CONFIG.yaml] --grid key=v1,v2 [--grid seed=0..4] [--out DIR] 
            [--dask ADDRESS] [--batch-seeds]
 mfnn experiments [NAME]
 mfnn hessian RUN_DIR [--step K] [--top k] [--dense | --lanczos]
-mfnn report PATH [--no-animate]
+mfnn report PATH [--no-animate] [--format auto|gif|mp4]
 mfnn gallery DIR
 
 `run`, `resume` and `sweep` write the directory's report.html at the end (`mfnn.report`);
@@ -556,6 +556,12 @@ def report_(
         bool,
         typer.Option("--animate/--no-animate", help="animate the snapshots of each run"),
     ] = True,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="animation file: auto (MP4 when ffmpeg is on PATH, else GIF), gif, mp4"
+        ),
+    ] = "auto",
 ) -> None:
     """Write PATH/report.html: claim, checks, metrics, figures, animation of the particles,
     sub-runs (each with its own report), config, versions and timing. Self-contained: open
@@ -563,7 +569,7 @@ def report_(
     from .report import write_report
 
     try:
-        page = write_report(path, animate=animate)
+        page = write_report(path, animate=animate, fmt=fmt)
     except MfnnError as exc:
         _fail(str(exc))
     typer.echo(f"report: {page}")

@@ -13,7 +13,6 @@ with its own report, linked both ways), the resolved config, and the versions an
 What a report writes, beside the files it reads::
 
     DIR/report.html               the page
-    DIR/report/metrics.png        the recorded metrics against t (a run)
     DIR/report/particles.gif|mp4  the animation of the snapshots (a run with >= 2)
 
 Self-contained: every image and video is a relative link to a file in the directory, the
@@ -23,9 +22,10 @@ config, a summary or a file name is HTML-escaped (a config value ``<script>`` sh
 text), and the page's Content-Security-Policy allows only its own script (by its
 SHA-256) and files, never an inline script or a remote resource that got in.
 
-Metric curves share the axis rule of `mfnn.style.log_scale`: a quantity goes on a log axis
-when it stays positive and spans at least a decade (a decaying risk, a dissipation, a
-residual); one that changes sign or barely moves stays linear.
+Metric curves are inline SVG charts drawn here (no image file, no plotting library: well
+under a millisecond a chart), each on a log y axis when the quantity stays positive and
+spans at least a decade (a decaying risk, a dissipation, a residual; the rule of
+`mfnn.style.log_scale`), linear when it changes sign or barely moves.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ GALLERY = "index.html"
 ASSETS = "report"  # the folder of a report's own images
 
 RUN, EXPERIMENT, SWEEP, CALL = "run", "experiment", "sweep", "call"
+# an experiment's report animates its first sub-runs (plan order) only: ~0.3 s each for a
+# small run, and some experiments have a hundred; `mfnn report RUN_DIR` animates any other
+MAX_ANIMATED = 12
 
 # ------------------------------------------------------------------------ reading
 
@@ -218,6 +221,14 @@ pre{background:#f4f6f7;padding:8px;overflow-x:auto;font-size:.8em;max-width:100%
 .card img{width:100%;height:150px;object-fit:contain;background:#fff}
 .card p{font-size:.85em;margin:.3em 0}
 .muted{color:#7f8c8d}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:8px}
+figure.chart{margin:0;display:block}
+svg.chart{width:100%;height:auto;background:#fff;border:1px solid #e5e8e8}
+svg .frame{fill:none;stroke:#566573;stroke-width:.8}
+svg .grid{stroke:#e5e8e8;stroke-width:.6}
+svg .tk{font-size:9px;fill:#566573}
+svg .al{font-size:10px;fill:#1c2833}
+svg .ct{font-size:11px;font-weight:600;fill:#1c2833}
 """
 
 # Sorts a table.sortable by the clicked column: numbers numerically, text otherwise.
@@ -388,7 +399,7 @@ def _nav(links: list[tuple[str, str]]) -> str:
 
 # ---------------------------------------------------------------- metrics figure
 
-# panels of the metrics figure: (title, columns); the columns a run lacks are left out
+# panels of the metrics charts: (title, columns); the columns a run lacks are left out
 _PANELS: list[tuple[str, tuple[str, ...]]] = [
     ("risk", ("loss", "test_loss")),
     ("energy", ("energy", "free_energy")),
@@ -401,24 +412,35 @@ _PANELS: list[tuple[str, tuple[str, ...]]] = [
     ("grid", ("mass_error", "boundary_mass", "cfl")),
 ]
 _SKIP = {"step", "t", "energy_residual", "min_density"}
+_ABS = {"energy_rel_residual", "mass_error"}  # drawn as |value|
+# plain-text names of the columns (an SVG chart has no TeX)
+_TEXT = {
+    "loss": "risk R (train)",
+    "test_loss": "risk R (test)",
+    "energy": "energy E",
+    "free_energy": "free energy F = E - H/beta",
+    "dissipation": "dissipation ∫|∇ δE/δμ|² dμ",
+    "jump_dissipation": "jump dissipation",
+    "energy_rel_residual": "|dE/dt + dissipation| / dissipation",
+    "movement": "|θ - θ₀| / |θ₀|",
+    "w2_initial": "W2(μ_t, μ_0)",
+    "w2_teacher": "W2(μ_t, ρ*)",
+    "w2_reference": "W2(μ_t, ν_t) (reference run)",
+    "entropy": "entropy H (kNN)",
+    "beta": "β(t)",
+    "mass_error": "|∫ρ - 1|",
+    "boundary_mass": "mass in the outer cells",
+    "cfl": "CFL number",
+}
+_PALETTE = ("#2471a3", "#d35400", "#1e8449", "#7d3c98", "#c0392b", "#117a65", "#7e5109",
+            "#34495e")  # fmt: skip
+_MAX_POINTS = 600  # per series: longer ones are thinned (every k-th row, the last kept)
 
 
-def metrics_figure(metrics: dict[str, list[float]], path: Path, title: str) -> Path | None:
-    """The recorded metrics against t, one panel per quantity group, written to ``path``.
-
-    Each panel is on a log y axis when its values stay positive and span a decade
-    (`mfnn.style.log_scale`); the relative residual of the energy identity is drawn as
-    its absolute value. Columns not in a named group (overlaps, flow norms, ...) get
-    panels of their own, at most 12 panels in all. None when nothing was recorded.
-    """
-    import numpy as np
-
-    from .plots import plt
-    from .style import log_scale, metric_label
-
-    t = np.asarray(metrics.get("t", []), float)
-    if t.size == 0:
-        return None
+def metric_panels(metrics: dict[str, list[float]]) -> list[tuple[str, list[str]]]:
+    """The panels of a run's metrics charts: (title, columns), the named groups first
+    (risk, energy, dissipation, energy identity, movement, W2, ...), the teacher-student
+    overlaps together, then every other recorded column alone; at most 12."""
     panels = []
     used = set(_SKIP)
     for name, cols in _PANELS:
@@ -431,36 +453,143 @@ def metrics_figure(metrics: dict[str, list[float]], path: Path, title: str) -> P
     if overlaps:
         panels.append(("overlaps", overlaps[:8]))
     panels += [(c, [c]) for c in rest if c not in overlaps]
-    panels = panels[:12]
-    ncol = min(3, len(panels))
-    nrow = -(-len(panels) // ncol)
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False, layout="constrained"
-    )
-    for ax, (name, cols) in zip(axes.flat, panels, strict=False):
+    return panels[:12]
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values (1, 2 or 5 x 10^k apart) covering [lo, hi].
+
+    Example:
+        >>> _nice_ticks(0.0, 1.0)
+        [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+    """
+    import math
+
+    if not hi > lo:
+        return [lo]
+    raw = (hi - lo) / max(n, 1)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9)
+    return [k * step for k in range(first, int(math.floor(hi / step + 1e-9)) + 1)]
+
+
+def _tick_text(v: float) -> str:
+    return f"{v:.3g}" if v != 0 else "0"
+
+
+def svg_chart(t, series: dict[str, Any], *, title: str, ylabel: str) -> str:
+    """One inline SVG chart of ``series`` {label: y} against ``t``: a log y axis when the
+    values stay positive and span a decade (`mfnn.style.log_scale`), linear otherwise;
+    round ticks; NaN breaks a line; a legend under the chart. Returns safe HTML.
+
+    Drawn by hand (no image file, no plotting library): a chart costs well under a
+    millisecond, so a report of an experiment with a hundred sub-runs stays fast.
+    """
+    import math
+
+    import numpy as np
+
+    from .style import log_scale
+
+    t = np.asarray(t, float)
+    ys = {k: np.asarray(v, float) for k, v in series.items()}
+    log = log_scale(*ys.values())
+    step = max(1, -(-t.size // _MAX_POINTS))
+    keep = np.unique(np.r_[np.arange(0, t.size, step), t.size - 1]) if t.size else t
+    w, h, left, right, top, bottom = 360, 220, 62, 12, 26, 40
+    pw, ph = w - left - right, h - top - bottom
+    tv = t[keep]
+    finite_t = tv[np.isfinite(tv)]
+    x0, x1 = (float(finite_t.min()), float(finite_t.max())) if finite_t.size else (0.0, 1.0)
+    x1 = x1 if x1 > x0 else x0 + 1.0
+    vals = np.concatenate([y[keep] for y in ys.values()]) if ys else np.zeros(0)
+    vals = vals[np.isfinite(vals) & ((vals > 0) if log else True)]
+    if vals.size == 0:
+        return ""
+    if log:
+        y0, y1 = math.floor(math.log10(vals.min())), math.ceil(math.log10(vals.max()))
+        y1 = y1 if y1 > y0 else y0 + 1
+        every = max(1, -(-(y1 - y0) // 6))
+        yt = [10.0**k for k in range(y0, y1 + 1, every)]
+        ymap = lambda v: (math.log10(v) - y0) / (y1 - y0)  # noqa: E731
+    else:
+        lo, hi = float(vals.min()), float(vals.max())
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+        lo, hi = lo - pad, hi + pad
+        yt = [v for v in _nice_ticks(lo, hi) if lo <= v <= hi]
+        ymap = lambda v: (v - lo) / (hi - lo)  # noqa: E731
+
+    def px(x: float) -> float:
+        return left + pw * (x - x0) / (x1 - x0)
+
+    def py(y: float) -> float:
+        return top + ph * (1.0 - ymap(y))
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{esc(title)}">',
+        f'<text x="{w / 2}" y="15" text-anchor="middle" class="ct">{esc(title)} '
+        f"({'log' if log else 'linear'} scale)</text>",
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>',
+    ]
+    for v in yt:
+        yy = py(v)
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                     'class="grid"/>')  # fmt: skip
+        parts.append(f'<text x="{left - 4}" y="{yy + 3:.1f}" text-anchor="end" class="tk">'
+                     f"{esc(_tick_text(v))}</text>")  # fmt: skip
+    for v in _nice_ticks(x0, x1):
+        xx = px(v)
+        parts.append(f'<text x="{xx:.1f}" y="{top + ph + 13}" text-anchor="middle" '
+                     f'class="tk">{esc(_tick_text(v))}</text>')  # fmt: skip
+    parts.append(f'<text x="{left + pw / 2}" y="{h - 6}" text-anchor="middle" class="al">t'
+                 "</text>")  # fmt: skip
+    parts.append(f'<text transform="translate(12 {top + ph / 2}) rotate(-90)" '
+                 f'text-anchor="middle" class="al">{esc(ylabel)}</text>')  # fmt: skip
+    legend = []
+    for i, (label, y) in enumerate(ys.items()):
+        color = _PALETTE[i % len(_PALETTE)]
+        yk = y[keep]
+        ok = np.isfinite(yk) & np.isfinite(tv) & ((yk > 0) if log else True)
+        runs_, cur = [], []
+        for x, v, good in zip(tv, yk, ok, strict=True):
+            if good:
+                cur.append(f"{px(float(x)):.1f},{py(float(v)):.1f}")
+            elif cur:
+                runs_.append(cur)
+                cur = []
+        if cur:
+            runs_.append(cur)
+        for pts in runs_:
+            if len(pts) == 1:
+                cx, cy = pts[0].split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{color}"/>')
+            else:
+                parts.append(f'<polyline points="{" ".join(pts)}" fill="none" '
+                             f'stroke="{color}" stroke-width="1.4"/>')  # fmt: skip
+        legend.append(f'<span style="color:{color}">&#9632;</span> {esc(label)}')
+    parts.append("</svg>")
+    return (
+        '<figure class="chart">' + "".join(parts)
+        + f"<figcaption>{' &nbsp; '.join(legend)}</figcaption></figure>"
+    )  # fmt: skip
+
+
+def metrics_charts(metrics: dict[str, list[float]]) -> str:
+    """The run's recorded metrics against t as inline SVG charts (`metric_panels`,
+    `svg_chart`); an empty string when nothing was recorded."""
+    t = metrics.get("t") or []
+    if not t:
+        return ""
+    out = []
+    for name, cols in metric_panels(metrics):
         series = {}
         for c in cols:
-            y = np.asarray(metrics[c], float)
-            series[c] = np.abs(y) if c == "energy_rel_residual" or c == "mass_error" else y
-        log = log_scale(*series.values())
-        for c, y in series.items():
-            keep = np.isfinite(y)
-            style = "o-" if keep.sum() < 30 else "-"
-            ax.plot(t[keep], y[keep], style, ms=3, lw=1.3, label=metric_label(c))
-        if log:
-            ax.set_yscale("log")
-        ax.set_xlabel("t")
-        ax.set_ylabel(metric_label(cols[0]) if len(cols) == 1 else name, fontsize=8)
-        ax.set_title(f"{name} ({'log' if log else 'linear'} scale)", fontsize=9)
-        if len(cols) > 1:
-            ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)  # constrained layout: no second, "tight" drawing pass
-    plt.close(fig)
-    return path
+            y = metrics[c]
+            series[_TEXT.get(c, c)] = [abs(v) for v in y] if c in _ABS else y
+        ylabel = _TEXT.get(cols[0], cols[0]) if len(cols) == 1 else name
+        out.append(svg_chart(t, series, title=name, ylabel=ylabel))
+    return '<div class="charts">' + "".join(out) + "</div>"
 
 
 # ----------------------------------------------------------------------- reports
@@ -498,7 +627,7 @@ def _describe_run(cfg: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _run_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
+def _run_report(path: Path, *, animate: bool, up: _Up | None, media: str = "auto") -> Path:
     t0 = time.perf_counter()
     summary = _read_json(path / "summary.json")
     cfg_text = (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else ""
@@ -527,17 +656,13 @@ def _run_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
     if final:
         rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in final.items()]
         body.append("<h2>Final record</h2>" + _table(["metric", "value"], rows))
-    body.append("<h2>Metrics</h2>")
-    fig = metrics_figure(metrics, assets / "metrics.png", f"{name}: recorded metrics")
-    if fig is not None:
-        body.append(_figures(path, [f"{ASSETS}/metrics.png"]))
-    else:
-        body.append('<p class="muted">No metrics recorded.</p>')
+    charts = metrics_charts(metrics)
+    body.append("<h2>Metrics</h2>" + (charts or '<p class="muted">No metrics recorded.</p>'))
     anim = None
     if animate:
         from .animate import animate_run
 
-        anim = animate_run(path)
+        anim = animate_run(path, fmt=media)
     else:
         for suffix in (".mp4", ".gif"):
             if (assets / f"particles{suffix}").is_file():
@@ -589,7 +714,7 @@ def _sub_table(root: Path, entries: dict[str, dict[str, Any]], folder: str) -> s
     return _table(["run", *keys], rows, cls="sortable", row_cls=classes)
 
 
-def _experiment_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
+def _experiment_report(path: Path, *, animate: bool, up: _Up | None, media: str = "auto") -> Path:
     t0 = time.perf_counter()
     summary = _read_json(path / "summary.json")
     cfg_text = (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else ""
@@ -597,10 +722,13 @@ def _experiment_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
     runs = summary.get("runs") or {}
     me = _Up(f"../../{REPORT}", str(name))
     made = []
-    for sub in sorted(runs):
+    animated = 0
+    for sub in runs:  # plan order: the first MAX_ANIMATED sub-runs are animated
         d = path / "runs" / sub
         if d.is_dir() and directory_kind_or_none(d) in (RUN, EXPERIMENT, SWEEP):
-            made.append((sub, write_report(d, animate=animate, up=me)))
+            now = animate and animated < MAX_ANIMATED
+            made.append((sub, write_report(d, animate=now, up=me, fmt=media)))
+            animated += now
     status = summary.get("status", "unknown")
     checks = summary.get("checks") or {}
     held, counted = _verdict(checks)
@@ -619,17 +747,22 @@ def _experiment_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
         figs = sorted(p.relative_to(path).as_posix() for p in (path / "figures").glob("*.png"))
     if figs:
         body.append("<h2>Figures</h2>" + _figures(path, figs))
-    media = []
+    movies = []
     for sub, _ in made:
         for suffix in (".mp4", ".gif"):
             rel = f"runs/{sub}/{ASSETS}/particles{suffix}"
             if (path / rel).is_file():
-                media.append(_media(path, rel, f"{sub}: particles over time"))
+                movies.append(_media(path, rel, f"{sub}: particles over time"))
                 break
-    if media:
-        body.append("<h2>The moving measure</h2>" + "".join(media[:6]))
-        if len(media) > 6:
-            body.append(f'<p class="muted">{len(media) - 6} more in the sub-run reports.</p>')
+    if movies:
+        body.append("<h2>The moving measure</h2>" + "".join(movies[:6]))
+        if len(movies) > 6:
+            body.append(f'<p class="muted">{len(movies) - 6} more in the sub-run reports.</p>')
+    if len(made) > MAX_ANIMATED and animate:
+        body.append(
+            f'<p class="muted">The first {MAX_ANIMATED} of {len(made)} sub-runs are animated; '
+            "<code>mfnn report DIR/runs/NAME</code> animates any other.</p>"
+        )
     if runs:
         body.append("<h2>Sub-runs</h2>" + _sub_table(path, runs, "runs"))
     known = {"experiment", "params", "status", "passed", "final_loss", "runs", "checks",
@@ -674,7 +807,7 @@ def _number(text: str) -> Any:
     return int(v) if v.is_integer() and "." not in text and "e" not in text.lower() else v
 
 
-def _sweep_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
+def _sweep_report(path: Path, *, animate: bool, up: _Up | None, media: str = "auto") -> Path:
     t0 = time.perf_counter()
     sweep = _read_json(path / "sweep.json")
     points = sweep.get("points") or {}
@@ -682,7 +815,7 @@ def _sweep_report(path: Path, *, animate: bool, up: _Up | None) -> Path:
     for name in sorted(points):
         d = path / "points" / name
         if d.is_dir() and directory_kind_or_none(d) in (RUN, EXPERIMENT):
-            write_report(d, animate=animate, up=me)
+            write_report(d, animate=animate, up=me, fmt=media)
     head, rows = _read_table(path / "table.csv")
     statuses: dict[str, int] = {}
     cells, classes = [], []
@@ -745,26 +878,31 @@ def directory_kind_or_none(path: Path) -> str | None:
         return None
 
 
-def write_report(path: str | os.PathLike, *, animate: bool = True, up: _Up | None = None) -> Path:
+def write_report(
+    path: str | os.PathLike, *, animate: bool = True, up: _Up | None = None, fmt: str = "auto"
+) -> Path:
     """Write ``PATH/report.html`` for a run, a sweep or an experiment directory.
 
     An experiment's sub-runs and a sweep's points get their own reports first (each links
-    back up); a run's report draws its metrics (``report/metrics.png``) and, with
+    back up); a run's report draws its metrics (inline SVG charts) and, with
     ``animate``, animates its snapshots (``report/particles.gif`` or ``.mp4``,
-    `mfnn.animate.animate_run`). Returns the path of the page.
+    `mfnn.animate.animate_run`; ``fmt`` "auto", "gif" or "mp4" as there). Returns the path
+    of the page.
 
     Raises:
         ConfigError: ``path`` is not a run, sweep or experiment directory.
     """
+    if fmt not in ("auto", "gif", "mp4"):
+        raise ConfigError(f"`--format` must be auto, gif or mp4; got {fmt!r}.")
     path = Path(path)
     kind = directory_kind(path)
     up = up if up is not None else _parent_link(path)
     if kind == SWEEP:
-        return _sweep_report(path, animate=animate, up=up)
+        return _sweep_report(path, animate=animate, up=up, media=fmt)
     if kind == EXPERIMENT:
-        return _experiment_report(path, animate=animate, up=up)
+        return _experiment_report(path, animate=animate, up=up, media=fmt)
     if kind == RUN:
-        return _run_report(path, animate=animate, up=up)
+        return _run_report(path, animate=animate, up=up, media=fmt)
     raise ConfigError(
         f"`PATH` {str(path)!r} holds the result.json of a library computation, not a run; "
         "report the experiment directory above it."
