@@ -144,3 +144,20 @@ def test_cli_report_and_run_write_the_page(dirs, tmp_path, monkeypatch):
         app, ["run", str(cfg), "--out", str(tmp_path / "q"), "--no-progress", "--no-report"]
     )
     assert res.exit_code == 0 and not (tmp_path / "q" / "report.html").exists()
+
+
+def test_svg_chart_axis_rule_breaks_and_positions():
+    t = np.linspace(0.0, 10.0, 11)
+    decay = report.svg_chart(t, {"R": np.exp(-t)}, title="risk", ylabel="R")
+    assert "(log scale)" in decay and decay.count("<polyline") == 1
+    signed = report.svg_chart(t, {"F": np.cos(t)}, title="F", ylabel="F")
+    assert "(linear scale)" in signed
+    gap = np.exp(-t)
+    gap[5] = np.nan  # a missing record breaks the line in two
+    assert report.svg_chart(t, {"R": gap}, title="r", ylabel="R").count("<polyline") == 2
+    # the first point of a log chart spanning 1..1e-10 sits at the top of the frame, the
+    # last at the bottom (top = 26, height 220 - 26 - 40 = 154)
+    pts = re.search(r'points="([^"]+)"', decay).group(1).split()
+    ys = [float(p.split(",")[1]) for p in pts]
+    assert ys[0] == pytest.approx(26.0, abs=0.2) and ys == sorted(ys)
+    assert report.svg_chart(t, {"x": np.full(11, np.nan)}, title="x", ylabel="x") == ""
