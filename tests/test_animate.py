@@ -513,3 +513,35 @@ def test_a_run_at_rest_keeps_one_frame_per_snapshot(tmp_path):
     run = synthetic_run(tmp_path / "r", RELU_1D, {s: arrays for s in range(10**6, 10**6 + 50)})
     path = animate_run(run, fmt="gif", max_frames=50)
     assert gif_frames(path)[0] == 50
+
+
+def test_density_next_to_its_particles(tmp_path):
+    """The PDE density and a particle histogram, frame by frame, 1-D and 2-D; the inputs
+    are checked."""
+    from mfnn.animate import density_vs_particles
+    from mfnn.pde.grid import Grid
+
+    rng = np.random.default_rng(0)
+    grid = Grid([-4.0], [4.0], [80])
+    x = np.asarray(grid.axis(0))
+    times = [0.0, 0.5, 1.0]
+    rhos = [np.exp(-((x - t) ** 2) / 2) / np.sqrt(2 * np.pi) for t in times]
+    parts = [rng.normal(t, 1.0, size=(500, 1)) for t in times]
+    out = density_vs_particles(grid, rhos, parts, times, tmp_path / "d1", fmt="gif")
+    assert out.suffix == ".gif" and Image.open(out).n_frames == 3
+    grid2 = Grid([-3.0, -3.0], [3.0, 3.0], [24, 24])
+    c = np.asarray(grid2.centers())
+    rho2 = np.exp(-np.sum(c**2, axis=1) / 2).reshape(24, 24) / (2 * np.pi)
+    out2 = density_vs_particles(
+        grid2,
+        [rho2, rho2],
+        [rng.normal(size=(400, 2))] * 2,
+        [0.0, 1.0],
+        tmp_path / "d2",
+        fmt="gif",
+    )
+    assert Image.open(out2).n_frames == 2
+    with pytest.raises(ConfigError, match="one entry per frame"):
+        density_vs_particles(grid, rhos, parts[:2], times, tmp_path / "x", fmt="gif")
+    with pytest.raises(ConfigError, match="1 column"):
+        density_vs_particles(grid, rhos[:1], [np.zeros((5, 2))], [0.0], tmp_path / "x")

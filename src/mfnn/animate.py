@@ -1199,3 +1199,137 @@ def _write_mp4(render, n: int, path: Path, fps: float) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------- the PDE next to its particles
+
+
+def density_vs_particles(
+    grid,
+    densities: Sequence[np.ndarray],
+    particles: Sequence[np.ndarray],
+    times: Sequence[float],
+    path: str | os.PathLike,
+    *,
+    fps: float = 2,
+    fmt: str = "auto",
+    title: str = "the PDE's density and its particles",
+    label: str = "particles",
+) -> Path:
+    r"""An animation of a grid density rho(t) (`mfnn.pde`) next to a particle cloud mu_m(t)
+    of the same flow at the same times: the Lagrangian and the Eulerian view of one
+    Wasserstein gradient flow, frame k at t = ``times[k]``.
+
+    1-D grids: rho(t) as a curve and the particles as a histogram normalised to a
+    density (int = 1) on bins of whole grid cells (about 2 sqrt(m) of them), on one axis
+    with fixed limits (the largest density of all frames; the range holding all but 1e-4
+    of every frame's mass and every particle). 2-D grids: two images side by side with one
+    colour scale, rho(t) and the particles' 2-D histogram on the grid's cells divided by
+    the cell area.
+
+    Args:
+        grid: the `mfnn.pde.grid.Grid` of the densities.
+        densities: rho(t_k) per frame, each of shape ``grid.cells``.
+        particles: the particles per frame, (m,) or (m, D) with D = ``grid.dim`` (for
+            instance every replica of one width pooled).
+        times: t_k per frame.
+        path: the file; its suffix is set by the format (``.gif`` Pillow, ``.mp4`` ffmpeg).
+        fps: frames per second; fmt: "auto" (MP4 when ffmpeg is on PATH), "gif", "mp4".
+        title: the figure title; label: the legend name of the particles.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: frames of unequal number, fewer than 1 frame, a grid of dimension
+            > 2, particles of another dimension, a bad ``fps`` or ``fmt``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    _check_args(2, fps, fmt, PARTICLES_MAX)
+    n = len(times)
+    if n < 1 or len(densities) != n or len(particles) != n:
+        raise ConfigError(
+            "`densities`, `particles` and `times` must hold one entry per frame (>= 1); got "
+            f"{len(densities)}, {len(particles)} and {n}."
+        )
+    dim = grid.dim
+    if dim > 2:
+        raise ConfigError(f"`grid` must be 1-D or 2-D to be drawn; got dimension {dim}.")
+    pts = [np.asarray(p, float).reshape(len(p), -1) for p in particles]
+    if any(p.shape[1] != dim for p in pts):
+        raise ConfigError(
+            f"`particles` must have {dim} column(s) like the grid; got "
+            f"{sorted({p.shape[1] for p in pts})}."
+        )
+    rhos = [np.asarray(r, float).reshape(grid.cells) for r in densities]
+    edges = [grid.edges(k) for k in range(dim)]
+    if dim == 1:  # coarser bins for the particles: about 2 sqrt(m) over the grid's range
+        m = min(len(p) for p in pts)
+        stride = max(1, round(grid.cells[0] / max(2.0 * math.sqrt(m), 1.0)))
+        bins = [edges[0][::stride] if (len(edges[0]) - 1) % stride == 0
+                else np.r_[edges[0][::stride], edges[0][-1]]]  # fmt: skip
+    else:
+        bins = edges
+    hists = [np.histogramdd(p, bins=bins, density=True)[0] for p in pts]
+    top = max(float(np.nanmax(r)) for r in rhos + hists) * 1.08
+    fig = Figure(figsize=(5.2 if dim == 1 else 9.0, 3.8), dpi=DPI, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    pde_color, part_color = DYNAMICS_COLORS["pde"], COLORS["mean_field"]
+    if dim == 1:
+        ax = fig.add_subplot()
+        x = grid.axis(0)
+        # the x range that holds all but 1e-4 of every frame's mass, and every particle
+        cdf = [np.cumsum(r) / max(r.sum(), 1e-300) for r in rhos]
+        lo = min(x[np.searchsorted(c, 1e-4)] for c in cdf)
+        hi = max(x[min(np.searchsorted(c, 1 - 1e-4), len(x) - 1)] for c in cdf)
+        lo = min(lo, *(float(p.min()) for p in pts))
+        hi = max(hi, *(float(p.max()) for p in pts))
+        pad = 0.05 * (hi - lo)
+        stairs = ax.stairs(hists[0], bins[0], fill=True, color=part_color, alpha=0.45,
+                           label=f"{label} (histogram)")  # fmt: skip
+        (line,) = ax.plot(x, rhos[0], color=pde_color, lw=2, label="PDE density rho(t)")
+        ax.set(xlim=(max(lo - pad, edges[0][0]), min(hi + pad, edges[0][-1])), ylim=(0, top),
+               xlabel=r"$\theta$", ylabel="density")  # fmt: skip
+        ax.legend(fontsize=8, loc="upper right")
+        stamp = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=9)
+
+        def update(k: int) -> None:
+            line.set_ydata(rhos[k])
+            stairs.set_data(hists[k])
+            stamp.set_text(f"t = {times[k]:g}")
+
+    else:
+        axes = fig.subplots(1, 2, sharey=True)
+        extent = (edges[0][0], edges[0][-1], edges[1][0], edges[1][-1])
+        ims = []
+        for ax, data, name in zip(axes, (rhos[0], hists[0]), ("PDE density rho(t)", label),
+                                  strict=True):  # fmt: skip
+            ims.append(ax.imshow(data.T, origin="lower", extent=extent, vmin=0, vmax=top,
+                                 aspect="auto", cmap="viridis"))  # fmt: skip
+            ax.set(title=name, xlabel=r"$\theta_1$")
+        axes[0].set_ylabel(r"$\theta_2$")
+        fig.colorbar(ims[1], ax=axes, label="density")
+        stamp = axes[0].text(0.02, 0.96, "", transform=axes[0].transAxes, va="top",
+                             fontsize=9, color="w")  # fmt: skip
+
+        def update(k: int) -> None:
+            ims[0].set_data(rhos[k].T)
+            ims[1].set_data(hists[k].T)
+            stamp.set_text(f"t = {times[k]:g}")
+
+    fig.suptitle(title, fontsize=10)
+
+    def render(k: int) -> np.ndarray:
+        update(k)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+    out = Path(path).with_suffix(_suffix(fmt))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".mp4":
+        _write_mp4(render, n, out, fps)
+    else:
+        _write_gif(render, n, out, fps)
+    return out
