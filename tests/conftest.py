@@ -14,6 +14,9 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 # `mfnn run`/`sweep` write report.html by default; the suite's many CLI runs skip it (the
 # report tests turn it back on where they test that default)
 os.environ["MFNN_REPORT"] = "off"
+# every figure a test writes (through mfnn.plots.save_figure) must pass mfnn.style's audit:
+# labelled axes, a title
+os.environ.setdefault("MFNN_FIGURE_AUDIT", "strict")
 
 import jax  # noqa: E402
 import jax.numpy as jnp

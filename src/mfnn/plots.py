@@ -1,7 +1,14 @@
-"""Matplotlib figures of runs and experiments (written to RUN_DIR/figures/)."""
+"""Matplotlib figures of runs and experiments (written to RUN_DIR/figures/).
+
+Every figure is written by `save_figure`; with ``MFNN_FIGURE_AUDIT=strict`` in the
+environment it first runs `mfnn.style.audit_figure` (every data axes labelled, a histogram's
+counts named, a title) and refuses a figure that fails it. Colours of scalings and dynamics
+come from `mfnn.style`.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -10,7 +17,47 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .style import COLORS  # noqa: E402,F401  (re-exported: experiments import it from here)
+from .errors import ConfigError  # noqa: E402
+from .style import (  # noqa: E402  (COLORS: re-exported, experiments import it from here)
+    COLORS,
+    METRIC_LABELS,
+    audit_figure,
+    color_of,
+    dynamics_name,
+)
+
+AUDIT_ENV = "MFNN_FIGURE_AUDIT"
+"""The environment variable that turns the figure audit on: ``strict`` (refuse a figure
+that fails `mfnn.style.audit_figure`) or ``off`` / unset (the default: no audit)."""
+
+
+def figure_audit_strict() -> bool:
+    """Whether ``MFNN_FIGURE_AUDIT`` asks for the strict audit.
+
+    Raises:
+        ConfigError: a value other than ``strict``, ``off`` or empty.
+    """
+    value = os.environ.get(AUDIT_ENV, "").strip().lower()
+    if value not in ("", "off", "strict"):
+        raise ConfigError(
+            f"`{AUDIT_ENV}` must be strict or off (or unset); got {os.environ[AUDIT_ENV]!r}."
+        )
+    return value == "strict"
+
+
+def check_figure(fig, path) -> None:
+    """Refuse ``fig`` (about to be written to ``path``) when the audit is strict and
+    `mfnn.style.audit_figure` finds problems: close it and raise `ValueError` naming the
+    file and every problem. Does nothing when ``MFNN_FIGURE_AUDIT`` is off or unset."""
+    if not figure_audit_strict():
+        return
+    problems = audit_figure(fig)
+    if problems:
+        plt.close(fig)
+        raise ValueError(
+            f"figure {Path(path).name} ({path}) fails the figure audit "
+            f"({AUDIT_ENV}=strict): " + "; ".join(problems)
+        )
 
 
 def save_figure(fig, path) -> Path:
@@ -18,15 +65,21 @@ def save_figure(fig, path) -> Path:
     "tight"``), creating the parent folders, and close it (pyplot keeps every open figure
     alive otherwise). Returns ``path`` as a `Path`.
 
+    With ``MFNN_FIGURE_AUDIT=strict`` the figure must pass `mfnn.style.audit_figure` first
+    (`check_figure`): otherwise it is closed, nothing is written and `ValueError` lists
+    the file and its problems. Unset or ``off`` (the default), no audit runs.
+
     Example:
         >>> import tempfile
         >>> fig, ax = plt.subplots()
+        >>> _ = ax.set_title("an empty figure")
         >>> with tempfile.TemporaryDirectory() as d:
         ...     path = save_figure(fig, Path(d) / "figures" / "a.png")
         ...     path.exists(), plt.fignum_exists(fig.number)
         (True, False)
     """
     path = Path(path)
+    check_figure(fig, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -49,34 +102,60 @@ def _positive(v):
     return np.where(v > 0, v, np.nan)
 
 
+def _run_dynamics(cfg) -> str:
+    """The `mfnn.style.DYNAMICS_COLORS` key of a run's dynamics (birth-death and Langevin
+    name the run over its base kind)."""
+    dyn = cfg.dynamics
+    return dynamics_name(
+        dyn.kind, langevin=dyn.langevin is not None, birth_death=dyn.birth_death is not None
+    )
+
+
 def run_figures(run_dir, metrics: dict, built) -> list[Path]:
     """Loss curves, relative movement and the energy identity of one run (run.png), and the
-    W2 metrics when ``record.w2`` recorded them (w2.png)."""
+    W2 metrics when ``record.w2`` recorded them (w2.png). The curves take the colour of the
+    run's scaling (`mfnn.style.COLORS`); the title names the scaling, the dynamics, the
+    width and what the panels show (the risk from start to end, the median relative
+    residual of the energy identity)."""
     fig_dir = Path(run_dir) / "figures"
     t = metrics["t"]
     out = []
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-    ax[0].semilogy(t, _positive(metrics["loss"]), label="train")
+    scaling = built.model.scaling.name
+    color = color_of(scaling)
+    dynamics = _run_dynamics(built.config)
+    m = built.theta0.shape[0]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 4.0), layout="constrained")
+    ax[0].semilogy(t, _positive(metrics["loss"]), color=color, label="train")
     if "test_loss" in metrics:
-        ax[0].semilogy(t, _positive(metrics["test_loss"]), "--", label="test")
-    ax[0].set(xlabel="t", ylabel="risk R", title="loss")
+        ax[0].semilogy(t, _positive(metrics["test_loss"]), "--", color=color, label="test")
+    ax[0].set(xlabel="t", ylabel=r"risk $R(\mu_t)$", title="loss")
     ax[0].legend()
-    ax[1].plot(t, metrics["movement"])
-    ax[1].set(xlabel="t", ylabel=r"$|\theta-\theta_0|/|\theta_0|$", title="relative movement")
+    ax[1].plot(t, metrics["movement"], color=color)
+    ax[1].set(xlabel="t", ylabel=METRIC_LABELS["movement"], title="relative movement")
     ax[2].semilogy(
-        t, _positive(metrics["dissipation"]), label=r"$\int|\nabla\delta E/\delta\mu|^2 d\mu$"
+        t,
+        _positive(metrics["dissipation"]),
+        color=color,
+        label=r"dissipation $\int|\nabla\delta E/\delta\mu|^2 d\mu$",
     )
-    ax[2].semilogy(t, _positive(np.abs(metrics["energy_residual"])), label="|dE/dt + dissipation|")
-    ax[2].set(xlabel="t", title="energy dissipation identity")
+    ax[2].semilogy(
+        t,
+        _positive(np.abs(metrics["energy_residual"])),
+        color=COLORS["init"],
+        label="|dE/dt + dissipation|",
+    )
+    ax[2].set(xlabel="t", ylabel="energy rate (per unit t)", title="energy dissipation identity")
     ax[2].legend(fontsize=8)
-    fig.suptitle(f"{built.model.scaling.name} (m = {built.theta0.shape[0]})")
+    loss = np.asarray(metrics["loss"], float)
+    claim = f"risk {loss[0]:.3g} -> {loss[-1]:.3g}"
+    if "energy_rel_residual" in metrics:
+        rel = np.abs(np.asarray(metrics["energy_rel_residual"], float))
+        rel = rel[np.isfinite(rel)]
+        if rel.size:
+            claim += f"; energy identity holds to {np.median(rel):.2g} (median relative residual)"
+    fig.suptitle(f"{scaling}, {dynamics.replace('_', ' ')}, m = {m}: {claim}")
     out.append(save_figure(fig, fig_dir / "run.png"))
-    w2 = {
-        "w2_initial": r"$W_2(\mu_t, \mu_0)$",
-        "w2_teacher": r"$W_2(\mu_t, \rho^*)$",
-        "w2_reference": r"$W_2(\mu_t, \nu_t)$ (reference run)",
-    }
-    w2 = {k: v for k, v in w2.items() if k in metrics}
+    w2 = {k: v for k, v in METRIC_LABELS.items() if k.startswith("w2_") and k in metrics}
     if w2:
         fig, ax = plt.subplots(figsize=(6, 3.8))
         for key, label in w2.items():
@@ -85,11 +164,23 @@ def run_figures(run_dir, metrics: dict, built) -> list[Path]:
                 t[keep], metrics[key][keep], "o-" if keep.sum() < 30 else "-", ms=3, label=label
             )
         method = built.recorder.w2.method
-        ax.set(xlabel="t", ylabel="W2" + (" (sliced: a lower bound)" if method == "sliced" else ""))
-        ax.set_title("how far the measure is (record.w2)")
+        ax.set(
+            xlabel="t",
+            ylabel="W2 distance" + (" (sliced: a lower bound)" if method == "sliced" else ""),
+        )
+        ax.set_title(f"how far the measure travels in W2 ({scaling}, m = {m})")
         ax.legend(fontsize=8)
         out.append(save_figure(fig, fig_dir / "w2.png"))
     return out
+
+
+def _sign_claim(scalings: list[str]) -> str:
+    """The claim of the `sign` figures for the scalings run."""
+    says = {
+        "mean_field": "mean-field features move to the jump",
+        "ntk": "ntk features stay where they started",
+    }
+    return "; ".join(says[sc] for sc in scalings if sc in says) or "fitting sign(x)"
 
 
 def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
@@ -101,19 +192,25 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
     fig_dir = Path(fig_dir)
     out = []
     scalings = list(res)
+    claim = _sign_claim(scalings)
     # fitted functions
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, target, "k", lw=2, label="sign(x)")
+    fig, ax = plt.subplots(figsize=(6, 4.3), layout="constrained")
+    ax.plot(xs, target, color=COLORS["teacher"], lw=2, label="sign(x)")
     first = res[scalings[0]]
     ax.plot(xs, first["f0"], color=COLORS["init"], lw=1, ls=":", label="initial f (shared)")
     for sc in scalings:
         ax.plot(xs, res[sc]["f"], color=COLORS[sc], lw=1.6, label=f"{sc}, t = {res[sc]['t']:g}")
-    ax.set(xlabel="x", ylabel="f(x)", title="fitted functions")
+    ax.set(xlabel="input x", ylabel="network output f(x)", title="fitted functions")
     ax.legend(fontsize=8)
+    fig.suptitle(
+        "both scalings fit sign(x)" if len(scalings) > 1 else f"{scalings[0]} fits sign(x)"
+    )
     out.append(save_figure(fig, fig_dir / "fit.png"))
 
     # breakpoint histograms
-    fig, axes = plt.subplots(1, len(scalings), figsize=(5.5 * len(scalings), 3.8), sharey=True)
+    fig, axes = plt.subplots(
+        1, len(scalings), figsize=(5.5 * len(scalings), 4.0), sharey=True, layout="constrained"
+    )
     axes = np.atleast_1d(axes)
     bins = np.linspace(-1.5, 1.5, 61)
     for ax, sc in zip(axes, scalings, strict=True):
@@ -124,15 +221,16 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
         )
         ax.axvspan(-radius, radius, color="k", alpha=0.06)
         ax.set(
-            xlabel=r"breakpoint $-b_j/w_j$",
+            xlabel=r"breakpoint $-b_j/w_j$ (clipped to [-1.5, 1.5])",
             title=f"{sc}: C = {r['C0']:.2f} -> {r['C']:.2f}",
         )
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("significant neurons")
+    axes[0].set_ylabel("count of significant neurons")
+    fig.suptitle(f"{claim} (shaded: |x| < r = {radius:g})")
     out.append(save_figure(fig, fig_dir / "breakpoints.png"))
 
     # losses and movement
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.0), layout="constrained")
     for sc in scalings:
         m = res[sc]["metrics"]
         ax[0].semilogy(m["t"], _positive(m["loss"]), color=COLORS[sc], label=f"{sc} train")
@@ -141,20 +239,23 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
                 m["t"], _positive(m["test_loss"]), color=COLORS[sc], ls="--", label=f"{sc} test"
             )
         ax[1].semilogy(m["t"][1:], _positive(m["movement"][1:]), color=COLORS[sc], label=sc)
-    ax[0].set(xlabel="t", ylabel="risk", title="loss")
-    ax[1].set(
-        xlabel="t", ylabel=r"$|\theta-\theta_0|/|\theta_0|$", title="relative particle movement"
-    )
+    ax[0].set(xlabel="t", ylabel=r"risk $R(\mu_t)$", title="loss")
+    ax[1].set(xlabel="t", ylabel=METRIC_LABELS["movement"], title="relative particle movement")
     ax[0].legend(fontsize=8)
     ax[1].legend(fontsize=8)
+    fig.suptitle(
+        "ntk particles move far less than mean-field ones"
+        if {"ntk", "mean_field"} <= set(scalings)
+        else "risk and particle movement"
+    )
     out.append(save_figure(fig, fig_dir / "loss_movement.png"))
 
     # one overview figure (the README figure)
-    fig, ax = plt.subplots(1, 3, figsize=(15, 3.9))
-    ax[0].plot(xs, target, "k", lw=2, label="sign(x)")
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.3), layout="constrained")
+    ax[0].plot(xs, target, color=COLORS["teacher"], lw=2, label="sign(x)")
     for sc in scalings:
         ax[0].plot(xs, res[sc]["f"], color=COLORS[sc], lw=1.6, label=sc)
-    ax[0].set(xlabel="x", title="fit after training")
+    ax[0].set(xlabel="input x", ylabel="network output f(x)", title="fit after training")
     ax[0].legend(fontsize=8)
     for sc in scalings:
         r = res[sc]
@@ -169,16 +270,22 @@ def sign_figures(fig_dir, res: dict, xs, target, radius: float) -> list[Path]:
         np.clip(first["bp0"], -1.5, 1.5),
         bins,
         histtype="step",
-        color="k",
+        color=COLORS["init"],
+        lw=1.5,
         label=f"t = 0 (C={first['C0']:.2f})",
     )
-    ax[1].set(xlabel=r"breakpoint $-b_j/w_j$", title="where the features are")
+    ax[1].set(
+        xlabel=r"breakpoint $-b_j/w_j$",
+        ylabel="count of significant neurons",
+        title="where the features are",
+    )
     ax[1].legend(fontsize=8)
     for sc in scalings:
         m = res[sc]["metrics"]
         ax[2].semilogy(m["t"][1:], _positive(m["movement"][1:]), color=COLORS[sc], label=sc)
-    ax[2].set(xlabel="t", title="relative particle movement")
+    ax[2].set(xlabel="t", ylabel=METRIC_LABELS["movement"], title="relative particle movement")
     ax[2].legend(fontsize=8)
+    fig.suptitle(claim)
     out.append(save_figure(fig, fig_dir / "overview.png"))
     return out
 

@@ -28,10 +28,13 @@ from .diagnostics.transport import (  # noqa: E402
     optimal_map,
 )
 from .errors import ConfigError  # noqa: E402
+from .plots import check_figure  # noqa: E402
+from .style import COLORS  # noqa: E402
 
 __all__ = ["geodesic_animation"]
 
-_SOURCE, _TARGET, _MOVING = "#7f8c8d", "#c0392b", "#2471a3"
+# the source cloud is the initial state (grey, `mfnn.style.COLORS`); target and moving cloud
+_SOURCE, _TARGET, _MOVING = COLORS["init"], "#c0392b", "#2471a3"
 
 
 def _plane(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -70,13 +73,16 @@ def geodesic_animation(
         frames: number of frames, >= 2 (s = 0 and s = 1 included).
         fps: frames per second of the GIF.
         permutation: ``optimal_map(x, y)`` if already computed.
-        title: figure title; a default states W2 and the projection.
+        title: figure title; a default states the claim (straight lines at constant
+            speed), W2 and the projection.
 
     Returns:
         The path written (``.gif`` or ``.png``).
 
     Raises:
         ConfigError: as ``optimal_map``; ``frames`` < 2 or ``fps`` < 1.
+        ValueError: ``MFNN_FIGURE_AUDIT=strict`` and the figure fails the audit
+            (`mfnn.plots.check_figure`: only a blank ``title`` can make it fail).
 
     Example:
         >>> import numpy as np, tempfile, pathlib
@@ -102,7 +108,10 @@ def geodesic_animation(
     target = _plane(y[sigma][None], ranks)[0]
     if title is None:
         shown = "" if d == 2 else (" (first two coordinates)" if d > 2 else " (rank vs x)")
-        title = f"W2 geodesic, n = {n}, D = {d}, W2 = {w2:.3g}{shown}"
+        title = (
+            "W2 geodesic: each particle moves straight at constant speed\n"
+            f"n = {n}, D = {d}, W2 = {w2:.3g}{shown}"
+        )
     lo = planar.reshape(-1, 2).min(axis=0)
     hi = planar.reshape(-1, 2).max(axis=0)
     pad = 0.05 * np.maximum(hi - lo, 1e-12)
@@ -112,8 +121,8 @@ def geodesic_animation(
         ax.scatter(*source.T, s=size, color=_SOURCE, alpha=0.35, lw=0, label="mu_0 (x)")
         ax.scatter(*target.T, s=size, color=_TARGET, alpha=0.35, lw=0, label="mu_1 (y)")
         ax.set(xlim=(lo[0] - pad[0], hi[0] + pad[0]), ylim=(lo[1] - pad[1], hi[1] + pad[1]))
-        ax.set_xlabel("x1")
-        ax.set_ylabel("x2" if d >= 2 else "rank / n")
+        ax.set_xlabel("coordinate x1")
+        ax.set_ylabel("coordinate x2" if d >= 2 else "rank of the source point / n")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +134,7 @@ def geodesic_animation(
         ax.legend(loc="upper left", fontsize=8)
         fig.suptitle(title, fontsize=9)
         label = ax.set_title("")
+        check_figure(fig, out)
 
         def update(k):
             moving.set_offsets(planar[k])
@@ -145,6 +155,7 @@ def geodesic_animation(
         ax.set_title(f"s = {times[k]:.2f}", fontsize=8)
         ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=9)
+    check_figure(fig, out)
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return out

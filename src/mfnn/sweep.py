@@ -1074,11 +1074,10 @@ def _plot(out: Path, grid: dict[str, list[Any]], table: list[dict]) -> None:
     keys = [k for k, v in grid.items() if k != "seed" and all(_number(x) is not None for x in v)]
     if not keys or len(grid[keys[0]]) < 2:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from .plots import plt, save_figure
+    from .style import COLORS
 
     x_key = keys[0]
     others = [k for k in grid if k not in (x_key, "seed")]
@@ -1097,16 +1096,20 @@ def _plot(out: Path, grid: dict[str, list[Any]], table: list[dict]) -> None:
         ys = [np.array(by_x[x]) for x in xs]
         mean = np.array([y.mean() for y in ys])
         label = ", ".join(f"{k}={v}" for k, v in zip(others, g, strict=True)) or "final loss"
-        ax.plot(xs, mean, "o-", label=label)
+        scaling = dict(zip(others, g, strict=True)).get("model.scaling")  # its style colour
+        (line,) = ax.plot(xs, mean, "o-", color=COLORS.get(str(scaling)), label=label)
         if any(len(y) > 1 for y in ys):
-            ax.fill_between(xs, [y.min() for y in ys], [y.max() for y in ys], alpha=0.2)
+            low, high = [y.min() for y in ys], [y.max() for y in ys]
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
     positive = all(x > 0 for x in grid[x_key])
     if positive:
         ax.set_xscale("log")
     if all(v > 0 for by_x in groups.values() for ys in by_x.values() for v in ys):
         ax.set_yscale("log")
-    ax.set(xlabel=x_key, ylabel="final loss", title="sweep (mean and range over seeds)")
+    ax.set(
+        xlabel=x_key,
+        ylabel=r"final risk $R(\mu_T)$ (train)",
+        title=f"final risk against {x_key} (mean and range over seeds)",
+    )
     ax.legend(fontsize=7)
-    (out / "figures").mkdir(exist_ok=True)
-    fig.savefig(out / "figures" / "sweep.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out / "figures" / "sweep.png")

@@ -13,6 +13,7 @@ from ..config import Config, dump, load, parse_yaml
 from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import Call, CheckSpec, Experiment, Params, Run, Study, check
+from ..style import DYNAMICS_COLORS
 from .common import Increasing, check_plain_langevin, require
 
 Betas = Annotated[tuple[Annotated[float, Gt(0)], ...], Increasing, MinLen(3)]
@@ -257,21 +258,37 @@ def figures(s: Study[BoltzmannParams], stats: dict, runs) -> list:
     p = s.params
     x = np.linspace(p.low, p.high, p.cells + 1)
     x = 0.5 * (x[1:] + x[:-1])
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    pde_color, particles = DYNAMICS_COLORS["pde"], DYNAMICS_COLORS["langevin"]
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
     ax[0].plot(x, stats["_rho_star"], "k-", lw=2, label=r"$\rho_\beta$ (fixed point)")
-    ax[0].plot(x, stats["_rho_t"], "--", color="#c0392b", label=r"PDE $\rho_T$")
-    ax[0].hist(stats["_pooled"], bins=80, density=True, alpha=0.35, label="particles (late)")
-    ax[0].set(xlabel=r"$w$", title="Gibbs state, PDE and particles")
+    ax[0].plot(x, stats["_rho_t"], "--", color=pde_color, label=r"PDE $\rho_T$")
+    ax[0].hist(
+        stats["_pooled"],
+        bins=80,
+        density=True,
+        alpha=0.35,
+        color=particles,
+        label="Langevin particles (late)",
+    )
+    ax[0].set(xlabel=r"weight $w$", ylabel="density", title="Gibbs state, PDE and particles")
     pde = runs["pde"]
     gap = pde.metrics["free_energy"] - stats["free_energy_star"]
-    ax[1].semilogy(pde.metrics["t"], np.where(gap > 0, gap, np.nan))
+    ax[1].semilogy(pde.metrics["t"], np.where(gap > 0, gap, np.nan), color=pde_color)
     ax[1].set(xlabel="t", ylabel=r"$F(\rho_t) - F(\rho_\beta)$", title="free-energy gap (PDE)")
     betas = np.array([r["beta"] for r in stats["sweep"]])
-    ax[2].loglog(betas, [r["risk"] for r in stats["sweep"]], "o-", label=r"$R(\rho_\beta)$")
+    ax[2].loglog(betas, [r["risk"] for r in stats["sweep"]], "ko-", label=r"$R(\rho_\beta)$")
     ax[2].loglog(betas, stats["_fit"](betas), "k:", label=f"slope {stats['slope']:.2f}")
-    ax[2].set(xlabel=r"$\beta$", title="risk at equilibrium")
+    ax[2].set(
+        xlabel=r"inverse temperature $\beta$",
+        ylabel=r"risk $R(\rho_\beta)$",
+        title="risk at equilibrium",
+    )
     for a in (ax[0], ax[2]):
         a.legend(fontsize=8)
+    fig.suptitle(
+        r"the Gibbs fixed point $\rho_\beta$ minimises F: the PDE and the particles reach it, "
+        r"and its risk falls with $\beta$"
+    )
     return [save_figure(fig, s.figure_path("boltzmann.png"))]
 
 

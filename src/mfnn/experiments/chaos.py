@@ -230,7 +230,7 @@ def figures(s: Study[ChaosParams], stats: dict[str, Any], runs) -> list:
         return []
     per_t, widths, T = stats["_per_t"], s.params.widths, s.params.times[-1]
     colors = dict(zip(per_t, plt.cm.viridis(np.linspace(0.1, 0.85, len(per_t))), strict=True))
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, ax = plt.subplots(1, 3, figsize=(16, 5.1), layout="constrained")
     times = [t for t in per_t if t > 0]
     loglog_fits(ax[0], widths, [(f"t = {t:g}", per_t[t]["coupling"], colors[t]) for t in times])
     for t in times:
@@ -244,10 +244,21 @@ def figures(s: Study[ChaosParams], stats: dict[str, Any], runs) -> list:
         ("W2 to the tracer cloud", per_t[T]["w2_tracers"], "#27ae60"),
     ]
     loglog_fits(ax[2], widths, series, guide=(-1.0 / stats["D"], "m^(-1/D)"))
-    ax[0].set(xlabel="m", ylabel="C(m, t)", title="coupling (dotted: reference error e_M)")
-    ax[1].set(xlabel="m", ylabel="||f_m(t) - f_M(t)||", title="function distance")
-    ax[2].set(xlabel="m", ylabel="distance", title="independent clouds: the sampling floor")
-    fig.tight_layout()
+    ax[0].set(
+        xlabel="width m",
+        ylabel="coupling distance C(m, t)",
+        title="coupling (dotted: reference error e_M)",
+    )
+    ax[1].set(xlabel="width m", ylabel="||f_m(t) - f_M(t)||_L2", title="function distance")
+    ax[2].set(
+        xlabel="width m",
+        ylabel="distance between clouds (W2, RMS coupling)",
+        title="independent clouds: the sampling floor",
+    )
+    fig.suptitle(
+        "propagation of chaos: coupling O(1/m), function distance O(m^-1/2); "
+        "W2 of independent clouds stalls near m^(-1/D)"
+    )
     return [save_figure(fig, s.figure_path("coupling.png"))]
 
 

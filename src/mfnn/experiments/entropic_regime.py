@@ -26,6 +26,7 @@ from ..plots import loglog_fits, save_figure
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, RunResult, Study, check
+from ..style import DYNAMICS_COLORS
 from .common import Distinct, fixed_output_units, require
 
 CLAIM = """\
@@ -400,7 +401,7 @@ def figures(s: Study[EntropicParams], stats: dict, runs) -> list:
     st, track, paths = stats["stationary"], stats["tracking"], []
     if st:
         b, tau, rows = np.array(st["betas"]), st["tau"], st["rows"]
-        fig, ax = plt.subplots(1, 2, figsize=(12, 4.6), layout="tight")
+        fig, ax = plt.subplots(1, 2, figsize=(12, 4.9), layout="constrained")
         for a, keys, scale, what in (
             (ax[0], ("w2_cv", "w2_raw", "w2_sampled_last"), 1.0, "W2^2(mu*, gamma_tau)"),
             (ax[1], ("kl_gauss_cv", "kl_cv", "kl_raw"), 1 / (2 * tau), "KL(mu* || gamma_tau)"),
@@ -408,17 +409,30 @@ def figures(s: Study[EntropicParams], stats: dict, runs) -> list:
             a.loglog(b, scale * b**2 * st["g2"], "k-", lw=0.8, label="first order in beta")
             series = [(k, [r[k] for r in rows], c) for k, c in zip(keys, COLORS, strict=True)]
             loglog_fits(a, b, series)
-            a.set(xlabel="beta", ylabel=what, title=f"tau = {tau:.4g}; checked: {keys[0]}")
+            a.set(
+                xlabel=r"$\beta$ (= eps)", ylabel=what, title=f"tau = {tau:.4g}; checked: {keys[0]}"
+            )
+        fig.suptitle(
+            r"the entropic minimizer $\mu^*$ stays $O(\beta^2)$ from the Gaussian prior "
+            r"in $W_2^2$ and in KL"
+        )
         paths.append(save_figure(fig, s.figure_path("w2_kl_vs_beta.png")))
     if track:
-        fig, ax = plt.subplots(1, len(track), figsize=(6 * len(track), 4.2), squeeze=False)
+        fig, ax = plt.subplots(
+            1, len(track), figsize=(6 * len(track), 4.6), squeeze=False, layout="constrained"
+        )
+        dynamics = {"sgd": DYNAMICS_COLORS["sgd"], "mv": DYNAMICS_COLORS["langevin"]}
         for a, (eps, tr) in zip(ax[0], track.items(), strict=True):
-            for kind, color in (("sgd", COLORS[0]), ("mv", COLORS[2])):
+            for kind, color in dynamics.items():
                 a.plot(tr["t"], np.transpose(tr[f"risk_{kind}_runs"]), color=color, lw=0.4)
                 a.plot(tr["t"], tr[f"risk_{kind}"], "o-", color=color, ms=3, label=kind.upper())
-            a.set(xlabel="t (SGD step k at t = k eta)", ylabel="population risk")
+            a.set(xlabel="t (SGD step k at t = k eta)", ylabel="population risk R(t)")
             a.set_title(f"eps = beta = {eps}: D = {tr['D']:.3f}, noise {tr['D_noise']:.3f}")
             a.legend(fontsize=7)
+        fig.suptitle(
+            "online SGD from the Gaussian prior tracks the McKean-Vlasov (Langevin) dynamics "
+            "at small eps"
+        )
         paths.append(save_figure(fig, s.figure_path("tracking.png")))
     return paths
 

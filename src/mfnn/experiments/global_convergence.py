@@ -210,13 +210,21 @@ def evaluate(s: Study[GlobalConvergenceParams], stats: dict) -> dict:
 
 def figures(s: Study[GlobalConvergenceParams], stats: dict, runs) -> list:
     """L(t) / L(0) of every run (named m<width>[_s<seed>]), with the tolerance."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     curves = {
         f"{k}: W2 on the sphere {r['w2_sphere']:.2f}"
         + (f", {r['hessian']['verdict']}" if "hessian" in r else ""): stats["_curves"][k]
         for k, r in stats["runs"].items()
     }
-    log_curves(ax, curves, level=s.params.tolerance, xlabel="t", title="L(t) / L(0)")
+    log_curves(
+        ax,
+        curves,
+        level=s.params.tolerance,
+        xlabel="t",
+        ylabel="population risk L(t) / L(0)",
+        title=f"L(t) / L(0) (dotted: tolerance {s.params.tolerance:g})",
+    )
+    fig.suptitle("wide students reach zero loss; students as narrow as the teacher need not")
     return [save_figure(fig, s.figure_path("global_convergence.png"))]
 
 

@@ -14,6 +14,7 @@ from ..config import Config
 from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
+from ..style import COLORS
 from .common import Increasing, require
 
 Widths = Annotated[tuple[Annotated[int, Ge(2)], ...], Increasing, MinLen(3)]
@@ -226,25 +227,35 @@ def evaluate(s: Study[KernelLimitParams], stats: dict) -> dict:
 
 
 def figures(s: Study[KernelLimitParams], stats: dict, runs) -> list:
-    fig, ax = plt.subplots(1, 4, figsize=(20, 4.2))
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.6), layout="constrained")
     w = np.asarray(stats["widths"])
-    ax[0].loglog(w, stats["gap"], "o-", label="ntk: RMS(f_m - f_lin)")
+    ax[0].loglog(w, stats["gap"], "o-", color=COLORS["ntk"], label="ntk: RMS(f_m - f_lin)")
     ax[0].loglog(w, stats["_fit"](w), "k:", label=f"slope {stats['slope']:.2f}")
-    ax[0].loglog(w, stats["mean_field_gaps"], "s--", color="#c0392b", label="mean_field")
-    ax[0].set(xlabel="m", title="gap to the kernel prediction")
+    ax[0].loglog(w, stats["mean_field_gaps"], "s--", color=COLORS["mean_field"], label="mean_field")
+    ax[0].set(
+        xlabel="width m", ylabel="RMS(f_m - f_lin) at T", title="gap to the kernel prediction"
+    )
     al = np.asarray(stats["alphas"])
     ax[3].loglog(al, stats["alpha_gap"], "o-", color="#7d3c98", label="RMS(f_alpha - f_lin)")
     ax[3].loglog(al, stats["_alpha_fit"](al), "k:", label=f"slope {stats['alpha_slope']:.2f}")
-    ax[3].set(xlabel="alpha (output scale, m fixed)", title="lazy training by output scale")
+    ax[3].set(
+        xlabel="alpha (output scale, m fixed)",
+        ylabel="RMS(f_alpha - f_lin) at T",
+        title="lazy training by output scale",
+    )
     for a, key in zip(ax[1:3], ("ntk", "mean_field"), strict=True):
         c = stats["_curves"][key]
         order = np.argsort(c["x"])
-        a.plot(c["x"][order], c["f"][order], "-", label="network f(T)")
-        a.plot(c["x"][order], c["lin"][order], "--", label="kernel prediction f_lin(T)")
-        a.plot(c["x"][order], c["f0"][order], ":", color="0.5", label="f(0)")
-        a.set(xlabel="x", title=f"{key}, m = {w[-1]}")
+        a.plot(c["x"][order], c["f"][order], "-", color=COLORS[key], label="network f(T)")
+        a.plot(c["x"][order], c["lin"][order], "k--", label="kernel prediction f_lin(T)")
+        a.plot(c["x"][order], c["f0"][order], ":", color=COLORS["init"], label="f(0)")
+        a.set(xlabel="input x", ylabel="network output f(x)", title=f"{key}, m = {w[-1]}")
     for a in ax:
         a.legend(fontsize=8)
+    fig.suptitle(
+        "an ntk network follows the kernel gradient flow of its NTK, gap O(m^-1/2); "
+        "a mean-field network leaves it"
+    )
     return [save_figure(fig, s.figure_path("kernel_limit.png"))]
 
 

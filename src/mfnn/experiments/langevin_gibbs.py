@@ -17,6 +17,7 @@ from ..diagnostics import gibbs
 from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import KOLMOGOROV_MEAN
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
+from ..style import COLORS, DYNAMICS_COLORS
 from .common import Distinct, check_plain_langevin, fixed_output_units, require
 
 Widths = Annotated[tuple[Annotated[int, Ge(8)], ...], Distinct]
@@ -230,26 +231,46 @@ def evaluate(s: Study[GibbsParams], stats: dict) -> dict:
 def figures(s: Study[GibbsParams], stats: dict, runs) -> list:
     r, g = runs["gaussian"], stats["runs"]["gaussian"]
     w, v, fe = r.particles("last"), g["v"], g["free_energy"]
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4))
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
     xs = np.linspace(-4 * math.sqrt(v), 4 * math.sqrt(v), 400)
     for i in range(w.shape[1]):
         ax[0].hist(w[:, i], 60, density=True, alpha=0.35, label=f"w_{i}, t = T")
     ax[0].plot(xs, np.exp(-(xs**2) / (2 * v)) / math.sqrt(2 * math.pi * v), "k-", label="rho*")
-    ax[0].set(xlabel="w_i", ylabel="density", title="(a) R = 0: N(0, I/(beta lambda))")
+    ax[0].set(
+        xlabel="particle coordinate w_i", ylabel="density", title="(a) R = 0: N(0, I/(beta lambda))"
+    )
     for m, col in zip(sorted(s.params.widths), plt.cm.tab10.colors, strict=False):
         d = stats["_fig"][m]
         ax[1].hist(d["w"], 60, density=True, histtype="step", color=col, label=f"m = {m}")
         ax[1].plot(d["grid"], d["rho"], "-", color=col, lw=1.5)
     gauss = np.exp(-(d["grid"] ** 2) / (2 * d["s2"])) / math.sqrt(2 * math.pi * d["s2"])
     ax[1].plot(d["grid"], gauss, "k--", lw=1, label="control N(0, 1/(beta lambda))")
-    ax[1].set(xlabel="w", title=r"(b) particles and $e^{-\beta\Phi}/Z$ (lines)")
+    ax[1].set(
+        xlabel="student weight w",
+        ylabel="density",
+        title=r"(b) particles and $e^{-\beta\Phi}/Z$ (lines)",
+    )
     f_star, tol = fe["F_star"], abs(fe["knn_bias"]) + 3 * fe["knn_sd"]
-    ax[2].plot(r.metrics["t"], r.metrics["free_energy"], label="F (kNN entropy)")
+    ax[2].plot(
+        r.metrics["t"],
+        r.metrics["free_energy"],
+        color=DYNAMICS_COLORS["langevin"],
+        label="F (kNN entropy)",
+    )
     ax[2].axhspan(f_star - tol, f_star + tol, color="#f5b041", alpha=0.4, label="F* +- (|b| + 3 s)")
-    ax[2].axvline(fe["plateau_start"], color="#7f8c8d", ls="--", lw=0.8, label="plateau")
-    ax[2].set(xlabel="t", title="(a) free energy", ylim=(f_star - 1, f_star + 3))
+    ax[2].axvline(fe["plateau_start"], color=COLORS["init"], ls="--", lw=0.8, label="plateau")
+    ax[2].set(
+        xlabel="t",
+        ylabel=r"free energy $F = E - H/\beta$",
+        title="(a) free energy",
+        ylim=(f_star - 1, f_star + 3),
+    )
     for a in ax:
         a.legend(fontsize=8)
+    fig.suptitle(
+        r"Langevin particles reach the Gibbs fixed point $\rho^* \propto e^{-\beta\Phi}$ "
+        "(a: R = 0, b: a 1-D teacher)"
+    )
     return [save_figure(fig, s.figure_path("gibbs.png"))]
 
 

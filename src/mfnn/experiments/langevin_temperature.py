@@ -15,6 +15,7 @@ from ..diagnostics import window_stats
 from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
+from ..style import COLORS, DYNAMICS_COLORS
 from .common import Increasing, check_plain_langevin, require
 
 Betas = Annotated[tuple[Annotated[float, Gt(0)], ...], Increasing, MinLen(4)]
@@ -139,18 +140,29 @@ def evaluate(s: Study[TemperatureParams], stats: dict) -> dict:
 
 def figures(s: Study[TemperatureParams], stats: dict, runs) -> list:
     betas, fit = np.asarray(stats["betas"]), stats["_fit"]
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
-    ax[0].loglog(betas, stats["risk"], "o-", color="#c0392b", label=r"$\bar R$ (time average)")
-    ax[0].loglog(betas, stats["energy"], "s--", color="#7f8c8d", label=r"$\bar E$")
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    langevin = DYNAMICS_COLORS["langevin"]
+    ax[0].loglog(betas, stats["risk"], "o-", color=langevin, label=r"$\bar R$ (time average)")
+    ax[0].loglog(betas, stats["energy"], "s--", color=COLORS["init"], label=r"$\bar E$")
     ax[0].loglog(betas, fit(betas), "k:", label=f"fit of $\\bar R$: slope {fit.slope:.2f}")
-    ax[0].set(xlabel=r"$\beta$", title=r"time averages against $\beta$")
+    ax[0].set(
+        xlabel=r"inverse temperature $\beta$",
+        ylabel=r"time-averaged risk $\bar R$, energy $\bar E$",
+        title=r"time averages against $\beta$",
+    )
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(betas)))
     for col, b, r in zip(colors, betas, runs.values(), strict=True):
         ax[1].semilogy(r.metrics["t"], r.metrics["loss"], color=col, label=f"beta = {b:g}")
     ax[1].axvline(stats["_t_from"], color="k", ls="--", lw=0.8, label="averaging window")
-    ax[1].set(xlabel="t", ylabel="population risk", title="risk over time")
+    ax[1].set(xlabel="t", ylabel="population risk R(t)", title="risk over time")
     for a in ax:
         a.legend(fontsize=7)
+    p = s.params.l2_exponent
+    fig.suptitle(
+        rf"the Langevin risk falls as $\beta$ grows, with $\lambda \propto \beta^{{-{p:g}}}$"
+        if p > 0
+        else r"at fixed $\lambda$ the Langevin energy does not increase with $\beta$"
+    )
     return [save_figure(fig, s.figure_path("temperature.png"))]
 
 

@@ -215,7 +215,11 @@ def figures(s: Study[LazyParams], stats: dict[str, Any], runs) -> list:
 
     atomic_write_text(s.out / "table.md", stats["table"]["markdown"])
     p, st = s.params, stats["stats"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.1), layout="constrained")
+    names = {
+        "movement": r"relative movement $|\theta_T-\theta_0|_F/|\theta_0|_F$",
+        "kernel_change": r"kernel change $\|K_T-K_0\|_F/\|K_0\|_F$",
+    }
     for ax, key, stem in zip(axes, STATS, STEMS, strict=True):
         for sc, v in st.items():
             for sd in p.seeds:
@@ -224,8 +228,15 @@ def figures(s: Study[LazyParams], stats: dict[str, Any], runs) -> list:
             pred, label = v[f"{stem}_predicted"], f"{sc} (gamma = {v['gamma']:g})"
             guide = (pred, f"predicted {pred:g}")
             loglog_fits(ax, p.widths, [(label, v[key], COLORS[sc])], guide=guide)
-        ax.set(xlabel="width m", ylabel=key.replace("_", " "), title=f"{key} at T (k: predicted)")
-    fig.tight_layout()
+        ax.set(
+            xlabel="width m",
+            ylabel=names.get(key, key.replace("_", " ")),
+            title=f"{key.replace('_', ' ')} at T (grey: predicted slopes)",
+        )
+    fig.suptitle(
+        "ntk training is lazy (movement and kernel change fall with m); "
+        "mean-field training is rich (they do not)"
+    )
     return [save_figure(fig, s.figure_path("scaling_laws.png"))]
 
 

@@ -484,7 +484,7 @@ def figures(s: Study[MultilayerChaosParams], stats: dict[str, Any], runs) -> lis
     widths, function = stats["widths"], stats["function"]
     T = list(stats["coupling"])[-1]
     layer_colors = {"w1": "#2471a3", "w2": "#c0392b", "w2_op": "#e59866", "a": "#27ae60"}
-    fig, ax = plt.subplots(1, 4, figsize=(20, 4.6))
+    fig, ax = plt.subplots(1, 4, figsize=(20, 5.0), layout="constrained")
     series = [(f"C_{k}", stats["coupling"][T][k], layer_colors[k]) for k in LAYERS]
     loglog_fits(ax[0], widths, series, guide=(-1.0, "slope -1"))
     for k in LAYERS:
@@ -510,7 +510,6 @@ def figures(s: Study[MultilayerChaosParams], stats: dict[str, Any], runs) -> lis
         "three-layer mean field: coupling O(1/N) per layer, function distance O(N^-1/2); "
         "movement slope 0 per layer under mean_field (rich), < 0 under ntk (lazy)"
     )
-    fig.tight_layout()
     return [save_figure(fig, s.figure_path("claims.png"))]
 
 

@@ -282,7 +282,7 @@ def figures(s: Study[MvControlParams], stats: dict, runs) -> list:
     w, times = np.asarray(f["w"]), f["times"]
     face = 0.5 * (w[:-1] + w[1:])
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(times)))
-    fig, ax = plt.subplots(1, 3, figsize=(17, 4.6), layout="tight")
+    fig, ax = plt.subplots(1, 3, figsize=(17, 5.0), layout="constrained")
     for col, t, rc, rg, rb in zip(
         colors, times, f["rho_control"], f["rho_greedy"], f["rho_bridge"], strict=True
     ):
@@ -295,13 +295,21 @@ def figures(s: Study[MvControlParams], stats: dict, runs) -> list:
     for col, t, u, b in zip(colors, times, f["u_star"], f["greedy_drift"], strict=True):
         ax[1].plot(face, u, color=col, label=f"u* t = {t:g}")
         ax[1].plot(face, b, "--", color=col, lw=0.9)
-    ax[1].set(xlabel="w", title="optimal control u* (solid) vs greedy drift (dashed)")
+    ax[1].set(
+        xlabel="w",
+        ylabel="drift u(w, t)",
+        title="optimal control u* (solid) vs greedy drift (dashed)",
+    )
     for col, t, v in zip(plt.cm.magma(np.linspace(0, 0.8, len(f["V"]))), [0.0, *times], f["V"],
                          strict=True):  # fmt: skip
         ax[2].plot(w, v, color=col, label=f"t = {t:g}")
     ax[2].set(xlabel="w", ylabel="V(w, t)", title="value function (V(., 1) = beta Psi(.; mu*))")
     for a in ax:
         a.legend(fontsize=7)
+    fig.suptitle(
+        "the optimal control reaches mu* at cost beta F(mu*) and is the Schroedinger bridge; "
+        "the greedy McKean-Vlasov flow does not reach mu*"
+    )
     return [save_figure(fig, s.figure_path("mv_control.png"))]
 
 

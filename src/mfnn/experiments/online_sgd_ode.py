@@ -217,7 +217,7 @@ def evaluate(s: Study[OnlineSgdOdeParams], stats: dict) -> dict:
 
 
 def figures(s: Study[OnlineSgdOdeParams], stats: dict, runs) -> list:
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     dims = stats["dims"]
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(dims)))
     for d, c in zip(dims, colors, strict=True):
@@ -229,14 +229,22 @@ def figures(s: Study[OnlineSgdOdeParams], stats: dict, runs) -> list:
     ax[0].semilogy(top["alpha"], top["ode"], "k--", lw=1.5, label="ODE (Saad-Solla)")
     ax[0].semilogy(top["alpha"], top["bare"], ":", color="#c0392b", label="ODE without eta^2")
     ax[0].axvspan(*s.params.plateau, color="0.9", zorder=0)
-    ax[0].set(xlabel="alpha = steps / d", ylabel="eps_g", title="online SGD, K = M = 2")
+    ax[0].set(
+        xlabel="alpha = steps / d",
+        ylabel="generalisation error eps_g",
+        title="online SGD, K = M = 2",
+    )
     ax[0].legend(fontsize=7)
     d = np.asarray(dims)
     for key, mark in (("eps", "o-"), ("Q", "s-"), ("R", "^-")):
         ax[1].loglog(d, stats[f"gap_{key}"], mark,
                      label=f"{key}: slope {stats[f'slope_{key}']:.2f}")  # fmt: skip
-    ax[1].set(xlabel="d", ylabel="RMS(sim - ODE)", title="gap to the ODE")
+    ax[1].set(xlabel="input dimension d", ylabel="RMS(simulation - ODE)", title="gap to the ODE")
     ax[1].legend(fontsize=8)
+    fig.suptitle(
+        "online SGD of a soft committee machine follows the Saad-Solla ODE, plateau and "
+        "escape included, with a gap O(d^-1/2)"
+    )
     return [save_figure(fig, s.figure_path("online_sgd_ode.png"))]
 
 

@@ -249,7 +249,9 @@ def figures(s: Study[PdeVsParticlesParams], stats: dict[str, Any], runs) -> list
     if "missing" in stats:
         return []
     cases, widths = stats["cases"], stats["widths"]
-    fig, ax = plt.subplots(2, len(cases), figsize=(5 * len(cases), 8), squeeze=False)
+    fig, ax = plt.subplots(
+        2, len(cases), figsize=(5 * len(cases), 8.4), squeeze=False, layout="constrained"
+    )
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(stats["times"])))
     for j, (case, c) in enumerate(cases.items()):
         for i, key in enumerate(("w2", "loss_gap")):
@@ -257,9 +259,16 @@ def figures(s: Study[PdeVsParticlesParams], stats: dict[str, Any], runs) -> list
                 (f"t = {t}", v, col) for (t, v), col in zip(c[key].items(), colors, strict=True)
             ]
             loglog_fits(ax[i, j], widths, series, guide=(-0.5, "m^-1/2"))
-        ax[0, j].set(xlabel="m", ylabel="W2(mu_m(t), rho(t))", title=f"{case}: W2 to the PDE")
-        ax[1, j].set(xlabel="m", ylabel="|R(mu_m) - R(rho)|", title=f"{case}: risk gap")
-    fig.tight_layout()
+        ax[0, j].set(
+            xlabel="particles m", ylabel="W2(mu_m(t), rho(t))", title=f"{case}: W2 to the PDE"
+        )
+        ax[1, j].set(
+            xlabel="particles m", ylabel="risk gap |R(mu_m) - R(rho)|", title=f"{case}: risk gap"
+        )
+    fig.suptitle(
+        "m particles approach the grid solution of their mean-field PDE: W2 and the risk gap "
+        "fall like m^(-1/2)"
+    )
     return [save_figure(fig, s.figure_path("pde_vs_particles.png"))]
 
 

@@ -178,7 +178,7 @@ def evaluate(s: Study[RandomFeaturesParams], st: dict) -> dict:
 
 def figures(s: Study[RandomFeaturesParams], st: dict, runs) -> list:
     r_star, dist2, curves = st["r_star"], st["dist2_a0_astar"], st["_curves"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.9), layout="constrained")
     for (name, c), color in zip(curves.items(), ("#2471a3", "#c0392b"), strict=False):
         t, excess, ratio = c["t"][c["t"] > 0], c["loss"][c["t"] > 0] - r_star, c["ratio"]
         ax.loglog(t[excess > 0], excess[excess > 0], color=color, lw=2, label=name)
@@ -191,7 +191,10 @@ def figures(s: Study[RandomFeaturesParams], st: dict, runs) -> list:
     ax2.axhline(1 / (2 * math.e), color="gray", ls=":", lw=1, label="1/(2e)")
     ax2.set(xlabel="t", ylabel=r"$t\,(R(t)-R^*) / (\|a_0-a^*\|^2/2)$", title="bound ratio")
     ax.legend(fontsize=8), ax2.legend(fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(
+        r"training only the output weights of frozen random features: "
+        r"$R(t) - R^* \leq \|a_0 - a^*\|^2 / (2t)$"
+    )
     return [save_figure(fig, s.figure_path("risk_bound.png"))]
 
 

@@ -11,9 +11,10 @@ from pydantic import Field
 
 from ..config import Config
 from ..diagnostics.teacher import wall_stats
-from ..plots import log_curves, save_figure
+from ..plots import COLORS, log_curves, save_figure
 from ..rundir import list_snapshots
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
+from ..style import color_of
 from .common import require
 
 CLAIM = """\
@@ -107,18 +108,30 @@ def evaluate(s: Study[ReflectingBallParams], stats: dict) -> dict:
 def figures(s: Study[ReflectingBallParams], stats: dict, runs) -> list:
     """The particles at t = 0 and T in each run, with the wall and the teacher; the losses."""
     radius, figs = stats["radius"], stats["_figs"]
-    fig, axes = plt.subplots(1, len(figs) + 1, figsize=(5.2 * (len(figs) + 1), 4.8))
+    student = color_of(s.config.model.scaling)
+    fig, axes = plt.subplots(
+        1, len(figs) + 1, figsize=(5.2 * (len(figs) + 1), 5.0), layout="constrained"
+    )
     circle = radius * np.exp(1j * np.linspace(0, 2 * np.pi, 400))
     for ax, (name, r) in zip(axes, figs.items(), strict=False):
         ax.plot(circle.real, circle.imag, "k-", lw=1, label="|w| = R")
-        ax.scatter(*r["w0"][:, :2].T, s=6, c="#7f8c8d", alpha=0.5, label="t = 0")
-        ax.scatter(*r["w"][:, :2].T, s=8, c="#c0392b", label=f"t = {r['t']:g}")
+        ax.scatter(*r["w0"][:, :2].T, s=6, c=COLORS["init"], alpha=0.5, label="t = 0")
+        ax.scatter(*r["w"][:, :2].T, s=8, c=student, label=f"t = {r['t']:g}")
         c, alpha = np.asarray(r["teacher"].w), np.asarray(r["teacher"].alpha)
-        ax.scatter(*c[:, :2].T, s=400 * alpha, marker="*", c="#2471a3")
-        ax.set(aspect="equal", title=f"teacher (stars) {name}", xlabel="w_1", ylabel="w_2")
+        ax.scatter(*c[:, :2].T, s=400 * alpha, marker="*", c=COLORS["teacher"])
+        ax.set(
+            aspect="equal",
+            title=f"teacher (stars) {name}",
+            xlabel="student weight w_1",
+            ylabel="student weight w_2",
+        )
         ax.legend(loc="lower left", fontsize=7)
     curves = {name: (r["metrics"]["t"], r["metrics"]["loss"]) for name, r in figs.items()}
-    log_curves(axes[-1], curves, xlabel="t", ylabel="population risk", title="loss")
+    log_curves(axes[-1], curves, xlabel="t", ylabel="population risk L(t)", title="loss")
+    fig.suptitle(
+        "reflected at the wall: zero loss with the teacher inside; "
+        "with it outside, particles rest on the wall"
+    )
     return [save_figure(fig, s.figure_path("reflecting_ball.png"))]
 
 

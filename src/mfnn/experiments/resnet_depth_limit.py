@@ -481,7 +481,7 @@ def figures(s: Study[DepthLimitParams], stats: dict[str, Any], runs) -> list:
 
     p, a, b = s.params, stats["depth"], stats["width"]
     out = []
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, ax = plt.subplots(1, 3, figsize=(16, 5.1), layout="constrained")
     colors = dict(zip(a["function_gap"], ("#2471a3", "#c0392b"), strict=True))
     series = [(f"t = {t}", v, colors[t]) for t, v in a["function_gap"].items()]
     loglog_fits(ax[0], p.depths, series, guide=(-1.0, "slope -1"))
@@ -504,11 +504,10 @@ def figures(s: Study[DepthLimitParams], stats: dict[str, Any], runs) -> list:
     for axis in ax[1:]:
         axis.legend(fontsize=7)
     fig.suptitle("wide-ResNet to its continuous-depth ODE: O(1/L) at t = 0 and after training")
-    fig.tight_layout()
     out.append(save_figure(fig, s.figure_path("depth.png")))
     if "missing_times" in b:
         return out
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, ax = plt.subplots(1, 3, figsize=(16, 5.1), layout="constrained")
     times = [f"{t:g}" for t in p.times]
     shades = plt.cm.viridis(np.linspace(0.1, 0.85, len(times) + 1))
     tint = dict(zip(["0", *times], shades, strict=True))
@@ -529,8 +528,10 @@ def figures(s: Study[DepthLimitParams], stats: dict[str, Any], runs) -> list:
     ax[1].set_title("function distance O(N^-1/2)")
     ax[2].set(xlabel=unit, ylabel="mean squared distance (log)")
     ax[2].set_title("control: unpaired units do not converge")
-    fig.suptitle("wide-ResNet at fixed depth, synchronous coupling in the width N")
-    fig.tight_layout()
+    fig.suptitle(
+        "wide-ResNet at fixed depth: width coupling O(1/N), function distance O(N^-1/2); "
+        "unpaired units do not converge"
+    )
     out.append(save_figure(fig, s.figure_path("width.png")))
     return out
 

@@ -730,7 +730,7 @@ def figures(s: Study[ExpansionParams], stats: dict[str, Any], runs) -> list[Path
 def _energies_figure(s: Study[ExpansionParams], tr: dict[str, Any], fig_data) -> Path:
     from ..plots import log_curves, plt, save_figure
 
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     labels = {"exact": "E (exact network)", "e1": "E_(1)", "e2": "E_(2)"}
     log_curves(
         ax[0],
@@ -747,7 +747,7 @@ def _energies_figure(s: Study[ExpansionParams], tr: dict[str, Any], fig_data) ->
         ylabel="gap on the E flow's particles (log scale)",
         title=f"E_(2) is closer: gain {tr['gain']:.3g} (>= {s.params.order_gain:g})",
     )
-    fig.subplots_adjust(wspace=0.28)
+    fig.suptitle("the second-order expansion E_(2) tracks the wide-ResNet energy E along training")
     return save_figure(fig, s.figure_path("energies.png"))
 
 
@@ -755,7 +755,7 @@ def _orders_figure(s: Study[ExpansionParams], o: dict[str, Any]) -> Path:
     from ..plots import loglog_fits, plt, save_figure
 
     p = s.params
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, ax = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
     names = {
         "output_1": ("|X^L - X_(1)| (claim 2)", "#2471a3"),
         "output_2": ("|X^L - X_(2)| (claim 3)", "#c0392b"),
@@ -784,7 +784,10 @@ def _orders_figure(s: Study[ExpansionParams], o: dict[str, Any]) -> Path:
         title="the k-th term's weight binom(L, k) / L^k -> 1/k!",
     )
     ax[1].legend(fontsize=7)
-    fig.subplots_adjust(wspace=0.28)
+    fig.suptitle(
+        "the k-th order expansion errs by O(s^(k+1)) in the output and O(s^(k+2)) in the "
+        "energy; its k-th term weighs 1/k!"
+    )
     return save_figure(fig, s.figure_path("orders.png"))
 
 
@@ -795,7 +798,7 @@ def _trap_figure(s: Study[ExpansionParams], trap: dict[str, Any], fig_data) -> P
 
     p, L = s.params, len(s.params.trap_teacher)
     ncols = 3 if L == 2 else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.6 * ncols, 5.2))
+    fig, axes = plt.subplots(1, ncols, figsize=(6.6 * ncols, 5.6), layout="constrained")
     axes = np.atleast_1d(axes)
     star = np.asarray(p.trap_teacher)
     for ax, k in zip(axes[:-1], (2, 1), strict=False):  # the landscapes (L = 2)
@@ -834,7 +837,10 @@ def _trap_figure(s: Study[ExpansionParams], trap: dict[str, Any], fig_data) -> P
         f"{trap['e1']['max_energy_T']:.1e}",
     )
     ax.legend(fontsize=7)
-    fig.subplots_adjust(wspace=0.38)
+    fig.suptitle(
+        "E_(2) traps some starts at a local minimum (the teacher's blocks swapped); "
+        "E_(1) from the same starts converges"
+    )
     return save_figure(fig, s.figure_path("trap.png"))
 
 

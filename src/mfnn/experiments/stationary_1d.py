@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..config import Config
 from ..diagnostics.hessian import classify, particle_hessian
 from ..diagnostics.teacher import EXAMPLE_2, moment_zscores, vanishing_orders
-from ..plots import save_figure
+from ..plots import COLORS, save_figure
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
+from ..style import color_of
 from .common import Distinct, fixed_output_units, require
 
 CLAIM = """\
@@ -242,15 +243,23 @@ def figures(s: Study[Stationary1DParams], stats: dict, runs) -> list:
     ratio in the title); z_k of every width (forced orders in blue)."""
     p, c = s.params, np.asarray(stats["teacher"]["c"])
     wide, ks, widths = max(p.widths), np.arange(1, p.max_order + 1), sorted(p.widths)
-    fig, axes = plt.subplots(len(p.activations), 2, figsize=(11, 3.4 * len(p.activations)))
+    student = color_of(s.config.model.scaling)
+    fig, axes = plt.subplots(
+        len(p.activations), 2, figsize=(11, 3.4 * len(p.activations) + 0.5), layout="constrained"
+    )
     for a, (hist, bars) in zip(p.activations, np.atleast_2d(axes), strict=True):
         (w0, w), r = stats["_clouds"][f"{a}_m{wide}"], stats["runs"][f"{a}_m{wide}"]
         bins = np.linspace(-1, 1, 61) * 1.05 * max(np.abs(w0).max(), np.abs(c).max())
-        hist.hist(w0, bins, density=True, histtype="step", color="#7f8c8d", label="t = 0")
-        hist.hist(w, bins, density=True, color="#c0392b", alpha=0.55, label="t = T")
-        hist.vlines(c, 0, hist.get_ylim()[1], color="#2471a3", lw=2, label="teacher atoms")
-        hist.vlines(-c, 0, hist.get_ylim()[1], color="#2471a3", lw=1, ls=":", label="mirrored")
-        hist.set(title=f"{a}, m = {wide}: L(T) / L(0) = {r['loss_ratio']:.1e}", xlabel="w")
+        hist.hist(w0, bins, density=True, histtype="step", color=COLORS["init"], label="t = 0")
+        hist.hist(w, bins, density=True, color=student, alpha=0.55, label="t = T")
+        teacher = COLORS["teacher"]
+        hist.vlines(c, 0, hist.get_ylim()[1], color=teacher, lw=2, label="teacher atoms")
+        hist.vlines(-c, 0, hist.get_ylim()[1], color=teacher, lw=1, ls=":", label="mirrored")
+        hist.set(
+            title=f"{a}, m = {wide}: L(T) / L(0) = {r['loss_ratio']:.1e}",
+            xlabel="student weight w",
+            ylabel="density of the particles",
+        )
         hist.legend(fontsize=6, loc="upper left")
         bw = 0.8 / len(widths)
         for i, m in enumerate(widths):
@@ -260,8 +269,10 @@ def figures(s: Study[Stationary1DParams], stats: dict, runs) -> list:
             bars.bar(x, z, bw, color=color, edgecolor="k", lw=0.4, hatch="" if m == wide else "//")
         bars.axhline(p.z, color="#c0392b", lw=1, ls="--")
         bars.set(title="z_k: blue = forced by (4), hatched = smaller m", yscale="log", xticks=ks)
-        bars.set(xlabel="moment order k", ylabel="|D_k| / SE_k")
-    fig.tight_layout()
+        bars.set(xlabel="moment order k", ylabel="z-score |D_k| / SE_k")
+    fig.suptitle(
+        "d = 1 students reach zero loss; the moments that sigma's parity forces match the teacher's"
+    )
     return [save_figure(fig, s.figure_path("stationary_1d.png"))]
 
 

@@ -199,7 +199,7 @@ def evaluate(s: Study[TeacherSpeedParams], stats: dict) -> dict:
 def figures(s: Study[TeacherSpeedParams], stats: dict, runs) -> list:
     """T_2/T_1 against r with the band; D_i against alpha_i t (one curve if decoupled)."""
     p, per_run, dists = s.params, stats["runs"], stats["_dists"]
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.9), layout="constrained")
     rs = sorted({*p.ratios, *p.sweep_ratios, p.random_ratio})
     xs = np.geomspace(min(rs) / 1.4, max(rs) * 1.4, 50)
     ax[0].fill_between(xs, xs / p.factor, xs * p.factor, color="#2471a3", alpha=0.12)
@@ -212,7 +212,11 @@ def figures(s: Study[TeacherSpeedParams], stats: dict, runs) -> list:
         pts = [(v["ratio"], v["speed_ratio"]) for k, v in per_run.items() if k.startswith(kind)]
         ax[0].loglog(*np.reshape(pts, (-1, 2)).T, style, ms=7, label=label)
     width_axis(ax[0], rs)
-    ax[0].set(xlabel=r"$\alpha_1/\alpha_2$", ylabel=r"$T_2/T_1$", title="time to D_i <= tol")
+    ax[0].set(
+        xlabel=r"teacher weight ratio $\alpha_1/\alpha_2$",
+        ylabel=r"time ratio $T_2/T_1$",
+        title="time to D_i <= tol",
+    )
     names = [k for k in per_run if k.startswith(("ratio_", "sweep_"))]
     for col, name in zip(plt.cm.viridis(np.linspace(0, 0.85, len(names))), names, strict=True):
         d, r = dists[name], per_run[name]
@@ -223,9 +227,17 @@ def figures(s: Study[TeacherSpeedParams], stats: dict, runs) -> list:
         d = dists["reference"]
         ax[1].loglog(d["t"][1:], d["D1"][1:], "k", lw=2.5, alpha=0.5, label="one atom, weight 1")
     ax[1].axhline(p.tolerance, color="k", ls=":", lw=0.8)
-    ax[1].set(xlabel="alpha_i t", ylabel="D_i = mean |w_j - c_i|", title="decoupled: one curve")
+    ax[1].set(
+        xlabel=r"rescaled time $\alpha_i t$",
+        ylabel="D_i = mean |w_j - c_i|",
+        title="decoupled: one curve",
+    )
     for a in ax:
         a.legend(fontsize=7, ncol=1 + (a is ax[1]))
+    fig.suptitle(
+        r"a teacher atom of weight $\alpha_1$ is learned $\alpha_1/\alpha_2$ times faster "
+        r"than one of weight $\alpha_2$"
+    )
     return [save_figure(fig, s.figure_path("teacher_speed.png"))]
 
 
