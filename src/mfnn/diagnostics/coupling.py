@@ -180,7 +180,7 @@ def width_fit(widths, per_seed) -> WidthFit:
 
     Example:
         >>> w = width_fit([1, 4, 16], [[1.0, 0.5, 0.25], [3.0, 1.5, 0.75]])  # both m^(-1/2)
-        >>> w.mean.tolist(), round(w.fit.slope, 12), w.seed_std
+        >>> w.mean.tolist(), round(w.fit.slope, 12), round(w.seed_std, 12)
         ([2.0, 1.0, 0.5], -0.5, 0.0)
         >>> sorted(w.as_dict())
         ['mean', 'slope', 'slope_ci95', 'slope_seed_std']
