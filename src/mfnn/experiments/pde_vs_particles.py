@@ -243,7 +243,9 @@ def evaluate(s: Study[PdeVsParticlesParams], stats: dict[str, Any]) -> dict[str,
 
 
 def figures(s: Study[PdeVsParticlesParams], stats: dict[str, Any], runs) -> list:
-    """pde_vs_particles.png: W(m, t) and G(m, t) against m, one column per case."""
+    """pde_vs_particles.png: W(m, t) and G(m, t) against m, one column per case; and per
+    case an animation of the PDE's density next to the particles of the largest width
+    (every replica pooled) at every snapshot both have (`density_vs_particles`)."""
     from ..plots import loglog_fits, plt, save_figure
 
     if "missing" in stats:
@@ -269,7 +271,31 @@ def figures(s: Study[PdeVsParticlesParams], stats: dict[str, Any], runs) -> list
         "m particles approach the grid solution of their mean-field PDE: W2 and the risk gap "
         "fall like m^(-1/2)"
     )
-    return [save_figure(fig, s.figure_path("pde_vs_particles.png"))]
+    out = [save_figure(fig, s.figure_path("pde_vs_particles.png"))]
+    return out + [_density_animation(s, case, runs, widths[-1]) for case in cases]
+
+
+def _density_animation(s: Study[PdeVsParticlesParams], case: str, runs, m: int):
+    """figures/density_vs_particles_CASE.gif (or .mp4): rho(t) of the pde sub-run and the
+    pooled replicas of width m at their common snapshot steps."""
+    from ..animate import density_vs_particles
+    from ..pde.run import read_density
+
+    pde = runs[f"pde-{case}"]
+    reps = [runs[run_name(case, m, r)] for r in range(s.params.replicas)]
+    snaps = list_snapshots(pde.dir)
+    steps = sorted(set(snaps).intersection(*(set(r.snapshot_steps()) for r in reps)))
+    rhos, parts, times = [], [], []
+    for step in steps:
+        grid, rho, _ = read_density(snaps[step])
+        rhos.append(rho / (rho.sum() * grid.volume))
+        parts.append(np.concatenate([r.particles(step) for r in reps]))
+        times.append(step * pde.dt)
+    return density_vs_particles(
+        grid, rhos, parts, times, s.figure_path(f"density_vs_particles_{case}"),
+        title=f"{case}: the PDE's density and m = {m} particles x {len(reps)} replicas",
+        label=f"m = {m}, {len(reps)} replicas",
+    )  # fmt: skip
 
 
 PDE_VS_PARTICLES = Experiment(
