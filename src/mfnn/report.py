@@ -736,6 +736,8 @@ def _experiment_report(path: Path, *, animate: bool, up: _Up | None, media: str 
     verdict = ("claim held" if passed else "claim NOT held") + f" ({held}/{counted} checks)"
     body = [_nav([(up.title, up.href)] if up else [])]
     body.append(f"<h1>Experiment {esc(name)}</h1>")
+    if summary.get("headline"):
+        body.append(f"<p><em>{esc(summary['headline'])}</em></p>")
     body.append(f"<p>{_badge(status, status)} {_badge(verdict, 'pass' if passed else 'fail')}</p>")
     if summary.get("message"):
         body.append(f"<p>{esc(summary['message'])}</p>")
@@ -766,7 +768,8 @@ def _experiment_report(path: Path, *, animate: bool, up: _Up | None, media: str 
     if runs:
         body.append("<h2>Sub-runs</h2>" + _sub_table(path, runs, "runs"))
     known = {"experiment", "params", "status", "passed", "final_loss", "runs", "checks",
-             "informational", "figures", "claim", "timing", "wall_s", "message"}  # fmt: skip
+             "informational", "figures", "claim", "timing", "wall_s", "message",
+             "headline"}  # fmt: skip
     stats = {k: v for k, v in summary.items() if k not in known}
     if stats:
         rows = [[f"<td>{esc(k)}</td>", _td(v)] for k, v in stats.items()]
@@ -927,11 +930,19 @@ def experiment_dirs(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def _first_sentence(text: str, limit: int = 260) -> str:
-    flat = " ".join(str(text).split())
-    end = flat.find(". ")
-    s = flat[: end + 1] if 0 < end < limit else flat[:limit]
-    return s if len(s) < len(flat) or end > 0 else flat
+def _headline(summary: dict[str, Any], limit: int = 300) -> str:
+    """The one line a card shows: the experiment's ``headline`` (its summary line, as
+    ``mfnn experiments`` lists it), else the registry's for its name, else the claim's
+    first paragraph cut at ``limit`` characters."""
+    if summary.get("headline"):
+        return str(summary["headline"])
+    from .experiments import EXPERIMENTS
+
+    exp = EXPERIMENTS.get(str(summary.get("experiment")))
+    if exp is not None:
+        return exp.summary
+    first = " ".join(str(summary.get("claim", "")).split("\n\n")[0].split())
+    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def write_gallery(root: str | os.PathLike, *, reports: bool = True, animate: bool = True) -> Path:
@@ -953,7 +964,7 @@ def write_gallery(root: str | os.PathLike, *, reports: bool = True, animate: boo
             "`mfnn run NAME`); run experiments into it first, e.g. `make gallery`."
         )
     cards = []
-    n_pass = 0
+    n_pass, total = 0, 0.0
     for d in dirs:
         summary = _read_json(d / "summary.json")
         page = d / REPORT
@@ -978,12 +989,13 @@ def write_gallery(root: str | os.PathLike, *, reports: bool = True, animate: boo
         )
         link = prefix + REPORT if (d / REPORT).is_file() else prefix + "summary.json"
         wall = summary.get("wall_s")
+        total += wall if isinstance(wall, int | float) else 0.0
         cards.append(
             f'<div class="card {"pass" if passed else "fail"}">'
             f'<h3><a href="{_href(link)}">{esc(name)}</a></h3>'
             f"<p>{_badge(verdict, 'pass' if passed else 'fail')} "
             f"{'' if status == 'completed' else _badge(status, status)}</p>{img}"
-            f"<p>{esc(_first_sentence(summary.get('claim', '')))}</p>"
+            f"<p>{esc(_headline(summary))}</p>"
             f'<p class="muted">{esc(rel)} &middot; {esc(fmt(wall))} s</p></div>'
         )
     body = (

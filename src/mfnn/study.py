@@ -605,6 +605,7 @@ def _run_study_locked(experiment, cfg, out: Path, params, resume, progress) -> d
             "runs": runs,
             "checks": {},
             "passed": False,
+            "headline": experiment.summary,
             "claim": experiment.claim,
             "wall_s": time.perf_counter() - t0,
         }
@@ -632,6 +633,7 @@ def _run_study_locked(experiment, cfg, out: Path, params, resume, progress) -> d
             "checks": checks,
             "informational": informational,
             "figures": [str(Path(f).relative_to(out)) for f in figures],
+            "headline": experiment.summary,
             "claim": experiment.claim,
             "timing": {
                 "runs_s": t_runs - t0,
