@@ -75,14 +75,8 @@ each frame restores that background, updates the artists (``set_offsets``,
 (Agg blitting) into the RGBA buffer the encoder takes (an MP4 frame goes to the writer as
 a figure image, not a re-draw). A coloured scatter is drawn as 16 one-colour layers of
 octagon markers, which Agg stamps (a colour per point costs 10x more). A panel is 5 x 4
-inches at 80 dpi (400 x 320 pixels; several panels share at most 16 inches). Measured on
-2 cores shared with other jobs (load average 1.4 to 4.4; `benchmarks/bench_animate.py`,
-best of 3), a two-layer d = 1 ReLU run with 100 snapshots of 10^4 particles: GIF 2.1 to
-3.2 s (as much CPU time; reading the snapshots 0.05 to 0.07 s), 0.7 MB; MP4 3.5 to 3.7 s,
-0.27 MB; 100 snapshots of 10^5 particles (2 x 10^4 drawn) 5.1 to 7.8 s, 0.7 MB. A wide
-ResNet (L = 8 layers of N = 2500 units, 4 panels, every particle moving every frame, a
-worst case for the GIF's frame differences) 3.9 to 4.9 s, 3.3 MB. ``import mfnn`` (jax
-with it) takes 3.4 s more on that machine.
+inches at 80 dpi (400 x 320 pixels; several panels share at most 16 inches). Times and
+file sizes: benchmarks/README.md (`benchmarks/bench_animate.py`, `bench_report.py`).
 """
 
 from __future__ import annotations
