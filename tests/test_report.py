@@ -62,7 +62,7 @@ def test_run_page_escapes_its_config_and_lists_every_check(dirs):
     assert rows(text, "check") == [
         "pass" if c["passed"] else "fail" for c in summary["checks"].values()
     ]
-    assert text.count("<svg class=\"chart\"") >= 4  # risk, energy, dissipation, identity, ...
+    assert text.count('<svg class="chart"') >= 4  # risk, energy, dissipation, identity, ...
     for link in local_links(page):
         assert link.exists(), link
 
