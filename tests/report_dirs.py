@@ -125,3 +125,37 @@ def local_links(page: Path) -> list[Path]:
             continue
         out.append((page.parent / unquote(parsed.path)).resolve())
     return out
+
+
+def shared_dirs(tmp_path_factory, dest: Path) -> dict[str, Path]:
+    """A copy in ``dest`` of the run, the experiment (under ``gallery/``) and the sweep,
+    each with its report (animations included) and the gallery page. They are built once
+    per test session, by the first xdist worker that asks (a file lock on pytest's
+    shared temporary folder); every caller gets its own copy, so no test sees another
+    one's writes."""
+    import shutil
+
+    from filelock import FileLock
+
+    from mfnn import report
+
+    base = tmp_path_factory.getbasetemp()
+    if base.name.startswith("popen-gw"):  # an xdist worker: the session's folder is above
+        base = base.parent
+    shared = base / "report_dirs"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "done").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            run = make_run(shared / "run")
+            exp = make_experiment(shared / "gallery" / "report_toy")
+            sweep = make_sweep(shared / "sweep")
+            for d in (run, exp, sweep):
+                report.write_report(d)
+            report.write_gallery(shared / "gallery")
+            (shared / "done").write_text("ok")
+    shutil.copytree(shared, dest, dirs_exist_ok=True)
+    return {
+        "run": dest / "run",
+        "experiment": dest / "gallery" / "report_toy",
+        "sweep": dest / "sweep",
+    }

@@ -20,20 +20,13 @@ from report_dirs import (
     EVIL_NAME,
     EVIL_PARAM,
     local_links,
-    make_experiment,
-    make_run,
-    make_sweep,
+    shared_dirs,
 )
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reports")
-    out = {
-        "run": make_run(root / "run"),
-        "experiment": make_experiment(root / "gallery" / "exp"),
-        "sweep": make_sweep(root / "sweep"),
-    }
+    out = shared_dirs(tmp_path_factory, tmp_path_factory.mktemp("reports"))
     out["pages"] = {k: report.write_report(out[k], animate=False) for k in list(out)}
     return out
 

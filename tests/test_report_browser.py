@@ -17,8 +17,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from mfnn import report
-from report_dirs import EVIL_NAME, make_experiment, make_run, make_sweep
+from report_dirs import EVIL_NAME, shared_dirs
 
 BROWSER_SKIP = (
     "browser tests skipped: {why}; to run them install Chromium (apt-get install chromium) "
@@ -72,18 +71,14 @@ _MEDIA = """async () => {
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browse")
-    run = make_run(root / "run")
-    exp = make_experiment(root / "gallery" / "report_toy")
-    sweep = make_sweep(root / "sweep")
-    out = {
-        "run": report.write_report(run),
-        "experiment": report.write_report(exp),
-        "sub-run": exp / "runs" / "m8" / "report.html",
-        "sweep": report.write_report(sweep),
-        "gallery": report.write_gallery(root / "gallery"),
+    d = shared_dirs(tmp_path_factory, tmp_path_factory.mktemp("browse"))
+    return {
+        "run": d["run"] / "report.html",
+        "experiment": d["experiment"] / "report.html",
+        "sub-run": d["experiment"] / "runs" / "m8" / "report.html",
+        "sweep": d["sweep"] / "report.html",
+        "gallery": d["experiment"].parent / "index.html",
     }
-    return out
 
 
 @pytest.fixture(scope="module")
