@@ -111,30 +111,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _read_metrics(path: Path) -> dict[str, list[float]]:
-    """metrics.csv as columns of floats (a cut last row, as a crash may leave, skipped)."""
-    out: dict[str, list[float]] = {}
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if not header:
-                return {}
-            out = {name: [] for name in header}
-            for row in reader:
-                if len(row) != len(header):
-                    continue
-                try:
-                    values = [float(v) if v != "" else float("nan") for v in row]
-                except ValueError:
-                    continue
-                for name, v in zip(header, values, strict=True):
-                    out[name].append(v)
-    except OSError:
-        return {}
-    return out
-
-
 # --------------------------------------------------------------------- formatting
 
 
@@ -437,7 +413,7 @@ _PALETTE = ("#2471a3", "#d35400", "#1e8449", "#7d3c98", "#c0392b", "#117a65", "#
 _MAX_POINTS = 600  # per series: longer ones are thinned (every k-th row, the last kept)
 
 
-def metric_panels(metrics: dict[str, list[float]]) -> list[tuple[str, list[str]]]:
+def metric_panels(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """The panels of a run's metrics charts: (title, columns), the named groups first
     (risk, energy, dissipation, energy identity, movement, W2, ...), the teacher-student
     overlaps together, then every other recorded column alone; at most 12."""
@@ -575,18 +551,20 @@ def svg_chart(t, series: dict[str, Any], *, title: str, ylabel: str) -> str:
     )  # fmt: skip
 
 
-def metrics_charts(metrics: dict[str, list[float]]) -> str:
+def metrics_charts(metrics: dict[str, Any]) -> str:
     """The run's recorded metrics against t as inline SVG charts (`metric_panels`,
     `svg_chart`); an empty string when nothing was recorded."""
-    t = metrics.get("t") or []
-    if not t:
+    import numpy as np
+
+    t = metrics.get("t")
+    if t is None or len(t) == 0:
         return ""
     out = []
     for name, cols in metric_panels(metrics):
         series = {}
         for c in cols:
             y = metrics[c]
-            series[_TEXT.get(c, c)] = [abs(v) for v in y] if c in _ABS else y
+            series[_TEXT.get(c, c)] = np.abs(y) if c in _ABS else y
         ylabel = _TEXT.get(cols[0], cols[0]) if len(cols) == 1 else name
         out.append(svg_chart(t, series, title=name, ylabel=ylabel))
     return '<div class="charts">' + "".join(out) + "</div>"
@@ -636,7 +614,9 @@ def _run_report(path: Path, *, animate: bool, up: _Up | None, media: str = "auto
     status = summary.get("status", "unknown")
     checks = summary.get("checks") or {}
     held, counted = _verdict(checks)
-    metrics = _read_metrics(path / "metrics.csv")
+    from .rundir import read_metrics
+
+    metrics = read_metrics(path) if (path / "metrics.csv").is_file() else {}
     assets = path / ASSETS
     body = [_nav([(up.title, up.href)] if up else [])]
     body.append(f"<h1>Run {esc(name)}</h1>")
