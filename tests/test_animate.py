@@ -27,6 +27,7 @@ from mfnn.animate import (
 )
 from mfnn.errors import ConfigError
 from mfnn.rundir import list_snapshots, snapshot_path
+from pde_configs import pde_1d
 
 RELU_1D = {
     "model": {"width": 16, "activation": "relu", "bias": True},
@@ -77,28 +78,9 @@ WIDE = {
     "dynamics": {"dt": 0.1, "steps": 10},
     "record": {"every": 5, "snapshot_every": 5},
 }
-PDE_1D = {
-    "model": {
-        "width": 8,
-        "activation": "tanh",
-        "bias": False,
-        "train_output": False,
-        "init": {"w": {"std": 0.5}},
-    },
-    "data": {
-        "population": {"inputs": "uniform", "dim": 1, "method": "quadrature", "nodes": 16},
-        "teacher": {"w": [[1.5], [-0.5]], "alpha": [0.6, 0.4], "activation": "tanh"},
-    },
-    "objective": {"l2": 0.01},
-    "dynamics": {
-        "kind": "pde",
-        "dt": 0.004,
-        "steps": 40,
-        "langevin": {"beta": 100},
-        "grid": {"cells": 60, "low": -4, "high": 4},
-    },
-    "record": {"every": 20},
-}
+PDE_1D = pde_1d(
+    {"dynamics": {"steps": 40, "grid": {"cells": 60}}, "record": {"every": 20, "chunk": None}}
+)
 RUNS = {"relu_1d": RELU_1D, "plane_2d": PLANE_2D, "proj_3d": PROJ_3D, "wide": WIDE, "pde": PDE_1D}
 
 

@@ -30,6 +30,7 @@ from mfnn import (
 )
 from mfnn.errors import ConfigError
 from mfnn.trajectory import ChunkPlan, default_chunk, snapshot_steps
+from pde_configs import pde_1d
 from tiers import first_by_default
 
 # ------------------------------------------------------------------ the step formula
@@ -380,28 +381,12 @@ def test_w2_reference_reads_log_spaced_snapshots(tmp_path):
             assert math.isnan(value), step
 
 
-PDE = {
-    "model": {
-        "width": 8,
-        "activation": "tanh",
-        "bias": False,
-        "train_output": False,
-        "init": {"w": {"std": 0.5}},
-    },
-    "data": {
-        "population": {"inputs": "uniform", "dim": 1, "method": "quadrature", "nodes": 16},
-        "teacher": {"w": [[1.5], [-0.5]], "alpha": [0.6, 0.4], "activation": "tanh"},
-    },
-    "objective": {"l2": 0.01},
-    "dynamics": {
-        "kind": "pde",
-        "dt": 0.004,
-        "steps": 200,
-        "langevin": {"beta": 100},
-        "grid": {"cells": 60, "low": -4, "high": 4},
-    },
-    "record": {"every": 10, "chunk": 40, "snapshot_count": 6, "snapshot_spacing": "log"},
-}
+PDE = pde_1d(
+    {
+        "dynamics": {"grid": {"cells": 60}},
+        "record": {"every": 10, "chunk": 40, "snapshot_count": 6, "snapshot_spacing": "log"},
+    }
+)
 
 
 def test_a_pde_run_writes_its_snapshots_at_the_steps_and_resumes_bit_identically(

@@ -7,29 +7,9 @@ from mfnn import config, runs
 from mfnn.errors import ConfigError
 from mfnn.pde.run import build_pde, read_density
 from mfnn.rundir import list_snapshots, read_json, read_metrics
+from pde_configs import PDE_1D
 
-BASE = {
-    "model": {
-        "width": 8,
-        "activation": "tanh",
-        "bias": False,
-        "train_output": False,
-        "init": {"w": {"std": 0.5}},
-    },
-    "data": {
-        "population": {"inputs": "uniform", "dim": 1, "method": "quadrature", "nodes": 16},
-        "teacher": {"w": [[1.5], [-0.5]], "alpha": [0.6, 0.4], "activation": "tanh"},
-    },
-    "objective": {"l2": 0.01},
-    "dynamics": {
-        "kind": "pde",
-        "dt": 0.004,
-        "steps": 200,
-        "langevin": {"beta": 100},
-        "grid": {"cells": 120, "low": -4, "high": 4},
-    },
-    "record": {"every": 20, "chunk": 40},
-}
+BASE = PDE_1D
 
 
 def cfg_of(*overrides, raw=None):
