@@ -32,6 +32,7 @@ from .objectives import (
 )
 from .recorder import OverlapMonitor, Recorder, W2Monitor
 from .rundir import list_snapshots
+from .sharding import check_particle_run, check_width, device_count
 from .targets import (
     DataSet,
     GaussianInputs,
@@ -71,6 +72,8 @@ class Built:
     guard: Guard = DEFAULT_GUARD
     # the steps of `record.snapshot_count` (`mfnn.trajectory.snapshot_steps`), or None
     snapshot_steps: tuple[int, ...] | None = None
+    # the devices the particles are split over (`devices`, resolved: "all" -> the count)
+    devices: int = 1
 
 
 def enable_dtype(dtype: str):
@@ -344,6 +347,8 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     base = Path(base) if base is not None else None
     check_memory(cfg, base)  # before any array: refuse what the machine cannot hold
     dtype = enable_dtype(cfg.dtype)
+    check_particle_run(cfg.dynamics.kind, cfg.devices)
+    devices = device_count(cfg.devices)  # more than the machine has: refused now
     root = jax.random.key(cfg.seed)
     k_init, k_train, k_test, k_dyn, k_teach = (jax.random.fold_in(root, i) for i in range(5))
 
@@ -417,6 +422,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         _check_finite((theta0,), "the initial particles", "`model.init` (mean, std, low, high)")
 
     _check_output(model, theta0, train if train is not None else test, target, d)
+    check_width(int(theta0.shape[0]), devices)
 
     # dynamics
     dyn = cfg.dynamics
@@ -511,6 +517,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
         snapshot_every=rec.snapshot_every,
         chunk=rec.chunk,
         guard=Guard(**cfg.guard.model_dump()),
+        devices=devices,
         snapshot_steps=(
             None
             if rec.snapshot_count is None

@@ -40,6 +40,12 @@ EXIT = {"completed": 0, "diverged": 1, "failed": 1, "crashed": 1, "interrupted":
 # --debug: show the traceback under every error message
 _DEBUG = {"on": False}
 
+# the console script (`main`) turns JAX's persistent compilation cache on, at the start of
+# a command that may compile: importing JAX (`mfnn.cache`) costs seconds, which a listing
+# (`mfnn experiments`, `--help`) does not pay
+_CACHE = {"wanted": False}
+_NO_COMPILE = frozenset({"experiments"})
+
 _REPORT_HELP = "write report.html in the directory at the end (env MFNN_REPORT=off: skip)"
 
 
@@ -100,6 +106,10 @@ def _guarded(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        if _CACHE["wanted"] and command.__name__ not in _NO_COMPILE:
+            from .cache import enable_compilation_cache
+
+            enable_compilation_cache()
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
@@ -596,9 +606,7 @@ def gallery(
 
 
 def main() -> None:
-    from .cache import enable_compilation_cache
-
-    enable_compilation_cache()
+    _CACHE["wanted"] = True  # turned on by the command (`_guarded`), not for a listing
     try:
         app()
     except KeyboardInterrupt:

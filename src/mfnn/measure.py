@@ -9,7 +9,6 @@ can start a new one.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import numpy as np
 
 from ._typing import Key, Particles
 from .errors import ConfigError
+from .rundir import atomic_savez as atomic_savez  # the atomic writers live with the files
+from .rundir import atomic_write as atomic_write
 
 
 class Gaussian(eqx.Module):
@@ -202,39 +203,6 @@ def load_particles(path: str | os.PathLike, model, dtype=jnp.float64, field="mod
 def particle_arrays(model, theta) -> dict[str, np.ndarray]:
     """The npz arrays of a particle state (the particle-file contract of the model)."""
     return model.particle_arrays(theta)
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it and back: there is no getter)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:
-    """Write a file atomically: ``write(fh)`` into a temporary file in the same folder,
-    fsync, then rename over ``path``; a crash leaves either the old or the new file.
-    The file gets the mode an ordinary ``open`` would give it (0666 less the umask, as
-    matplotlib's figures get), not the 0600 of a temporary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_savez(path: str | os.PathLike, **arrays) -> None:
-    """Write an npz atomically (see `atomic_write`)."""
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def save_particles(path: str | os.PathLike, model, theta) -> None:

@@ -35,15 +35,14 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from .config import Config, dump, load, parse_yaml, read_yaml
 from .errors import ConfigError
-from .measure import atomic_savez, atomic_write, particle_arrays
 
 # the status of a study is the worst of its sub-runs'
 STATUS_RANK = {"completed": 0, "interrupted": 1, "diverged": 2, "crashed": 3, "failed": 4}
@@ -181,8 +180,41 @@ def set_aside(run_dir, names: list[str]) -> Path | None:
     return dest
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and back: there is no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:
+    """Write a file atomically: ``write(fh)`` into a temporary file in the same folder,
+    fsync, then rename over ``path``; a crash leaves either the old or the new file.
+    The file gets the mode an ordinary ``open`` would give it (0666 less the umask, as
+    matplotlib's figures get), not the 0600 of a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_savez(path: str | os.PathLike, **arrays) -> None:
+    """Write an npz atomically (see `atomic_write`)."""
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (see `mfnn.measure.atomic_write`)."""
+    """Write a text file atomically (see `atomic_write`)."""
     atomic_write(path, lambda fh: fh.write(text), mode="w")
 
 
@@ -304,9 +336,13 @@ class RunWriter:
             os.fsync(fh.fileno())
 
     def on_snapshot(self, step: int, theta: np.ndarray) -> None:
+        from .measure import particle_arrays
+
         atomic_savez(snapshot_path(self.run_dir, step), **particle_arrays(self.model, theta))
 
     def on_checkpoint(self, state) -> None:
+        import jax
+
         atomic_savez(
             self.run_dir / "checkpoint.npz",
             theta=np.asarray(state.theta),
@@ -318,6 +354,8 @@ class RunWriter:
 
 def read_checkpoint(run_dir) -> dict[str, Any]:
     """The arrays of ``run_dir/checkpoint.npz``: theta, theta0, step, key (a key array)."""
+    import jax
+
     path = Path(run_dir) / "checkpoint.npz"
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no checkpoint.npz to resume from.")

@@ -33,6 +33,7 @@ from .rundir import (
     snapshot_path,
     write_json,
 )
+from .sharding import check_particle_run
 from .simulate import State, Trajectory, simulate
 
 
@@ -156,6 +157,8 @@ def execute(
     if cfg.dynamics.kind == "pde":  # the grid solver: the same files, a density for particles
         from .pde.run import execute_pde
 
+        check_particle_run("pde", cfg.devices)
+
         return execute_pde(
             cfg, run_dir, resume=resume, progress=progress, label=label, base=base,
             make_figures=make_figures, from_scratch=from_scratch,
@@ -192,6 +195,7 @@ def _execute_locked(
             progress=progress_printer(label) if progress else None,
             keep_snapshots=False,
             guard=built.guard,
+            devices=built.devices,
         )
     except KeyboardInterrupt:  # outside the loop's own handling (e.g. while compiling)
         step = 0 if state is None else int(state.step)

@@ -13,7 +13,6 @@ import dataclasses
 import math
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 KOLMOGOROV_MEAN = math.sqrt(math.pi / 2) * math.log(2)
 """E sup_t |B(t)| of a Brownian bridge on [0, 1] = sqrt(pi/2) log 2 = 0.8687: the mean of
@@ -97,7 +96,9 @@ def loglog_fit(x, y, level: float = 0.95) -> LogLogFit:
         return LogLogFit(slope, intercept, _NAN, (_NAN, _NAN), level, n)
     resid = ly - (slope * lx + intercept)
     stderr = math.sqrt(float(np.sum(resid**2)) / (n - 2) / sxx)
-    half = float(_scipy_stats.t.ppf(0.5 + level / 2, n - 2)) * stderr
+    from scipy import stats as scipy_stats  # 0.5 s to import: only when a fit is made
+
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, n - 2)) * stderr
     return LogLogFit(slope, intercept, stderr, (slope - half, slope + half), level, n)
 
 

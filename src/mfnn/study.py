@@ -55,6 +55,7 @@ from .errors import ConfigError
 from .rundir import (
     STATUS_RANK,
     RunLock,
+    atomic_savez,
     atomic_write_text,
     check,
     list_snapshots,
@@ -415,8 +416,6 @@ class Study(Generic[P]):
         """Write ``inputs/<name>-<digest>.npz`` (atomically; the digest is of the arrays'
         content, so a sub-run whose config names the file is reused only with the same
         inputs) and return its path (absolute)."""
-        from .measure import atomic_savez
-
         arrays = {k: np.asarray(v) for k, v in sorted(arrays.items())}
         h = hashlib.sha256()
         for k, v in arrays.items():

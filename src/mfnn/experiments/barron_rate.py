@@ -4,21 +4,18 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import jax
-import matplotlib.pyplot as plt
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from ..build import enable_dtype
-from ..diagnostics.barron import GaussianMixtureMeasure, barron_rate, sampled_error
-from ..diagnostics.norms import path_norm
-from ..models import TwoLayer
-from ..plots import save_figure
 from ..stats import loglog_fit
 from ..study import Call, CheckSpec, Experiment, Params, Run, Study, check
 from .common import Increasing, require
+
+if TYPE_CHECKING:
+    from ..diagnostics.barron import GaussianMixtureMeasure
+
 
 CLAIM = """\
 Barron's theorem (Barron 1993; E, Ma and Wu 2019, "Barron spaces and the compositional
@@ -56,6 +53,13 @@ def sampling_study(
 ) -> dict:  # fmt: skip
     """err[s][i] = ||f - f_N||^2_mu (N = widths[i], draw s), the draws' path norms, V_mu(pi)
     and ||f||^2_mu, mu = eval_points inputs uniform in [low, high]^dim (a `Call`)."""
+    import jax
+
+    from ..build import enable_dtype
+    from ..diagnostics.barron import GaussianMixtureMeasure, sampled_error
+    from ..diagnostics.norms import path_norm
+    from ..models import TwoLayer
+
     enable_dtype("float64")
     pi, net = GaussianMixtureMeasure.of(measure), TwoLayer(dim, "relu", "mean_field", bias=True)
     norm = jax.jit(lambda a, w, b: path_norm(net, net.join(a, w, b)))  # one compile a width
@@ -99,6 +103,8 @@ class BarronParams(Params):
     train_widths: Widths = Field((16, 64, 256), description="trained widths (empty: no training)")
 
     def pi(self) -> GaussianMixtureMeasure:
+        from ..diagnostics.barron import GaussianMixtureMeasure
+
         return GaussianMixtureMeasure.of(c.model_dump() for c in self.measure)
 
     def check_config(self, cfg) -> None:
@@ -147,6 +153,9 @@ def plan(s: Study[BarronParams]) -> dict:
 
 
 def analyze(s: Study[BarronParams], runs) -> dict:
+    from ..diagnostics.barron import barron_rate
+    from ..diagnostics.norms import path_norm
+
     p, pi, sv, inp = s.params, s.params.pi(), runs["sampling"].value, s.config.data.inputs
     err, ns, big_p = np.asarray(sv["err"]), np.asarray(p.widths, float), pi.path_norm()
     mean, se = err.mean(axis=0), err.std(axis=0, ddof=1) / math.sqrt(err.shape[0])
@@ -225,6 +234,8 @@ def evaluate(s: Study[BarronParams], st: dict) -> dict:
 
 
 def figures(s: Study[BarronParams], st: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     ns, err, trained = np.asarray(st["widths"], float), st["_err"], st.get("trained", {})
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.1), layout="constrained")
     ax.loglog(np.repeat(ns, err.shape[0]), err.T.ravel(), ".", ms=2, color="#7fb3d5", alpha=0.6)

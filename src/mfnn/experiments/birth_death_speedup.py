@@ -6,13 +6,10 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import jax.numpy as jnp
 import numpy as np
 from pydantic import Field, PositiveFloat
 
 from ..config import Config
-from ..diagnostics import energy_ratio, jump_noise_ratio, loss_gain
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import hitting_time, window_slope
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import DYNAMICS_COLORS
@@ -95,6 +92,10 @@ def curve_stats(p: SpeedupParams, t: np.ndarray, loss: np.ndarray) -> dict[str, 
 
 
 def analyze(s: Study[SpeedupParams], runs) -> dict:
+    import jax.numpy as jnp
+
+    from ..diagnostics import energy_ratio, jump_noise_ratio, loss_gain
+
     p, per_run, starts = s.params, {}, {}
     for name, r in runs.items():
         clouds, m = {k: r.particles(k) for k in r.snapshot_steps()}, r.config.model.width
@@ -167,6 +168,8 @@ COLORS = {  # each run in the colour of its dynamics (`mfnn.style.DYNAMICS_COLOR
 def figures(s: Study[SpeedupParams], stats: dict, runs) -> list:
     """speedup.png: the loss of each run (dotted: T(run)), -dE/dt against the dissipation with
     and without the jump term, the finite-m noise ratio."""
+    from ..plots import plt, save_figure
+
     p, (a, b), level = s.params, s.params.fit_window, stats["L_target"]
     bd, m = stats["runs"]["birth_death"], runs["birth_death"].metrics
     fig, ax = plt.subplots(1, 3, figsize=(18, 5.1), layout="constrained")

@@ -10,7 +10,6 @@ from annotated_types import Gt, MinLen
 from pydantic import Field
 
 from ..config import Config, dump, load, parse_yaml
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import Call, CheckSpec, Experiment, Params, Run, Study, check
 from ..style import DYNAMICS_COLORS
@@ -255,6 +254,8 @@ def evaluate(s: Study[BoltzmannParams], stats: dict) -> dict:
 
 
 def figures(s: Study[BoltzmannParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     p = s.params
     x = np.linspace(p.low, p.high, p.cells + 1)
     x = 0.5 * (x[1:] + x[:-1])

@@ -6,22 +6,20 @@ import dataclasses
 import functools
 import itertools
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge
 from pydantic import Field, PositiveFloat
 
-from ..build import Built, init_laws
 from ..config import Config
-from ..diagnostics import coupling_distance, synchronous_coupling
-from ..dynamics.tracers import Replicas, Stack, Tracers
-from ..measure import sample_particles
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import Increasing, require
+
+if TYPE_CHECKING:
+    from ..build import Built
+
 
 Widths = Annotated[tuple[Annotated[int, Ge(2)], ...], Increasing]
 Times = Annotated[tuple[PositiveFloat, ...], Increasing]
@@ -121,6 +119,13 @@ def couple(built: Built, lay: dict[str, Any]) -> Built:
     reference is ``built.theta0``; the tracers of width m are R_m m i.i.d. draws from rho_0
     with the key fold_in(fold_in(key(seed), 1000), m), independent of the reference; the
     half reference and the m-systems are copies (the same initial points)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..build import init_laws
+    from ..dynamics.tracers import Replicas, Stack, Tracers
+    from ..measure import sample_particles
+
     cfg, flow, ref = built.config, built.dynamics, jnp.asarray(built.theta0)
     M, sizes, laws = ref.shape[0], lay["sizes"], init_laws(cfg.model.init)
     root = jax.random.fold_in(jax.random.key(cfg.seed), 1000)
@@ -148,6 +153,8 @@ def plan(s: Study[ChaosParams]) -> dict[str, Run]:
 
 def snapshot_statistics(r, p: ChaosParams, lay: dict, step: int, rng) -> dict[str, Any]:
     """`synchronous_coupling` of each width (lists) at one snapshot; e_M and its share."""
+    from ..diagnostics import coupling_distance, synchronous_coupling
+
     state = r.particles(step)
     ref, out = state[slice(*lay["reference"])], {}
     for m in p.widths:

@@ -1,4 +1,5 @@
-"""What several experiments share: typed-parameter rules and config rules.
+"""What several experiments share: typed-parameter rules, config rules, and `filter_jit`
+(equinox's, compiled on first call: declaring an experiment imports no JAX).
 
 Parameter rules are pydantic validators to put in an ``Annotated`` type; their messages
 say the rule and the value, and the runner names the field (`experiment.params.<key>`).
@@ -16,7 +17,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import AfterValidator
@@ -37,6 +39,23 @@ def _increasing(values: Sequence[Any]) -> Sequence[Any]:
     if any(b <= a for a, b in zip(values, values[1:], strict=False)):
         raise ValueError(f"must increase strictly; got {list(values)}")
     return values
+
+
+def filter_jit(fn: Callable) -> Callable:
+    """``equinox.filter_jit(fn)``, made at the first call: a module-level jitted function
+    whose module imports no JAX until the function runs. The one jitted function is kept,
+    so its compilation cache lives as long as the module, as with the decorator itself."""
+    jitted: list[Callable] = []
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if not jitted:
+            import equinox as eqx
+
+            jitted.append(eqx.filter_jit(fn))
+        return jitted[0](*args, **kwargs)
+
+    return call
 
 
 Distinct = AfterValidator(_distinct)

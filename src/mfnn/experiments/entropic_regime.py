@@ -7,22 +7,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-import jax
-import matplotlib.pyplot as plt
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..build import build, enable_dtype
 from ..config import Config
-from ..diagnostics import (
-    control_variate_window,
-    mean_field_pull,
-    tracking_statistic,
-    w2_to_gaussian_bures,
-    w2_to_gaussian_sampled,
-)
 from ..errors import ConfigError
-from ..plots import loglog_fits, save_figure
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, RunResult, Study, check
@@ -263,6 +252,8 @@ def _clouds(r: RunResult) -> tuple[np.ndarray, list[np.ndarray]]:
 def stationary_stats(run: RunResult, control: RunResult, tau: float, p, key) -> dict:
     """W2^2 and KL of one Langevin run against gamma_tau over the window [burn_in, t_end]
     (`control_variate_window`), and W2^2 of the last snapshots by assignment."""
+    from ..diagnostics import control_variate_window, w2_to_gaussian_sampled
+
     (t, xs), (tc, ys) = _clouds(run), _clouds(control)
     if len(xs) != len(ys) or not np.allclose(t, tc):
         raise ConfigError(
@@ -280,6 +271,9 @@ def stationary_stats(run: RunResult, control: RunResult, tau: float, p, key) -> 
 
 def linear_response_pull(s: Study[EntropicParams], tau: float, n: int = 2048) -> np.ndarray:
     """g = E_{gamma_tau} grad_w Psi(W; gamma_tau) (`mean_field_pull`) at n draws of gamma_tau."""
+    from ..build import build
+    from ..diagnostics import mean_field_pull
+
     law = {"law": "gaussian", "std": math.sqrt(tau)}
     changes = {"model.width": n, "model.init.w": law, "objective": {"l2": 0.0}}
     b = build(s.sub_config("pull", changes))
@@ -288,6 +282,8 @@ def linear_response_pull(s: Study[EntropicParams], tau: float, n: int = 2048) ->
 
 def _stationary(s: Study[EntropicParams], runs) -> dict:
     """Part (A): per-beta statistics, slopes, kappa and the linear response."""
+    import jax
+
     tau, betas = _tau(s), s.params.betas
     key = jax.random.key(s.config.seed + 7)  # the gamma_tau reference of the assignment W2
     control = runs[langevin_name(None)]
@@ -322,6 +318,8 @@ def _stationary(s: Study[EntropicParams], runs) -> dict:
 
 def _tracking(s: Study[EntropicParams], runs, eps: float) -> dict:
     """Part (B) at one eps: the risk curves, D, and the final clouds against gamma_tau."""
+    from ..diagnostics import tracking_statistic, w2_to_gaussian_bures
+
     p, tau = s.params, _tau(s, eps)
     loss = {
         kind: [runs[f"{kind}_eps{eps:g}_s{i}"].metrics["loss"] for i in range(n)]
@@ -335,6 +333,8 @@ def _tracking(s: Study[EntropicParams], runs, eps: float) -> dict:
 
 
 def analyze(s: Study[EntropicParams], runs) -> dict:
+    from ..build import enable_dtype
+
     p = s.params
     enable_dtype(s.config.dtype)  # the kNN and W2 estimators run in JAX: in the runs' dtype
     stat = _stationary(s, runs) if "stationary" in p.parts else None
@@ -398,6 +398,8 @@ def evaluate(s: Study[EntropicParams], stats: dict) -> dict:
 def figures(s: Study[EntropicParams], stats: dict, runs) -> list:
     """W2^2 and KL against beta (the checked control variates, the plain estimates, the
     first-order law); the mean risk curves of SGD and McKean-Vlasov at each eps."""
+    from ..plots import loglog_fits, plt, save_figure
+
     st, track, paths = stats["stationary"], stats["tracking"], []
     if st:
         b, tau, rows = np.array(st["betas"]), st["tau"], st["rows"]

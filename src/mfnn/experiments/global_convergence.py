@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import matplotlib.pyplot as plt
 import numpy as np
 from annotated_types import Ge
 from pydantic import Field, model_validator
 
 from ..config import Config
-from ..diagnostics.hessian import classify, particle_hessian
-from ..diagnostics.teacher import sphere_w2
-from ..plots import log_curves, save_figure
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import require
 
@@ -125,6 +121,8 @@ def plan(s: Study[GlobalConvergenceParams]) -> dict[str, Run]:
 
 
 def analyze(s: Study[GlobalConvergenceParams], runs) -> dict:
+    from ..diagnostics.teacher import sphere_w2
+
     t = next(iter(runs.values())).config.data.teacher  # every run has the planned teacher
     c, alpha, per_run, curves = np.asarray(t.w), np.asarray(t.alpha), {}, {}
     for name, r in runs.items():
@@ -149,6 +147,8 @@ def analyze(s: Study[GlobalConvergenceParams], runs) -> dict:
 
 def _hessian_stats(p: GlobalConvergenceParams, r) -> dict:
     """The second-order test at a sub-run's final particles (N = m d, dense)."""
+    from ..diagnostics.hessian import particle_hessian
+
     rep = particle_hessian(
         r.built.dynamics.exact(),
         r.particles("last"),
@@ -172,6 +172,8 @@ def _hessian_stats(p: GlobalConvergenceParams, r) -> dict:
 
 def _verdict(p: GlobalConvergenceParams, h: dict) -> str:
     """The verdict of `mfnn.diagnostics.hessian.classify` from the stored numbers."""
+    from ..diagnostics.hessian import classify
+
     tol = p.hessian_rtol * max(abs(h["lambda_min"]), abs(h["lambda_max"]))
     return classify(
         h["lambda_min"],
@@ -210,6 +212,8 @@ def evaluate(s: Study[GlobalConvergenceParams], stats: dict) -> dict:
 
 def figures(s: Study[GlobalConvergenceParams], stats: dict, runs) -> list:
     """L(t) / L(0) of every run (named m<width>[_s<seed>]), with the tolerance."""
+    from ..plots import log_curves, plt, save_figure
+
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     curves = {
         f"{k}: W2 on the sphere {r['w2_sphere']:.2f}"

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge, MinLen
 from pydantic import Field
 
 from ..config import Config
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import COLORS
@@ -113,6 +111,8 @@ def _alpha_name(alpha: float) -> str:
 
 def _gap(run, cfg: Config) -> tuple[float, dict]:
     """(RMS over the test set of f(T) - f_lin(T), arrays for the figure)."""
+    import jax.numpy as jnp
+
     from ..kernels import kernel_flow, ntk
 
     with np.load(run.dir / "predictions.npz") as z:
@@ -143,6 +143,8 @@ def _alpha_gap(run, cfg: Config) -> float:
     """RMS over the test set of f_alpha(T) - f_lin(T), f_lin the Euler kernel flow of the
     empirical tangent kernel at the run's theta_0 (time convention of
     `mfnn.diagnostics.kernel.tangent_kernel`: s K, the same for every alpha)."""
+    import jax.numpy as jnp
+
     from ..build import make_model
     from ..diagnostics.kernel import tangent_kernel
     from ..kernels import kernel_flow
@@ -227,6 +229,8 @@ def evaluate(s: Study[KernelLimitParams], stats: dict) -> dict:
 
 
 def figures(s: Study[KernelLimitParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     fig, ax = plt.subplots(1, 4, figsize=(20, 4.6), layout="constrained")
     w = np.asarray(stats["widths"])
     ax[0].loglog(w, stats["gap"], "o-", color=COLORS["ntk"], label="ntk: RMS(f_m - f_lin)")

@@ -6,15 +6,11 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import Config, validate
-from ..diagnostics import gibbs
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import KOLMOGOROV_MEAN
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import COLORS, DYNAMICS_COLORS
@@ -125,6 +121,10 @@ def plan(s: Study[GibbsParams]) -> dict[str, Run]:
 
 
 def analyze_gaussian(s: Study[GibbsParams], r) -> dict:
+    import jax
+
+    from ..diagnostics import gibbs
+
     p, g, t = s.params, s.params.gaussian, r.metrics["t"]
     ou = gibbs.ou_stationary_stats(r.particles("last"), g.beta, g.l2, g.dt)
     root = jax.random.fold_in(jax.random.key(s.config.seed), 0xCA1B)
@@ -151,6 +151,10 @@ def analyze_gaussian(s: Study[GibbsParams], r) -> dict:
 
 
 def analyze_teacher(s: Study[GibbsParams], r) -> tuple[dict, dict]:
+    import jax.numpy as jnp
+
+    from ..diagnostics import gibbs
+
     p, dyn = s.params, r.built.dynamics
     beta = float(dyn.beta(0.0))  # s beta: the temperature of the free energy
     theta = jnp.asarray(r.particles("last"))
@@ -229,6 +233,8 @@ def evaluate(s: Study[GibbsParams], stats: dict) -> dict:
 
 
 def figures(s: Study[GibbsParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     r, g = runs["gaussian"], stats["runs"]["gaussian"]
     w, v, fe = r.particles("last"), g["v"], g["free_energy"]
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")

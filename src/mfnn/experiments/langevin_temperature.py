@@ -11,8 +11,6 @@ from annotated_types import Gt, MinLen
 from pydantic import Field
 
 from ..config import Config
-from ..diagnostics import window_stats
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import COLORS, DYNAMICS_COLORS
@@ -88,6 +86,8 @@ def plan(s: Study[TemperatureParams]) -> dict[str, Run]:
 
 
 def analyze(s: Study[TemperatureParams], runs) -> dict:
+    from ..diagnostics import window_stats
+
     p, per_run, keys = s.params, {}, ("loss", "energy", "free_energy", "entropy")
     for (name, r), b, lam in zip(runs.items(), p.betas, p.l2(s.config), strict=True):
         w = {k: window_stats(r.metrics["t"], r.metrics[k], p.average) for k in keys}
@@ -139,6 +139,8 @@ def evaluate(s: Study[TemperatureParams], stats: dict) -> dict:
 
 
 def figures(s: Study[TemperatureParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     betas, fit = np.asarray(stats["betas"]), stats["_fit"]
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     langevin = DYNAMICS_COLORS["langevin"]

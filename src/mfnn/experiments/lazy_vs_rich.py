@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import jax
 import numpy as np
 from annotated_types import Ge
 from pydantic import AfterValidator, Field, NonNegativeInt
 
-from ..build import enable_dtype, init_laws
 from ..config import Config
-from ..diagnostics import training_change, width_exponents, width_fit
-from ..models import gamma_of
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import Distinct, Increasing, require
 
@@ -97,6 +93,10 @@ def initial_particles(cfg: Config, m: int, seed: int, init: str) -> dict[str, np
     fold_in(., i), as `mfnn.measure.sample_particles`). paired: the draws and their mirrors
     (-a, w, b), f_0 = 0 exactly; iid: m draws; skewed: each (w, b) carried by three particles
     with a = (-1, -1, 2) / sqrt(2), f_0 = 0 but E a^3 != 0."""
+    import jax
+
+    from ..build import enable_dtype, init_laws
+
     dtype = enable_dtype(cfg.dtype)
     copies, laws = GROUP[init], init_laws(cfg.model.init)
     k, key = m // copies, jax.random.fold_in(jax.random.key(seed), m)
@@ -131,6 +131,8 @@ def plan(s: Study[LazyParams]) -> dict[str, Run]:
 
 def measure(r) -> dict[str, Any]:
     """`mfnn.diagnostics.training_change` of one run on its training set, L(0), L(T), T."""
+    from ..diagnostics import training_change
+
     theta0, theta, loss = r.particles("first"), r.particles("last"), r.metrics["loss"]
     out = training_change(r.model, theta0, theta, r.built.train.x, r.built.train.y)
     out |= {"initial_loss": float(loss[0]), "final_loss": float(loss[-1])}
@@ -138,6 +140,9 @@ def measure(r) -> dict[str, Any]:
 
 
 def analyze(s: Study[LazyParams], runs) -> dict[str, Any]:
+    from ..diagnostics import width_exponents, width_fit
+    from ..models import gamma_of
+
     p, stats = s.params, {}
     per_run = {name: measure(r) for name, r in runs.items()}
     for sc in p.scalings:

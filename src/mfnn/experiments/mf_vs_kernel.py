@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge, MinLen
 from pydantic import Field
 
 from ..config import Config
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import COLORS
 from .common import Increasing, require
@@ -110,6 +108,8 @@ def _predictions(run) -> dict:
 def _errors(run, cfg: Config) -> dict:
     """Test errors of the network and of NTK ridge regression on the run's own data (the
     kernel in float64 whatever the run's dtype)."""
+    import jax.numpy as jnp
+
     from ..build import enable_dtype
     from ..kernels import kernel_ridge, ntk
 
@@ -232,6 +232,8 @@ def evaluate(s: Study[MfVsKernelParams], stats: dict) -> dict:
 
 
 def figures(s: Study[MfVsKernelParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     dims = stats["dims"]
     fig, ax = plt.subplots(
         1, len(dims), figsize=(5.2 * len(dims), 4.6), squeeze=False, layout="constrained"

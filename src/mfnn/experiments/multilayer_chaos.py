@@ -7,20 +7,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge
 from pydantic import Field, PositiveFloat
 
-from ..build import build, make_model
 from ..config import Config, LawSpec, validate
-from ..measure import read_npz
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import Call, CheckSpec, Experiment, Params, Run, Study, check
-from .common import Increasing, require
+from .common import Increasing, filter_jit, require
 
 CLAIM = """\
 Propagation of chaos for the three-layer mean-field network (Nguyen and Pham 2020, "A rigorous
@@ -140,6 +135,8 @@ def write_inputs(s: Study[MultilayerChaosParams]) -> dict[str, Any]:
     them) and the training and test sets (the config's teacher, as a plain run samples
     them). Every sub-run reads these files, so both scalings learn the same data. Returns
     their paths and the initial weights."""
+    from ..build import build
+
     b = build(s.sub_config("draw"))
     init = b.model.particle_arrays(b.theta0)
     train, test = b.train, b.test
@@ -246,10 +243,12 @@ def layer_coupling(x: dict, y: dict) -> dict[str, np.ndarray]:
     }
 
 
-@eqx.filter_jit
+@filter_jit
 def _advance(dynamics, integrator, theta, start, stop, dt, key):
     """Steps start .. stop - 1 of the integrator from the rows ``theta`` (R, N, D) of R
     students, vmapped over them."""
+    import jax
+
     model = dynamics.model
 
     def body(k, b):
@@ -259,16 +258,18 @@ def _advance(dynamics, integrator, theta, start, stop, dt, key):
     return jax.vmap(model.from_blocks)(blocks)
 
 
-@eqx.filter_jit
+@filter_jit
 def _measures(dynamics, theta, theta0, x_test, x, y):
     """f on the test inputs, the training risk and the layer movements of R students."""
+    import jax
+
     model = dynamics.model
     f = jax.vmap(lambda t: model.predict(t, x_test))(theta)
     risk = jax.vmap(lambda t: dynamics.risk(t, x, y))(theta)
     return f, risk, jax.vmap(model.layer_movement)(theta, theta0)
 
 
-@eqx.filter_jit
+@filter_jit
 def _predict(model, theta, x):
     return model.predict(theta, x)
 
@@ -298,6 +299,11 @@ def students(
     ``loss_final`` (the training risk), and with ``movement`` the relative movement at T of
     W_1, W_2 (Frobenius and operator norm, ``w2_op``) and a.
     """
+    import jax.numpy as jnp
+
+    from ..build import build, make_model
+    from ..measure import read_npz
+
     cfg = validate(config)
     b = build(cfg)
     model, n, dtype = b.model, cfg.model.width, b.theta0.dtype

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Gt, Le, MinLen
 from pydantic import Field, model_validator
 
-from ..build import build, enable_dtype
 from ..config import Config, validate
-from ..pde import Grid, grid_energy
-from ..pde import control as C
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..study import Call, CheckSpec, Experiment, Params, Study, check
 from .common import Increasing, fixed_output_units, require
 
@@ -111,6 +106,12 @@ def _rel_l2(u, b, rho):
 def solve_resolution(config: dict, cells: int, params: dict) -> dict:
     """Every grid computation at one resolution (JSON-ready): mu*, the FP/HJB solution,
     the greedy flow, the bridge, and their statistics (module `CLAIM`)."""
+    import jax.numpy as jnp
+
+    from ..build import build, enable_dtype
+    from ..pde import Grid, grid_energy
+    from ..pde import control as C
+
     raw = dict(config)
     raw.pop("experiment", None)
     raw.pop("mfnn_version", None)
@@ -278,6 +279,8 @@ def evaluate(s: Study[MvControlParams], stats: dict) -> dict:
 
 
 def figures(s: Study[MvControlParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     f = stats["_fine"]
     w, times = np.asarray(f["w"]), f["times"]
     face = 0.5 * (w[:-1] + w[1:])

@@ -12,7 +12,6 @@ from annotated_types import Ge, MinLen
 from pydantic import Field
 
 from ..config import Config
-from ..plots import plt, save_figure  # plots selects the Agg backend
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import Increasing, require
@@ -217,6 +216,8 @@ def evaluate(s: Study[OnlineSgdOdeParams], stats: dict) -> dict:
 
 
 def figures(s: Study[OnlineSgdOdeParams], stats: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     dims = stats["dims"]
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(dims)))

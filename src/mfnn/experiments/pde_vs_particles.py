@@ -12,7 +12,6 @@ from annotated_types import Ge
 from pydantic import Field, PositiveFloat
 
 from ..config import Config
-from ..pde.compare import loss_gap, w2_particles_grid
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
@@ -160,6 +159,7 @@ def plan(s: Study[PdeVsParticlesParams]) -> dict[str, Run]:
 
 def _case_statistics(p: PdeVsParticlesParams, case: str, runs, times) -> dict[str, Any]:
     """W and G (lists over widths) at each time, from the snapshots and the records."""
+    from ..pde.compare import loss_gap, w2_particles_grid
     from ..pde.run import read_density
 
     pde = runs[f"pde-{case}"]

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from pydantic import Field
 
-from ..build import build
-from ..diagnostics.barron import convex_rate_ratio, feature_matrix, random_features_solution
-from ..plots import save_figure
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import require
 
@@ -81,6 +76,11 @@ class RandomFeaturesParams(Params):
 
 
 def plan(s: Study[RandomFeaturesParams]) -> dict:
+    import jax.numpy as jnp
+
+    from ..build import build
+    from ..diagnostics.barron import feature_matrix
+
     p, cfg = s.params, s.config
     changes = {"model.trainable": ["a"], "data.target": "sign", "data.n_test": 0}
     probe = build(s.sub_config("problem", changes))  # the features; the inputs of `sign`
@@ -100,6 +100,10 @@ def plan(s: Study[RandomFeaturesParams]) -> dict:
 
 
 def analyze(s: Study[RandomFeaturesParams], runs) -> dict:
+    import jax.numpy as jnp
+
+    from ..diagnostics.barron import convex_rate_ratio, feature_matrix, random_features_solution
+
     rf = runs["random_features"]
     model, theta0 = rf.model, np.asarray(rf.built.theta0)
     x, y = np.asarray(rf.built.train.x), np.asarray(rf.built.train.y)
@@ -177,6 +181,8 @@ def evaluate(s: Study[RandomFeaturesParams], st: dict) -> dict:
 
 
 def figures(s: Study[RandomFeaturesParams], st: dict, runs) -> list:
+    from ..plots import plt, save_figure
+
     r_star, dist2, curves = st["r_star"], st["dist2_a0_astar"], st["_curves"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.9), layout="constrained")
     for (name, c), color in zip(curves.items(), ("#2471a3", "#c0392b"), strict=False):

@@ -4,14 +4,10 @@ teacher inside it, and stop on the wall only where the free flow pushes outward
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from pydantic import Field
 
 from ..config import Config
-from ..diagnostics.teacher import wall_stats
-from ..plots import COLORS, log_curves, save_figure
 from ..rundir import list_snapshots
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import color_of
@@ -66,6 +62,10 @@ def plan(s: Study[ReflectingBallParams]) -> dict[str, Run]:
 
 
 def analyze(s: Study[ReflectingBallParams], runs) -> dict:
+    import jax.numpy as jnp
+
+    from ..diagnostics.teacher import wall_stats
+
     radius = s.config.dynamics.domain.radius
     per_run, figs = {}, {}
     for name, r in runs.items():
@@ -107,6 +107,8 @@ def evaluate(s: Study[ReflectingBallParams], stats: dict) -> dict:
 
 def figures(s: Study[ReflectingBallParams], stats: dict, runs) -> list:
     """The particles at t = 0 and T in each run, with the wall and the teacher; the losses."""
+    from ..plots import COLORS, log_curves, plt, save_figure
+
     radius, figs = stats["radius"], stats["_figs"]
     student = color_of(s.config.model.scaling)
     fig, axes = plt.subplots(

@@ -6,25 +6,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge
 from pydantic import Field, PositiveFloat
 
-from ..build import Built, enable_dtype, init_law, init_laws, make_model
 from ..config import Config, LawSpec
-from ..diagnostics import coupling_distance
-from ..dynamics.tracers import Replicas, Stack
-from ..models import WideResNet
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
-from ..targets import GaussianInputs, ModelTeacher, UniformBox, sample_dataset
-from .common import Increasing, require
+from .common import Increasing, filter_jit, require
+
+if TYPE_CHECKING:
+    from ..build import Built
+
 
 Counts = Annotated[tuple[Annotated[int, Ge(1)], ...], Increasing]
 Times = Annotated[tuple[PositiveFloat, ...], Increasing]
@@ -137,10 +133,14 @@ class DepthLimitParams(Params):
 # ------------------------------------------------------------------------- the plan
 
 
-@eqx.filter_jit
+@filter_jit
 def _draw_data(target, law, n_train: int, n_test: int, root, dtype, noise: float):
     """`sample_dataset` of the training set (key fold_in(root, 1)) and the test set
     (fold_in(root, 2)) in one compiled call."""
+    import jax
+
+    from ..targets import sample_dataset
+
     keys = (jax.random.fold_in(root, 1), jax.random.fold_in(root, 2))
     return tuple(
         sample_dataset(target, law, n, k, dtype, noise)
@@ -152,6 +152,13 @@ def data_files(s: Study[DepthLimitParams]) -> dict[str, str]:
     """The training and test sets every sub-run shares, as input files: the draw `build`
     makes for this config (teacher: a wide-ResNet of ``data.teacher``, entries N(0, std^2),
     key fold_in(key(seed), 4); training inputs fold_in(., 1), test inputs fold_in(., 2))."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..build import enable_dtype, init_law
+    from ..models import WideResNet
+    from ..targets import GaussianInputs, ModelTeacher, UniformBox
+
     cfg = s.config
     dtype, d, spec, data = enable_dtype(cfg.dtype), cfg.data.inputs.dim, cfg.data.teacher, cfg.data
     teacher = WideResNet(d, spec.depth or cfg.model.depth, spec.activation or cfg.model.activation)
@@ -177,6 +184,10 @@ def path_layers(cfg: Config, units: int, depth: int, offset: float) -> np.ndarra
     B_j sin(pi eps) at eps_l = (l + offset) / L: A, B (N, d^2) with i.i.d. entries from
     ``model.init.w`` (keys fold_in(fold_in(key(seed), 2000), 0 and 1): the same paths at
     every depth)."""
+    import jax
+
+    from ..build import enable_dtype, init_laws
+
     dtype = enable_dtype(cfg.dtype)
     d, law = cfg.data.inputs.dim, init_laws(cfg.model.init)["w"]
     root = jax.random.fold_in(jax.random.key(cfg.seed), 2000)
@@ -209,6 +220,10 @@ def couple(built: Built, widths: tuple[int, ...]) -> Built:
     """``built`` with the stacked coupling state: the reference (its L M rows, drawn from
     ``model.init``), then for each width n the M / n replicas (replica-major, each L n rows
     layer-major) that start at the reference's units (`twins`)."""
+    import jax.numpy as jnp
+
+    from ..dynamics.tracers import Replicas, Stack
+
     ref, model = jnp.asarray(built.theta0), built.model
     L, M = model.depth, model.width_of(built.theta0)
     flow = built.dynamics
@@ -284,13 +299,15 @@ def l2(f, g) -> float:
     return float(np.sqrt(np.mean(np.sum(diff**2, axis=-1))))
 
 
-@eqx.filter_jit
+@filter_jit
 def _predict(model, theta, x):
     return model.predict(theta, x)
 
 
-@eqx.filter_jit
+@filter_jit
 def _predict_each(model, thetas, x):
+    import jax
+
     return jax.vmap(lambda t: model.predict(t, x))(thetas)
 
 
@@ -299,6 +316,10 @@ class Finished:
     (`make_model`), test inputs (the input file), snapshots and metrics."""
 
     def __init__(self, r):
+        import jax.numpy as jnp
+
+        from ..build import make_model
+
         cfg = r.config
         with np.load(cfg.data.test_path) as z:
             self.x = jnp.asarray(z["x"], cfg.dtype)
@@ -314,9 +335,13 @@ class Finished:
         return layers.reshape(-1, layers.shape[-1] ** 2)
 
     def predict(self, theta) -> np.ndarray:
+        import jax.numpy as jnp
+
         return np.asarray(_predict(self.model, jnp.asarray(theta), self.x))
 
     def predict_each(self, thetas) -> np.ndarray:
+        import jax.numpy as jnp
+
         return np.asarray(_predict_each(self.model, jnp.asarray(thetas), self.x))
 
 
@@ -380,6 +405,8 @@ def depth_statistics(s: Study[DepthLimitParams], runs) -> dict[str, Any]:
 def width_statistics(s: Study[DepthLimitParams], run) -> dict[str, Any]:
     """(b): C(N, t) (with its relative standard error over replicas), F(N, t) and the
     unpaired control at t = 0 and each of `times`; e_M and its share."""
+    from ..diagnostics import coupling_distance
+
     p, M, r = s.params, s.config.model.width, Finished(run)
     L, dim, widths = r.model.depth, r.model.dim, coupled_widths(p, M)
     want = {0.0: 0, **{t: round(t / r.dt) for t in p.times}}

@@ -6,23 +6,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge
 from pydantic import AfterValidator, Field
 
-from ..build import Built, init_laws
 from ..config import Config
-from ..diagnostics import w2_exact
-from ..dynamics.tracers import Replicas, Stack
-from ..measure import read_npz, sample_particles
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import Distinct, Increasing, require
+
+if TYPE_CHECKING:
+    from ..build import Built
+
 
 CLAIM = """\
 Theorem 3 of "Mean field models for neural networks in teacher-student setting" (section
@@ -194,6 +192,13 @@ def stack(built: Built, lay: dict[str, Any]) -> Built:
     """``built`` with the width study's `Stack`: the reference (``built.theta0``, M rows)
     by its own flow, then the `Replicas` of each N, drawn i.i.d. from ``model.init`` with
     the key fold_in(fold_in(key(seed), 1000), N), independent of the reference."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..build import init_laws
+    from ..dynamics.tracers import Replicas, Stack
+    from ..measure import sample_particles
+
     cfg, flow, ref = built.config, built.dynamics, jnp.asarray(built.theta0)
     root, laws = jax.random.fold_in(jax.random.key(cfg.seed), 1000), init_laws(cfg.model.init)
     draws = [
@@ -264,6 +269,8 @@ class Converged:
     and weights, and f(x) = mean_j X^L_{theta_j}(x) at a snapshot (NumPy)."""
 
     def __init__(self, r):
+        from ..measure import read_npz
+
         cfg = r.config
         self.run, self.L, self.d = r, int(cfg.model.depth), int(cfg.data.population.dim)
         paths = np.asarray(read_npz(cfg.data.teacher.path, "data.teacher.path")["paths"])
@@ -337,6 +344,8 @@ def pair_statistics(cloud, units, widths, p: ResNetEnsembleParams, rng) -> dict[
     f_B||^2) / (sqrt(2) s_f) over max(function_pairs, w2_pairs // N) pairs, f_A the
     ensemble of A. Both measure one N-sample of the measure against the measure, in units
     where N = 1 gives ~1 (E F(N)^2 = 1/N exactly for disjoint subsets)."""
+    from ..diagnostics import w2_exact
+
     scale = math.sqrt(2.0 * float(np.trace(np.atleast_2d(np.cov(cloud.T)))))
     spread = math.sqrt(2.0) * branch_spread(units)
     w, f = [], []
@@ -371,6 +380,8 @@ def log10_needed(fit, eps: float) -> float:
 def snapshot_rows(r, which: str) -> np.ndarray:
     """The rows (m, L d^2) of the first or last snapshot of an ensemble-ResNet run, read
     from its ``paths`` without building the run (no compile)."""
+    from ..measure import read_npz
+
     snaps = list_snapshots(r.dir)
     at = min(snaps) if which == "first" else max(snaps)
     paths = np.asarray(read_npz(snaps[at], "snapshot", "particle file")["paths"])

@@ -9,33 +9,24 @@ import dataclasses
 import functools
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 from annotated_types import Ge
 from pydantic import Field, PositiveFloat
 
-from ..build import Built, enable_dtype, init_laws, make_model
 from ..config import Config
-from ..dynamics import GradientFlow, Replicas, Stack
-from ..measure import Gaussian, sample_particles
-from ..models import WideResNet
-from ..objectives import EmpiricalRisk, ExpandedRisk, FullBatch
 from ..rundir import list_snapshots
 from ..stats import loglog_fit
 from ..study import Call, CheckSpec, Experiment, Params, Run, Study, check
-from ..targets import (
-    DataSet,
-    GaussianInputs,
-    ModelTeacher,
-    UniformBox,
-    load_dataset,
-    sample_dataset,
-)
-from .common import Distinct, Increasing, require
+from .common import Distinct, Increasing, filter_jit, require
+
+if TYPE_CHECKING:
+    from ..build import Built
+    from ..models import WideResNet
+    from ..objectives import EmpiricalRisk, ExpandedRisk
+    from ..targets import ModelTeacher
+
 
 CLAIM = """\
 Section 3.2 of "Mean field models for neural networks in teacher-student setting", eqs.
@@ -170,12 +161,15 @@ def _draw(seed: int, shape, salt: int) -> np.ndarray:
     return np.random.default_rng([seed, salt]).standard_normal(shape)
 
 
-@eqx.filter_jit
+@filter_jit
 def _order_errors(net: WideResNet, risks, theta, star, x, scales):
     """For each s in ``scales``: RMS_x |X^L - X_(k)| and |E - E_(k)| (k = 1, 2) and E at the
     configuration s theta with y = X^L(x; s star), by the library's network, expansion and
     ``risks`` = (E, E_(1), E_(2)) (`EmpiricalRisk`, `ExpandedRisk`; built outside the
     program, their data set replaced here)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
 
     def at(s):
         th = s * theta
@@ -201,6 +195,13 @@ def expansion_orders(
     [seed, 1], [seed, 2], [seed, 3]); y = X^L(x; s theta*). Returns, for each s, RMS_x |X^L -
     X_(k)| (``output_k``) and |E - E_(k)| (``energy_k``, E the library's `EmpiricalRisk`,
     E_(k) its `ExpandedRisk`), and E itself."""
+    import jax.numpy as jnp
+
+    from ..build import enable_dtype
+    from ..models import WideResNet
+    from ..objectives import EmpiricalRisk, ExpandedRisk
+    from ..targets import DataSet
+
     enable_dtype("float64")
     net = WideResNet(d, depth, "tanh")
     theta = jnp.asarray(_draw(seed, (depth * units, d * d), 1))
@@ -216,9 +217,11 @@ def expansion_orders(
     return out | {"energy": e.tolist()}
 
 
-@eqx.filter_jit
+@filter_jit
 def _weight_terms(net: WideResNet, theta, x, v2, v3):
     """c_2, c_3 of one depth (see `factorial_weights`)."""
+    import jax.numpy as jnp
+
     exact = net.predict(theta, x)
     return [
         jnp.sum((exact - net.expansion(theta, x, k - 1)) * v) / jnp.sum(v * v)
@@ -233,6 +236,11 @@ def factorial_weights(
     i.i.d. N(0, 1), generator [seed, 4]; x (n, d), [seed, 5]), M = mean_j theta_j (d x d),
     c_k = <X^L - X_(k-1), s^k M^k x> / |s^k M^k x|^2 summed over the inputs, and the
     predicted weights binom(L, k) / L^k."""
+    import jax.numpy as jnp
+
+    from ..build import enable_dtype
+    from ..models import WideResNet
+
     enable_dtype("float64")
     theta = _draw(seed, (units, d * d), 4)
     x = jnp.asarray(_draw(seed, (inputs, d), 5))
@@ -260,8 +268,10 @@ def orders(orders_args: dict[str, Any], weight_args: dict[str, Any]) -> dict[str
 # ------------------------------------------------------------------------ the plan
 
 
-@eqx.filter_jit
+@filter_jit
 def _draw_train(teacher: ModelTeacher, law, n: int, key, dtype):
+    from ..targets import sample_dataset
+
     return sample_dataset(teacher, law, n, key, dtype)
 
 
@@ -272,6 +282,14 @@ def shared_inputs(s: Study[ExpansionParams]) -> dict[str, str]:
     units a block, entries N(0, std^2), its ``depth`` or the model's; fold_in(root, 4)) and
     ``data.n_train`` inputs from ``data.inputs`` (fold_in(root, 1)). Shared by the three
     flows of runs/flows."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..build import enable_dtype, init_laws, make_model
+    from ..measure import Gaussian, sample_particles
+    from ..models import WideResNet
+    from ..targets import GaussianInputs, ModelTeacher, UniformBox
+
     cfg = s.config
     dtype, inputs, spec = enable_dtype(cfg.dtype), cfg.data.inputs, cfg.data.teacher
     d, root = inputs.dim, jax.random.key(cfg.seed)
@@ -306,6 +324,11 @@ def trap_inputs(p: ExpansionParams) -> np.ndarray:
 def trap_files(s: Study[ExpansionParams]) -> dict[str, str]:
     """The data of each energy (y = X_(k)(x; theta*) on the input grid) and the starts
     (``layers`` (L, R, 1, 1), uniform in the box, NumPy generator [seed, 3000])."""
+    import jax.numpy as jnp
+
+    from ..build import enable_dtype
+    from ..models import WideResNet
+
     p = s.params
     enable_dtype("float64")
     L = len(p.trap_teacher)
@@ -329,6 +352,12 @@ def stack_flows(built: Built) -> Built:
     """``built`` (the E flow: no ``objective.expansion``) with part 1's `Stack`: the flows of
     E, E_(1) and E_(2) (`ExpandedRisk`, what ``objective.expansion: k`` builds) on the same
     training set, each from the same initial particles (rows: E, then E_(1), then E_(2))."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from ..dynamics import Stack
+    from ..objectives import ExpandedRisk
+
     flow, theta = built.dynamics, jnp.asarray(built.theta0)
     flows = [flow] + [
         eqx.tree_at(lambda f: f.objective, flow, ExpandedRisk(flow.objective, k)) for k in (1, 2)
@@ -343,6 +372,12 @@ def stack_trap(built: Built, starts: int, e1_data: str) -> Built:
     system per start, from the same starts. The particle file holds block l's unit r at row
     l R + r (layer-major); a replica wants start r's L rows together, so each part's rows are
     start-major (row r L + l)."""
+    import jax.numpy as jnp
+
+    from ..dynamics import GradientFlow, Replicas, Stack
+    from ..objectives import EmpiricalRisk, ExpandedRisk, FullBatch
+    from ..targets import load_dataset
+
     model, theta = built.model, jnp.asarray(built.theta0)
     L, dim = model.depth, theta.shape[1]
     rows = theta.reshape(L, starts, -1, dim).transpose(1, 0, 2, 3).reshape(-1, dim)
@@ -420,6 +455,11 @@ class Finished:
     E_(k) with ``objective.expansion: k``) and the snapshots (rows in state order)."""
 
     def __init__(self, r):
+        import jax.numpy as jnp
+
+        from ..build import make_model
+        from ..targets import load_dataset
+
         cfg = r.config
         self.data = load_dataset(cfg.data.path, jnp.float64)
         self.model = make_model(cfg, self.data.d)
@@ -430,6 +470,8 @@ class Finished:
 
     def energy(self, order: int | None) -> EmpiricalRisk | ExpandedRisk:
         """E (order None) or E_(order) on this run's training set."""
+        from ..objectives import EmpiricalRisk, ExpandedRisk
+
         inner = EmpiricalRisk(self.data)
         return inner if order is None else ExpandedRisk(inner, order)
 
@@ -441,13 +483,17 @@ class Finished:
 
 def _each(objective, model, thetas):
     """E of each particle state in ``thetas`` (..., m, D)."""
+    import jax
+
     flat = thetas.reshape(-1, *thetas.shape[-2:])
     return jax.vmap(lambda t: objective.energy(model, t))(flat).reshape(thetas.shape[:-2])
 
 
-@eqx.filter_jit
+@filter_jit
 def _energies(objectives, model, thetas):
     """(len(objectives), ...): each objective's energy of each state in ``thetas``."""
+    import jax.numpy as jnp
+
     return jnp.stack([_each(o, model, thetas) for o in objectives])
 
 
@@ -456,6 +502,8 @@ def tracking_statistics(runs) -> dict[str, Any]:
     the E flow, E_(k) of the E_(k) flow), track_k = max_t |E_(k)-flow - E-flow| / E(0); on
     the E flow's particles, the gaps |E_(k) - E| (gap_k: their maxima over t) and gain =
     gap_1 / gap_2."""
+    import jax.numpy as jnp
+
     r = Finished(runs["flows"])
     steps = sorted(r.snaps)
     end = runs["flows"].config.dynamics.steps
@@ -513,6 +561,9 @@ def _flat_slopes(objective, model, theta, probes):
     measure, so E along (1 - eps) delta_theta_l + eps delta_theta' is a quadratic in eps and
     its slope at 0 is 4 E(1/2) - E(1) - 3 E(0): E(1/2) with every block doubled (two units)
     and block l's second unit at theta', E(1) with block l's unit moved to theta'."""
+    import jax
+    import jax.numpy as jnp
+
     e0 = objective.energy(model, theta)
     col = theta[:, 0]
 
@@ -526,7 +577,7 @@ def _flat_slopes(objective, model, theta, probes):
     return jax.vmap(lambda q: jax.vmap(slope, (0, None))(layers, q), out_axes=1)(probes)
 
 
-@eqx.filter_jit
+@filter_jit
 def _trap_measures(objectives, model, states, grid, probes):
     """Everything part 3 computes, in one program. ``states`` (2, S, R, L, 1): the snapshots
     of the E_(2) and the E_(1) replicas; ``objectives`` (E_(2), E_(1)). Returns per energy:
@@ -534,6 +585,9 @@ def _trap_measures(objectives, model, states, grid, probes):
     dissipation mean_l |v_l|^2 = -dE/dt (R,) and the smallest Hessian eigenvalue of E in its
     particle coordinates (R,), the energy on the ``grid`` of Dirac states (G, L, 1) (the
     landscape); and (E_(2) only) the flat derivatives (R, L, P) at every final state."""
+    import jax
+    import jax.numpy as jnp
+
     shape = states.shape[-2:]
     out = []
     for objective, st in zip(objectives, states, strict=True):
@@ -556,6 +610,11 @@ def trap_statistics(s: Study[ExpansionParams], runs) -> dict[str, Any]:
     """Part 3: per start E_(k)(t) (snapshots), E(T), E(T/2), the dissipation and the smallest
     Hessian eigenvalue at T; the trapped starts, the converged ones, and the flat derivative
     at the first trap (E_(2)); the landscapes (L = 2) for the figure."""
+    import jax.numpy as jnp
+
+    from ..objectives import EmpiricalRisk, ExpandedRisk
+    from ..targets import load_dataset
+
     p, run = s.params, runs["trap"]
     L, R = len(p.trap_teacher), p.trap_starts
     r = Finished(run)

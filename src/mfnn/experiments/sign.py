@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax.numpy as jnp
 import numpy as np
 from pydantic import Field
 
-from ..diagnostics import breakpoint_concentration, breakpoints, relative_movement
-from ..plots import sign_figures
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 
 CLAIM = """\
@@ -43,6 +40,10 @@ def plan(s: Study[SignParams]) -> dict[str, Run]:
 
 
 def analyze(s: Study[SignParams], runs) -> dict:
+    import jax.numpy as jnp
+
+    from ..diagnostics import breakpoint_concentration, breakpoints, relative_movement
+
     p = s.params
     xs = np.linspace(-1, 1, 801)
     curves, per_run = {}, {}
@@ -93,6 +94,8 @@ def evaluate(s: Study[SignParams], stats: dict) -> dict:
 
 
 def figures(s: Study[SignParams], stats: dict, runs) -> list:
+    from ..plots import sign_figures
+
     xs = np.linspace(-1, 1, 801)
     return sign_figures(s.out / "figures", stats["_curves"], xs, np.sign(xs), s.params.radius)
 

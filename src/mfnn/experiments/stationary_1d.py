@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-import matplotlib.pyplot as plt
 import numpy as np
 from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config import Config
-from ..diagnostics.hessian import classify, particle_hessian
-from ..diagnostics.teacher import EXAMPLE_2, moment_zscores, vanishing_orders
-from ..plots import COLORS, save_figure
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from ..style import color_of
 from .common import Distinct, fixed_output_units, require
@@ -59,6 +55,7 @@ SMOOTH_REASON = (
     "|theta|_rms) ~ 1e-5 > 1e-6 in the quick run): there is no stationary point to classify, "
     "only the size of the negative curvature, which the residual sets"
 )
+# the activations of Example 2 (`mfnn.diagnostics.teacher.EXAMPLE_2`), in its order
 Activation = Literal["gaussian", "quadratic", "tanh", "arctan", "sigmoid", "softplus"]
 
 
@@ -73,7 +70,7 @@ class Schedule(BaseModel):
 
 class Stationary1DParams(Params):
     activations: Annotated[tuple[Activation, ...], Distinct] = Field(
-        tuple(EXAMPLE_2), min_length=1, description="one run per activation and width"
+        get_args(Activation), min_length=1, description="one run per activation and width"
     )
     widths: Annotated[tuple[Annotated[int, Ge(2)], ...], Distinct] = Field(
         (256, 2048), min_length=1, description="student widths m (the z tolerance ~ m^(-1/2))"
@@ -125,6 +122,8 @@ def plan(s: Study[Stationary1DParams]) -> dict[str, Run]:
 
 
 def analyze(s: Study[Stationary1DParams], runs) -> dict:
+    from ..diagnostics.teacher import moment_zscores, vanishing_orders
+
     p, t = s.params, s.config.data.teacher
     c, alpha = np.asarray(t.w, float).reshape(-1), np.asarray(t.alpha, float)
     per_run, clouds = {}, {}
@@ -155,6 +154,8 @@ def analyze(s: Study[Stationary1DParams], runs) -> dict:
 def _hessian_stats(r) -> dict:
     """The second-order test at a sub-run's final particles (N = m: dense up to 2000,
     else Lanczos for the 3 eigenvalues at each end)."""
+    from ..diagnostics.hessian import particle_hessian
+
     rep = particle_hessian(
         r.built.dynamics.exact(),
         r.particles("last"),
@@ -180,6 +181,8 @@ def _hessian_stats(r) -> dict:
 def _hessian_checks(stats: dict) -> dict:
     """The quadratic student's rank-one Hessian (counted) and the smooth students' negative
     curvature at T (informational), from the runs that carry a ``hessian`` entry."""
+    from ..diagnostics.hessian import classify
+
     checks = {}
     runs = {n: r for n, r in stats["runs"].items() if "hessian" in r}
     for name, r in runs.items():
@@ -241,6 +244,8 @@ def evaluate(s: Study[Stationary1DParams], stats: dict) -> dict:
 def figures(s: Study[Stationary1DParams], stats: dict, runs) -> list:
     """A row per activation: rho_m(0), rho_m(T) and the teacher at the widest m (the loss
     ratio in the title); z_k of every width (forced orders in blue)."""
+    from ..plots import COLORS, plt, save_figure
+
     p, c = s.params, np.asarray(stats["teacher"]["c"])
     wide, ks, widths = max(p.widths), np.arange(1, p.max_order + 1), sorted(p.widths)
     student = color_of(s.config.model.scaling)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import matplotlib.pyplot as plt
 import numpy as np
 from annotated_types import Gt
 from pydantic import Field, model_validator
 
 from ..config import Config
-from ..diagnostics.teacher import cluster_distances, speed_ratio
-from ..plots import save_figure, width_axis
 from ..rundir import list_snapshots
 from ..study import CheckSpec, Experiment, Params, Run, Study, check
 from .common import Distinct, fixed_output_units, require
@@ -132,6 +129,8 @@ def plan(s: Study[TeacherSpeedParams]) -> dict[str, Run]:
 
 
 def analyze(s: Study[TeacherSpeedParams], runs) -> dict:
+    from ..diagnostics.teacher import cluster_distances, speed_ratio
+
     p = s.params
     c = teacher_atoms(p.teacher_norm, p.angle_deg)
     dists, per_run, t_ref = {}, {}, None
@@ -198,6 +197,8 @@ def evaluate(s: Study[TeacherSpeedParams], stats: dict) -> dict:
 
 def figures(s: Study[TeacherSpeedParams], stats: dict, runs) -> list:
     """T_2/T_1 against r with the band; D_i against alpha_i t (one curve if decoupled)."""
+    from ..plots import plt, save_figure, width_axis
+
     p, per_run, dists = s.params, stats["runs"], stats["_dists"]
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.9), layout="constrained")
     rs = sorted({*p.ratios, *p.sweep_ratios, p.random_ratio})
