@@ -45,6 +45,11 @@ def advance(
 ):
     """n_rec intervals of ``every`` steps from step ``start``, recording after each.
 
+    ``n_rec`` (the records' shape) is static; ``start``, ``every``, ``dt`` and every number
+    of the dynamics are traced, so a chunk plan's segments of different spacing (the last
+    interval of a run whose steps are not a multiple of ``record.every``) and runs that
+    differ in those numbers share one compiled loop.
+
     Returns (particles, bad, records, peaks): the records are the recorder's columns
     (n_rec,) each, the peaks max |theta| at each record (n_rec,) for `mfnn.guard`.
 

@@ -27,6 +27,7 @@ from .guard import FINITE, Guard, stable_dt
 from .integrators.base import AbstractIntegrator
 from .loop import advance, advance_batch, record, record_batch, stack
 from .recorder import AbstractRecorder, Recorder
+from .sharding import ParticleSharding, particle_sharding
 from .trajectory import ChunkPlan, Observer, State, Trajectory, default_chunk
 
 __all__ = ["BatchDiverged", "State", "Trajectory", "simulate", "simulate_batch"]
@@ -178,6 +179,8 @@ class _Engine:
     reuse: bool
     n: int = 1
     batched: bool = False
+    # a sharded run (`mfnn.sharding`): arrays made on the host are placed replicated
+    sharding: ParticleSharding | None = None
 
     def record0(self, theta):
         fn = record_batch if self.batched else record
@@ -194,13 +197,17 @@ class _Engine:
         extra = () if self.batched else (each_step,)  # a batch does not locate a bad step
         return fn(
             self.dynamics, self.integrator, self.recorder, theta, self.theta0,
-            jnp.asarray(start), self.dt, self.key, bad, n_rec, every, self.reuse, *extra,
+            jnp.asarray(start), self.dt, self.key, bad, n_rec, jnp.asarray(every), self.reuse,
+            *extra,
         )  # fmt: skip
 
     def no_bad(self):
         """``bad`` with no NaN/inf step yet: -1 (a member). Strongly typed like the ``bad``
         that `advance` returns: a weak type here would compile the chunk a second time."""
-        return jnp.full((self.n,) if self.batched else (), -1, dtype=int)
+        bad = jnp.full((self.n,) if self.batched else (), -1, dtype=int)
+        # sharded: replicated on the mesh like the ``bad`` a chunk returns (else the
+        # second chunk would compile again for the other placement)
+        return bad if self.sharding is None else self.sharding.replicated(bad)
 
     def member(self, x, i):
         """Member i of an array of the run (itself, for a single run)."""
@@ -402,6 +409,7 @@ def simulate(
     progress: Callable[[dict[str, Any]], None] | None = None,
     keep_snapshots: bool = True,
     guard: Guard | None = DEFAULT_GUARD,
+    devices: int | str | None = None,
 ) -> Trajectory:
     r"""Integrate the particles from ``theta0`` for ``steps`` steps of size ``dt``.
 
@@ -437,6 +445,12 @@ def simulate(
         guard: the divergence rule checked at every record (`mfnn.guard.Guard`: loss,
             energy and dissipation finite, the loss within 1e6 x max(initial loss, 1),
             max |theta| within 1e6 x max(initial max |theta|, 1)); None: NaN/inf only.
+        devices: split the particles over this many devices (an integer, or "all"): the
+            particle axis sharded, every other array replicated, the mean over particles
+            an all-reduce (`mfnn.sharding`). m must be a multiple of the count. None or
+            1 (or "all" on a one-device machine): the plain one-device run. Agrees with
+            one device to round-off; records, snapshots and the final particles come
+            back to the host as NumPy arrays, ``state.theta`` stays sharded.
 
     Returns:
         A `Trajectory`; ``status`` is "diverged" (with the step, the quantity, the rule
@@ -465,18 +479,26 @@ def simulate(
         raise ConfigError(f"particles must be an (m, D) array; got shape {theta0.shape}.")
     state = State(theta0, theta0, 0, key) if state is None else state
     dtype = theta0.dtype
+    place = particle_sharding(devices, theta0.shape[0])
+    run_theta0, run_theta = jnp.asarray(state.theta0, dtype), jnp.asarray(state.theta, dtype)
+    run_key, run_dt = state.key, jnp.asarray(dt, dtype)
+    if place is not None:  # one device takes none of this: its run is unchanged
+        dynamics, integrator, recorder = place.replicated((dynamics, integrator, recorder))
+        run_theta0, run_theta = place.particles(run_theta0), place.particles(run_theta)
+        run_key, run_dt = place.replicated((run_key, run_dt))
     engine = _Engine(
         dynamics,
         integrator,
         recorder,
-        jnp.asarray(state.theta0, dtype),
-        state.key,
-        jnp.asarray(dt, dtype),
+        run_theta0,
+        run_key,
+        run_dt,
         dynamics.exact_steps,
+        sharding=place,
     )
     (traj,) = _loop(
         engine,
-        jnp.asarray(state.theta, dtype),
+        run_theta,
         int(state.step),
         recorders=[recorder],
         dt=dt,
