@@ -14,7 +14,9 @@ executable; the cache is capped (`MAX_BYTES`, least recently used entries go fir
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -49,3 +51,56 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # LRU eviction (filelock)
     return folder
+
+
+class Compilations:
+    """What `count_compilations` counted: ``lowered`` programs traced and lowered to XLA
+    (one per new shape or static value of a jitted function, whether its executable is
+    then compiled or loaded from the persistent cache) and ``compiled`` backend compiles
+    (not counting executables loaded from the persistent cache)."""
+
+    def __init__(self) -> None:
+        self.lowered = 0
+        self.compiled = 0
+
+    def __repr__(self) -> str:
+        return f"Compilations(lowered={self.lowered}, compiled={self.compiled})"
+
+
+_ACTIVE: list[Compilations] = []
+_LISTENING = {"on": False}
+_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def _listener(event: str, duration: float, **_: object) -> None:
+    for counter in _ACTIVE:
+        if event == _LOWER_EVENT:
+            counter.lowered += 1
+        elif event == _COMPILE_EVENT:
+            counter.compiled += 1
+
+
+@contextlib.contextmanager
+def count_compilations() -> Iterator[Compilations]:
+    """Count the XLA programs JAX lowers and compiles inside the ``with`` block (JAX's own
+    monitoring events), e.g. to check that a sweep over a number compiles once.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> f = jax.jit(lambda x, s: s * x)
+        >>> x = jnp.ones(3)
+        >>> with count_compilations() as c:
+        ...     _ = [f(x, s) for s in (1.0, 2.0, 3.0)]  # s traced: one program
+        >>> c.lowered
+        1
+    """
+    if not _LISTENING["on"]:
+        jax.monitoring.register_event_duration_secs_listener(_listener)
+        _LISTENING["on"] = True
+    counter = Compilations()
+    _ACTIVE.append(counter)
+    try:
+        yield counter
+    finally:
+        _ACTIVE.remove(counter)

@@ -123,13 +123,17 @@ class Ball(eqx.Module):
         [[-0.75, -1.0]]
     """
 
-    radius: float = eqx.field(static=True)
+    radius: Float[Array, ""]
     center: Float[Array, " D"] | None = None
     kind: ClassVar[str] = "ball"
 
     def __post_init__(self):
-        if _is_real(self.radius):
-            object.__setattr__(self, "radius", float(self.radius))
+        if not _is_real(self.radius) or not math.isfinite(self.radius) or self.radius <= 0:
+            raise ConfigError(
+                f"`dynamics.domain.radius` must be a finite number > 0; got {self.radius!r}."
+            )
+        # a traced scalar (weakly typed): runs that differ only in R share one compile
+        object.__setattr__(self, "radius", jnp.asarray(float(self.radius)))
         if self.center is not None and not isinstance(self.center, jax.Array):
             try:
                 center = jnp.asarray(self.center)
@@ -141,10 +145,6 @@ class Ball(eqx.Module):
             object.__setattr__(self, "center", center)
 
     def __check_init__(self):
-        if not _is_real(self.radius) or not math.isfinite(self.radius) or self.radius <= 0:
-            raise ConfigError(
-                f"`dynamics.domain.radius` must be a finite number > 0; got {self.radius!r}."
-            )
         if self.center is not None and (
             self.center.ndim != 1 or not jnp.issubdtype(self.center.dtype, jnp.number)
         ):
@@ -245,17 +245,11 @@ class Box(eqx.Module):
         [[0.75, 0.5, 0.25]]
     """
 
-    low: float = eqx.field(static=True)
-    high: float = eqx.field(static=True)
+    low: Float[Array, ""]
+    high: Float[Array, ""]
     kind: ClassVar[str] = "box"
 
     def __post_init__(self):
-        if _is_real(self.low):
-            object.__setattr__(self, "low", float(self.low))
-        if _is_real(self.high):
-            object.__setattr__(self, "high", float(self.high))
-
-    def __check_init__(self):
         for name, value in (("low", self.low), ("high", self.high)):
             if not _is_real(value) or not math.isfinite(value):
                 raise ConfigError(
@@ -266,6 +260,9 @@ class Box(eqx.Module):
                 "`dynamics.domain.low` must be smaller than `dynamics.domain.high`; got "
                 f"low = {self.low!r} and high = {self.high!r}."
             )
+        # traced scalars (weakly typed): runs that differ only in the bounds share a compile
+        object.__setattr__(self, "low", jnp.asarray(float(self.low)))
+        object.__setattr__(self, "high", jnp.asarray(float(self.high)))
 
     @eqx.filter_jit
     def contains(self, state: State, atol: float = 0.0) -> jax.Array:
@@ -306,8 +303,9 @@ def make_domain(kind: str, **kw) -> Ball | Box:
     """The domain named ``kind`` ("ball" or "box") built from its fields ``kw``.
 
     Example:
-        >>> make_domain("box", low=-1, high=1)
-        Box(low=-1.0, high=1.0)
+        >>> box = make_domain("box", low=-1, high=1)
+        >>> type(box).__name__, float(box.low), float(box.high)
+        ('Box', -1.0, 1.0)
     """
     if not isinstance(kind, str) or kind not in DOMAINS:
         raise ConfigError(

@@ -76,6 +76,8 @@ def advance(
         state = jax.tree.map(lambda u, s: jnp.where(ok, u, s), new, state)
         return state, jnp.where((bad < 0) & ~ok, at, bad)
 
+    unroll = unroll_factor(model, theta)
+
     # the steps between records run in `fori_loop`s (a counter, no scanned index array):
     # a `lax.scan` over an index array nested in the records' scan ran tiny steps about
     # 25 % slower on CPU (online SGD at d = 1000, m = 2; benchmarks/bench_online.py)
@@ -100,7 +102,7 @@ def advance(
 
             state, bad = jax.lax.fori_loop(first, every, checked, (state, bad))
         else:
-            state = jax.lax.fori_loop(first, every, lambda j, s: plain(s, base + j), state)
+            state = _steps(plain, state, base, first, every, unroll)
             state, bad = guard(state, begin, bad, base)
         theta = model.from_blocks(state)
         rec, (v, loss) = recorder.measure(
@@ -114,6 +116,40 @@ def advance(
     carry = (state, bad, k1, jnp.asarray(False))
     (state, bad, _, _), (recs, peaks) = jax.lax.scan(one_record, carry, jnp.arange(n_rec))
     return model.from_blocks(state), bad, recs, peaks
+
+
+UNROLL = 4  # steps per loop iteration of a tiny problem
+TINY = 4096  # a two-layer network of at most this many parameters m x D is tiny
+
+
+def unroll_factor(model, theta) -> int:
+    """How many steps one iteration of the compiled step loop takes: `UNROLL` for a tiny
+    two-layer network (m x D <= `TINY`), else 1. A tiny step costs a few microseconds of
+    arithmetic, and the loop's own per-iteration cost (a host-side while loop of XLA's CPU
+    runtime) is of the same order; taking several steps per iteration amortises it
+    (online SGD at d = 1000, m = 2: benchmarks/bench_online.py). Larger or deeper models
+    keep one step per iteration, so their compile time does not grow."""
+    from .models.base import AbstractUnitModel
+
+    return UNROLL if isinstance(model, AbstractUnitModel) and theta.size <= TINY else 1
+
+
+def _steps(plain, state, base, first, every, unroll: int):
+    """Steps base + first .. base + every - 1, ``unroll`` per loop iteration (the same
+    steps, in the same order, as one per iteration)."""
+    if unroll == 1:
+        return jax.lax.fori_loop(first, every, lambda j, s: plain(s, base + j), state)
+
+    def block(i, s):
+        j = first + i * unroll
+        for u in range(unroll):
+            s = plain(s, base + j + u)
+        return s
+
+    blocks = (every - first) // unroll
+    state = jax.lax.fori_loop(0, blocks, block, state)
+    rest = first + blocks * unroll
+    return jax.lax.fori_loop(rest, every, lambda j, s: plain(s, base + j), state)
 
 
 def stack(trees: Sequence[Any], what: str = "batch member") -> Any:

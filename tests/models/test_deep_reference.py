@@ -5,6 +5,7 @@ backpropagation, no JAX. Its gradients are checked by central differences here; 
 predictions, velocities, risks and the wide ResNet's expansions are then checked against it.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -187,8 +188,10 @@ def test_mfnn_wide_resnet_expansion_orders():
     theta = rng.normal(size=(L * N, d * d))
     model = WideResNet(d=d, depth=L, activation="tanh")
     xj = jnp.asarray(x)
-    predict = jax.jit(model.predict)  # one compile for the four scales
-    expansion = jax.jit(model.expansion, static_argnums=2)
+    # one compile for the four scales; equinox's filter_jit, as the model carries traced
+    # scalars (its scaling's gamma and alpha) and is not hashable
+    predict = eqx.filter_jit(model.predict)
+    expansion = eqx.filter_jit(model.expansion)
     e1, e2 = [], []
     for s in SMALL:
         t = jnp.asarray(s * theta)

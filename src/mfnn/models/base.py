@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._typing import Array, Float, Inputs, Key, Particles
+from .._typing import Array, Float, Inputs, Key, Particles, Scalar
 from .scaling import Scaling
 
 Blocks = Any
@@ -82,15 +82,15 @@ class AbstractModel(eqx.Module):
 
     # ------------------------------------------------------ concrete, final
     @property
-    def gamma(self) -> float:
+    def gamma(self) -> Scalar:
         """The scaling's exponent gamma (f_m = m^(-gamma) sum_j phi)."""
         return self.scaling.gamma
 
-    def output_scale(self, m: int) -> float:
+    def output_scale(self, m: int) -> Scalar:
         """m^(-gamma): the factor in front of sum_j phi."""
         return self.scaling.output(m)
 
-    def velocity_scale(self, m: int) -> float:
+    def velocity_scale(self, m: int) -> Scalar:
         """m^(2 gamma - 1): the time scaling of the particle velocity."""
         return self.scaling.velocity(m)
 

@@ -45,7 +45,9 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
+import jax.numpy as jnp
 
+from .._typing import Array, Scalar
 from ..errors import ConfigError, did_you_mean
 
 NAMED = {"mean_field": 1.0, "ntk": 0.5}
@@ -56,19 +58,30 @@ class Scaling(eqx.Module):
 
     Build it with `Scaling.of`. ``name`` is "mean_field" (gamma = 1), "ntk" (gamma = 1/2)
     or "general" (any gamma in [1/2, 1]); ``alpha`` is the lazy-training output factor
-    (module docstring).
+    (module docstring). gamma and alpha are traced scalars (weakly typed, so a float32 run
+    stays float32): runs that differ only in them share one compiled loop. ``name`` and
+    ``mean_field`` (gamma = 1 and alpha = 1, decided when the scaling is built) are static:
+    they choose code paths (the Langevin and birth-death dynamics need the mean-field
+    scaling, a multilayer network's layer factors).
 
     Example:
         >>> s = Scaling.of("ntk")
-        >>> s.gamma, s.output(4), s.velocity(4), s.field(4)
-        (0.5, 0.5, 1.0, 0.5)
+        >>> [float(v) for v in (s.gamma, s.output(4), s.velocity(4), s.field(4))]
+        [0.5, 0.5, 1.0, 0.5]
         >>> Scaling.of("general", 0.75).name, Scaling.of(1.0).mean_field
         ('general', True)
     """
 
-    gamma: float = eqx.field(static=True)
+    gamma: Array
+    alpha: Array
     name: str = eqx.field(static=True)
-    alpha: float = eqx.field(static=True, default=1.0)
+    mean_field: bool = eqx.field(static=True)
+
+    def __init__(self, gamma: float, name: str, alpha: float = 1.0):
+        # `mean_field`: gamma = 1 and alpha = 1, f is an integral against the particle measure
+        self.mean_field = float(gamma) == 1.0 and float(alpha) == 1.0
+        self.gamma, self.alpha = jnp.asarray(float(gamma)), jnp.asarray(float(alpha))
+        self.name = name
 
     @classmethod
     def of(
@@ -81,7 +94,7 @@ class Scaling(eqx.Module):
             raise ConfigError(f"`model.alpha` must be a finite number > 0; got {alpha!r}.")
         alpha = float(alpha)
         if isinstance(scaling, Scaling):
-            return scaling if alpha == 1.0 else cls(scaling.gamma, scaling.name, alpha)
+            return scaling if alpha == 1.0 else cls(float(scaling.gamma), scaling.name, alpha)
         if isinstance(scaling, bool):
             scaling = str(scaling)
         if isinstance(scaling, int | float):
@@ -105,28 +118,23 @@ class Scaling(eqx.Module):
             f"got {scaling!r}. {did_you_mean(str(scaling), [*NAMED, 'general'])}"
         )
 
-    @property
-    def mean_field(self) -> bool:
-        """gamma = 1 and alpha = 1: f is an integral against the particle measure."""
-        return self.gamma == 1.0 and self.alpha == 1.0
-
-    def output(self, m: int) -> float:
+    def output(self, m: int) -> Scalar:
         """alpha m^(-gamma)."""
         return self.alpha * float(m) ** (-self.gamma)
 
-    def velocity(self, m: int) -> float:
+    def velocity(self, m: int) -> Scalar:
         """m^(2 gamma - 1) / alpha^2."""
         return float(m) ** (2.0 * self.gamma - 1.0) / self.alpha**2
 
-    def field(self, m: int) -> float:
+    def field(self, m: int) -> Scalar:
         """m^(gamma - 1) / alpha."""
         return float(m) ** (self.gamma - 1.0) / self.alpha
 
-    def confinement(self, m: int) -> float:
+    def confinement(self, m: int) -> Scalar:
         """m^(2 gamma - 2) / alpha^2."""
         return float(m) ** (2.0 * self.gamma - 2.0) / self.alpha**2
 
-    def dissipation(self, m: int) -> float:
+    def dissipation(self, m: int) -> Scalar:
         """alpha^2 m^(1 - 2 gamma)."""
         return self.alpha**2 * float(m) ** (1.0 - 2.0 * self.gamma)
 
@@ -138,4 +146,4 @@ def gamma_of(scaling: str | float, gamma: float | None = None) -> float:
         >>> gamma_of("mean_field"), gamma_of("general", 0.75)
         (1.0, 0.75)
     """
-    return Scaling.of(scaling, gamma).gamma
+    return float(Scaling.of(scaling, gamma).gamma)
