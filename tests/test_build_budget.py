@@ -143,3 +143,15 @@ def test_on_an_accelerator_its_memory_bounds_the_device_arrays(monkeypatch):
     monkeypatch.setattr(budget, "_device_memory", lambda: 2**50)
     with pytest.raises(ConfigError, match=rf"available \({budget.ENV}\)"):
         budget.check_memory(cfg)
+
+
+def test_particles_split_over_devices_are_bounded_per_device(monkeypatch):
+    """devices = 2: each device holds half the particles and work and all of the data."""
+    cfg = config.load(SMALL, ["devices=2"])
+    per_device = (2560 + 6400) // 2 + 600
+    monkeypatch.delenv(budget.ENV, raising=False)
+    monkeypatch.setattr(budget, "_device_memory", lambda: per_device)
+    assert budget.check_memory(cfg).device == 2560 + 600 + 6400
+    monkeypatch.setattr(budget, "_device_memory", lambda: per_device - 1)
+    with pytest.raises(ConfigError, match=r"per device of 2"):
+        budget.check_memory(cfg)

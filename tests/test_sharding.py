@@ -308,3 +308,15 @@ if __name__ == "__main__":  # the subprocess side: `python tests/test_sharding.p
     enable_compilation_cache()  # as the suite's own processes do (tests/conftest.py)
     result = _cli_checks() if sys.argv[1:] == ["cli"] else _device_checks()
     print(json.dumps(result))
+
+
+def test_a_run_may_continue_on_another_device_count(tmp_path):
+    """`same_config` ignores `devices` (the trajectory does not depend on it beyond
+    round-off), and still tells a changed number apart."""
+    from mfnn import config
+    from mfnn.rundir import same_config
+
+    (tmp_path / "config.yaml").write_text(config.dump(_cfg(devices=2)))
+    assert same_config(tmp_path, _cfg())
+    assert same_config(tmp_path, _cfg(devices="all"))
+    assert not same_config(tmp_path, _cfg(seed=5))

@@ -329,6 +329,13 @@ def _device_memory() -> int | None:
     return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 
+def _device_count(cfg: Config) -> int:
+    """How many devices share the particles (``devices``; "all" is every device)."""
+    import jax
+
+    return len(jax.devices()) if cfg.devices == "all" else int(cfg.devices)
+
+
 def check_memory(cfg: Config, base: str | os.PathLike | None = None) -> Estimate:
     """Refuse a config whose `estimate` exceeds `available_memory` (a `ConfigError` with
     the estimate, the limit and the fields that drive the largest term); return the
@@ -343,8 +350,12 @@ def check_memory(cfg: Config, base: str | os.PathLike | None = None) -> Estimate
     if device is not None:
         on_device = {k: p for k, p in est.parts.items() if p.where == "device"}
         on_host = {k: p for k, p in est.parts.items() if p.where == "host"}
+        n = _device_count(cfg)
+        split = {k: dataclasses.replace(p, bytes=-(-p.bytes // n)) if k != "data" else p
+                 for k, p in on_device.items()}  # fmt: skip
+        where = "the accelerator's memory" + (f", per device of {n}" if n > 1 else "")
         checks = [
-            (est.device, device, "the accelerator's memory", on_device),
+            (sum(p.bytes for p in split.values()), device, where, split),
             (est.host, limit, source, on_host),
         ]
     for need, have, where, parts in checks:

@@ -391,7 +391,9 @@ def read_checkpoint(run_dir) -> dict[str, Any]:
 
 def same_config(run_dir, cfg: Config) -> bool:
     """Whether ``run_dir`` was started with ``cfg`` (resolved configs equal, mfnn version
-    aside): only then may a resume reuse its checkpoint or its finished result."""
+    and ``devices`` aside): only then may a resume reuse its checkpoint or its finished
+    result. The device count is not part of the run: a sharded run gives the one-device
+    trajectory to round-off (`mfnn.sharding`), so a run may continue on another count."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         return False
@@ -399,6 +401,7 @@ def same_config(run_dir, cfg: Config) -> bool:
     now = parse_yaml(dump(cfg))
     for d in (saved, now):
         d.pop("mfnn_version", None)
+        d.pop("devices", None)
         model = d.get("model") or {}
         if (model.get("init") or {}).get("path") is not None:
             model.pop("width", None)  # read from the particle file: the resolved config has it
