@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 WORKERS ?= 2
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run quick test test-slow lint format bench bench-pde gallery clean
+.PHONY: run quick test test-slow lint format bench bench-tables bench-pde gallery clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,15 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# every benchmark, one after the other, then the README tables (benchmarks/README.md);
+# e.g. make bench BENCH_ARGS="--only pde,kernels" or BENCH_ARGS="--quick"
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# only re-render the README tables from benchmarks/results/*.json
+bench-tables: $(STAMP)
+	$(BIN)/python benchmarks/tables.py
 
 bench-pde: $(STAMP)
 	$(BIN)/python benchmarks/bench_pde.py --out benchmarks/results/bench_pde_cpu2.json
