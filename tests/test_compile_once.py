@@ -99,7 +99,14 @@ def _run(raw: dict, changes, out) -> None:
     execute(config.validate(raw), out, progress=False, make_figures=False)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [
+        "langevin_ball",
+        "lazy",
+        pytest.param("birth_death_box", marks=pytest.mark.slow),  # ~10 s: a third compile
+    ],
+)
 def test_a_sweep_over_a_number_compiles_once(case, tmp_path):
     raw, changes = CASES[case]
     _run(raw, [], tmp_path / "first")  # compiles (or reads the persistent cache)

@@ -301,15 +301,6 @@ def test_cli_run_with_devices_all_on_two_host_devices():
     assert "devices: all" in res["saved_all"] and "devices" not in res["saved_1"]
 
 
-if __name__ == "__main__":  # the subprocess side: `python tests/test_sharding.py checks`
-    from mfnn.cache import enable_compilation_cache
-
-    jax.config.update("jax_enable_x64", True)
-    enable_compilation_cache()  # as the suite's own processes do (tests/conftest.py)
-    result = _cli_checks() if sys.argv[1:] == ["cli"] else _device_checks()
-    print(json.dumps(result))
-
-
 def test_a_run_may_continue_on_another_device_count(tmp_path):
     """`same_config` ignores `devices` (the trajectory does not depend on it beyond
     round-off), and still tells a changed number apart."""
@@ -320,3 +311,13 @@ def test_a_run_may_continue_on_another_device_count(tmp_path):
     assert same_config(tmp_path, _cfg())
     assert same_config(tmp_path, _cfg(devices="all"))
     assert not same_config(tmp_path, _cfg(seed=5))
+
+
+if __name__ == "__main__":  # the subprocess side: `python tests/test_sharding.py checks`
+    from mfnn.cache import enable_compilation_cache
+
+    jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()  # as the suite's own processes do (tests/conftest.py)
+    result = _cli_checks() if sys.argv[1:] == ["cli"] else _device_checks()
+    print(json.dumps(result))
+

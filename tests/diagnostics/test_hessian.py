@@ -252,6 +252,7 @@ def test_homogeneity_directions_are_zero_modes(key):
     assert particle_hessian(dyn, theta, quotient=False).eigenvalues.size == 15
 
 
+@pytest.mark.slow  # ~10-18 s: a dense finite-difference Hessian
 def test_relu_closed_form_falls_back_to_finite_differences():
     # the closed-form relu kernel's second derivative is inf x 0 on its diagonal
     # K(w_j, w_j): the Hessian comes from central differences of the exact gradient

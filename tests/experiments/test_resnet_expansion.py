@@ -179,6 +179,7 @@ def _trap_flows(net, risks, starts2, start1, steps=3000, dt=10.0):
     return ends2, e2, d2, jax.vmap(lowest)(ends2), descend(risks[1], start1)
 
 
+@pytest.mark.slow  # ~9-16 s: the experiment's own --quick run is in the slow tier too
 def test_e2_has_a_layer_order_trap_that_e1_does_not():
     net, risks = _trap_objectives()
     start = jnp.array([[1.0], [-5.0]])  # near the teacher with its blocks swapped

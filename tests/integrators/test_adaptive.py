@@ -104,6 +104,7 @@ def test_linear_flow_to_tolerance(key, make_problem, slope):
 
 
 # ------------------------------------------------------------------ (b) Euler is order 1
+@pytest.mark.slow  # ~10 s; the orders are tested by default in tests/integrators/test_explicit.py
 def test_euler_and_heun_orders_against_the_adaptive_reference(key, make_problem, slope):
     data, theta = make_problem(key)
     flow = _tanh_flow(data)
@@ -121,6 +122,7 @@ def test_euler_and_heun_orders_against_the_adaptive_reference(key, make_problem,
 
 
 # ------------------------------------------------------------------ (c) cost at equal accuracy
+@pytest.mark.slow  # ~10-20 s; the cost comparison is benchmarks/bench_adaptive.py's too
 def test_fewer_velocity_evaluations_than_euler_at_equal_accuracy(key, make_problem):
     data, theta = make_problem(key)
     flow = _tanh_flow(data)

@@ -48,6 +48,7 @@ def _function_change(model, theta, data, t_end=1.0, steps=25, factor=1.0):
     return float(jnp.sqrt(jnp.mean(jnp.sum((f1 - f0).reshape(data.n, -1) ** 2, axis=1))))
 
 
+@pytest.mark.slow  # ~8-14 s: runs at several widths
 def test_ensemble_moves_order_one_at_every_width():
     """v = -N dE/dtheta_j: ||f(1) - f(0)|| is the same O(1) number at N = 8..512 (max / min
     <= 1.5, at L = 2 and L = 6); without the factor N (plain gradient descent on E) it
