@@ -320,4 +320,3 @@ if __name__ == "__main__":  # the subprocess side: `python tests/test_sharding.p
     enable_compilation_cache()  # as the suite's own processes do (tests/conftest.py)
     result = _cli_checks() if sys.argv[1:] == ["cli"] else _device_checks()
     print(json.dumps(result))
-
