@@ -7,11 +7,18 @@ y = sign(x_1). For each (n, m, d) and dtype the script measures, in the same run
 - GEMM: the jitted matmuls of one step, forward (n, d) x (d, m) and backward
   (m, n) x (n, d), each in its faster orientation; a step costs about 4 n m d flops, so
   the GEMM-bound step rate is 1 / (t_forward + t_backward);
-- numpy: a hand-written NumPy step (forward, residual, backward by hand);
-- jax: the same step in jax.numpy, scanned K times in one jit + lax.scan (no mfnn code),
+- square GEMM: a jitted 2048 x 2048 x 2048 matmul and NumPy's, the faster of the two: the
+  machine's GEMM rate, the roofline a step's 4 n m d flops are measured against;
+- peers (the reference of every "/best" ratio is the fastest of them):
+  numpy: a hand-written NumPy step (forward, residual, backward by hand);
+  jax: the same step in jax.numpy, scanned K times in one jit + lax.scan (no mfnn code),
   with w stored (m, d) as in numpy, and again with w stored (d, m) (XLA's fast GEMM
-  orientation on CPU; the layout mfnn's loop uses); the best of the three plain loops is
-  the reference;
+  orientation on CPU; the layout mfnn's loop uses);
+  jax_grad: jax.grad of the loss (w stored (d, m)) in the same jit + lax.scan;
+  torch, torch_compile: torch autograd of the loss and the same with the loss under
+  torch.compile (skipped with a note when torch is not installed);
+- mfnn unblocked: mfnn's step with tiling off (``EmpiricalRisk(tile=n)``), to show what
+  the tiled pass (`mfnn.models.base.tiled_pullback`) gains;
 - mfnn: ``mfnn.simulate`` with ``Recorder(every=steps)`` (records at step 0 and at the
   end only) and with the default ``Recorder(every=10)``; the first call compiles, later
   calls (same shapes, steps and every: the same compiled chunk) are timed;
@@ -19,13 +26,14 @@ y = sign(x_1). For each (n, m, d) and dtype the script measures, in the same run
   jitted `Recorder` call.
 
 Methods are timed round-robin, best of the rounds. It prints steps/s, each as a fraction
-of the GEMM-bound rate, and mfnn / best plain loop; it also times ``import jax`` +
+of the GEMM-bound rate, mfnn / best peer, and GF/s (4 n m d flops a step) as a fraction of
+the square GEMM rate; it also times ``import jax`` +
 ``import mfnn``, the first compile of a small run (in fresh subprocesses) and
 ``mfnn run sign --quick``.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/bench_step.py                 # all sizes, 5-7 min on 2 cores
+    .venv/bin/python benchmarks/bench_step.py                 # all sizes, 10-12 min on 2 cores
     .venv/bin/python benchmarks/bench_step.py --sizes small   # first size only, ~1.5 min
     .venv/bin/python benchmarks/bench_step.py --steps 50 --out bench.json
 
@@ -58,16 +66,21 @@ from rich.table import Table  # noqa: E402
 import mfnn  # noqa: E402
 from mfnn import DataSet, EmpiricalRisk, Euler, FullBatch, GradientFlow, Recorder, TwoLayer  # noqa: E402
 
+try:  # optional peers: torch autograd and torch.compile
+    import torch  # noqa: E402
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+
 DT = 1e-3
 DTYPES = ("float32", "float64")
 
-# (n, m, d) and defaults: "steps" for the jax loop, mfnn's step in a scan and mfnn with
-# every=steps; "steps10" for mfnn with every=10; "numpy" steps; "rounds": every method is
-# timed once per round, round-robin, and the best round is kept.
+# (n, m, d) and defaults: "steps" for the jax loops, mfnn's step in a scan and mfnn with
+# every=steps; "steps10" for mfnn with every=10; "numpy" steps (also the torch peers');
+# "rounds": every method is timed once per round, round-robin, and the best round is kept.
 SIZES = [
     dict(n=1024, m=1024, d=16, steps=300, steps10=300, numpy=20, rounds=3),
     dict(n=4096, m=4096, d=32, steps=40, steps10=40, numpy=3, rounds=2),
-    dict(n=16384, m=8192, d=64, steps=10, steps10=10, numpy=1, rounds=1),
+    dict(n=16384, m=8192, d=64, steps=10, steps10=10, numpy=1, rounds=2),
 ]
 
 
@@ -109,6 +122,25 @@ def gemm_timers(n: int, m: int, d: int, dtype: str) -> dict:
         compiled(*args).block_until_ready()  # first touch of the output buffers
         timers[name] = lambda c=compiled, a=args: c(*a).block_until_ready()
     return timers
+
+
+SQUARE = 2048
+
+
+def square_gemm_timers(dtype: str, size: int = SQUARE) -> dict:
+    """The machine's GEMM rate: a jitted (size, size) x (size, size) matmul and NumPy's
+    (its own BLAS). Returns name -> zero-argument callable that runs and blocks."""
+    ka, kb = jax.random.split(jax.random.key(3))
+    a = jax.random.normal(ka, (size, size), dtype)
+    b = jax.random.normal(kb, (size, size), dtype)
+    compiled = jax.jit(lambda a, b: a @ b).lower(a, b).compile()
+    compiled(a, b).block_until_ready()
+    an, bn = np.asarray(a), np.asarray(b)
+    out = np.empty_like(an)
+    return {
+        "square_xla": lambda: compiled(a, b).block_until_ready(),
+        "square_numpy": lambda: np.matmul(an, bn, out=out),
+    }
 
 
 # ----------------------------------------------------------------------------- numpy
@@ -173,6 +205,19 @@ def jax_step_t(params, x, y):
     return (a + DT * va, w_t + DT * vw_t, b + DT * vb)
 
 
+def jax_grad_step(params, x, y):
+    """The same step by jax.grad of the loss (w stored (d, m)): v = -m grad."""
+    m = params[0].shape[0]
+
+    def loss(p):
+        a, w_t, b = p
+        f = jnp.maximum(x @ w_t + b, 0) @ a / m
+        return 0.5 * jnp.mean((f - y) ** 2)
+
+    grads = jax.grad(loss)(params)
+    return tuple(p - DT * m * g for p, g in zip(params, grads, strict=True))
+
+
 def jax_loop(steps: int, step=jax_step):
     @jax.jit
     def run(params, x, y):
@@ -185,22 +230,59 @@ def jax_loop(steps: int, step=jax_step):
     return run
 
 
-def jax_timer(x, y, theta, steps: int, transposed: bool = False):
+def jax_timer(x, y, theta, steps: int, transposed: bool = False, step=None):
     """The hand-written loop, compiled ahead of time (compilation is not timed); with
-    ``transposed`` the weights are stored (d, m) (`jax_step_t`)."""
+    ``transposed`` the weights are stored (d, m) (`jax_step_t`, or ``step``)."""
     a, w, b = split(theta)
     params = tuple(jnp.asarray(np.ascontiguousarray(v)) for v in (a, w.T if transposed else w, b))
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    step = jax_step_t if transposed else jax_step
+    step = step or (jax_step_t if transposed else jax_step)
     run = jax_loop(steps, step).lower(params, xj, yj).compile()
     return lambda: jax.block_until_ready(run(params, xj, yj))
 
 
+# ----------------------------------------------------------------------------- torch
+def torch_stepper(x, y, theta, compiled: bool = False):
+    """A torch step: autograd of the loss (under torch.compile with ``compiled``), then
+    theta -= dt m grad in place (v = -m grad in mean_field). Returns (step, params)."""
+    a, w, b = (torch.tensor(np.ascontiguousarray(v)).requires_grad_() for v in split(theta))
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+    m = a.shape[0]
+
+    def loss_fn(a, w, b, x, y):
+        f = torch.relu(x @ w.T + b) @ a / m
+        return 0.5 * torch.mean((f - y) ** 2)
+
+    fn = torch.compile(loss_fn) if compiled else loss_fn
+
+    def step():
+        grads = torch.autograd.grad(fn(a, w, b, xt, yt), (a, w, b))
+        with torch.no_grad():
+            for p, g in zip((a, w, b), grads, strict=True):
+                p.sub_(DT * m * g)
+
+    return step, (a, w, b)
+
+
+def torch_timer(x, y, theta, steps: int, compiled: bool = False):
+    """``steps`` torch steps; the first step (torch.compile's compilation) is made here."""
+    step, _ = torch_stepper(x, y, theta.copy(), compiled)
+    step()
+
+    def run():
+        for _ in range(steps):
+            step()
+
+    return run
+
+
 # ------------------------------------------------------------------------------ mfnn
-def make_flow(x, y, d: int):
+def make_flow(x, y, d: int, tile: int | None = None):
+    """mfnn's flow; ``tile`` rows per tile of the full-batch pass (None: mfnn's choice,
+    n: no tiling)."""
     data = DataSet(jnp.asarray(x), jnp.asarray(y))
     net = TwoLayer(d=d, activation="relu", scaling="mean_field", bias=True)
-    return GradientFlow(net, EmpiricalRisk(data), FullBatch(data))
+    return GradientFlow(net, EmpiricalRisk(data, tile=tile), FullBatch(data))
 
 
 def mfnn_timer(flow, theta, steps: int, every: int):
@@ -268,17 +350,37 @@ def check_agreement(dtype: str = "float64", steps: int = 5) -> dict:
     a0, w0, b0 = split(theta)
     pt = jax_loop(steps, jax_step_t)(tuple(jnp.asarray(v) for v in (a0, w0.T, b0)), x, y)
     pt = np.concatenate([np.asarray(pt[0])[:, None], pt[1].T, np.asarray(pt[2])[:, None]], 1)
+    pg = jax_loop(steps, jax_grad_step)(tuple(jnp.asarray(v) for v in (a0, w0.T, b0)), x, y)
+    pg = np.concatenate([np.asarray(pg[0])[:, None], pg[1].T, np.asarray(pg[2])[:, None]], 1)
     traj = mfnn.simulate(
         make_flow(x, y, d), Euler(), jnp.asarray(theta), dt=DT, steps=steps, key=jax.random.key(0)
     )
+    tiled = mfnn.simulate(
+        make_flow(x, y, d, tile=48),
+        Euler(),
+        jnp.asarray(theta),
+        dt=DT,
+        steps=steps,
+        key=jax.random.key(0),
+    )
     scale = np.abs(ref - theta).max()  # compare the movement, not theta itself
-    return {
+    out = {
         "dtype": dtype,
         "steps": steps,
         "jax_vs_numpy": float(np.abs(pj - ref).max() / scale),
         "jax_t_vs_numpy": float(np.abs(pt - ref).max() / scale),
+        "jax_grad_vs_numpy": float(np.abs(pg - ref).max() / scale),
         "mfnn_vs_numpy": float(np.abs(traj.final - ref).max() / scale),
+        "mfnn_tiled_vs_numpy": float(np.abs(tiled.final - ref).max() / scale),
     }
+    if torch is not None:
+        step, params = torch_stepper(x, y, theta.copy())
+        for _ in range(steps):
+            step()
+        pa, pw, pb = (p.detach().numpy() for p in params)
+        tt = np.concatenate([pa[:, None], pw, pb[:, None]], axis=1)
+        out["torch_vs_numpy"] = float(np.abs(tt - ref).max() / scale)
+    return out
 
 
 # ----------------------------------------------------------------------- start-up cost
@@ -351,7 +453,10 @@ def bench_cli() -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
-def bench_size(cfg: dict, dtype: str, steps: int | None, log) -> dict:
+PEERS = ("numpy", "jax", "jax_t", "jax_grad", "torch", "torch_compile")
+
+
+def bench_size(cfg: dict, dtype: str, steps: int | None, log, use_torch: bool = True) -> dict:
     """Prepare (and compile) every method, then time them round-robin, best of the rounds."""
     n, m, d = cfg["n"], cfg["m"], cfg["d"]
     s_big = steps or cfg["steps"]
@@ -361,25 +466,36 @@ def bench_size(cfg: dict, dtype: str, steps: int | None, log) -> dict:
     x, y, theta = make_problem(n, m, d, dtype)
     flow = make_flow(x, y, d)
 
-    log(f"{tag} compiling: GEMMs, jax loop, mfnn step, mfnn every={s_big} and every=10 runs")
-    timers = gemm_timers(n, m, d, dtype)
+    log(f"{tag} compiling: GEMMs, peers, mfnn step, mfnn every={s_big} and every=10 runs")
+    timers = gemm_timers(n, m, d, dtype) | square_gemm_timers(dtype)
     timers["numpy"] = numpy_timer(x, y, theta, s_np)
     timers["jax"] = jax_timer(x, y, theta, s_big)
     timers["jax_t"] = jax_timer(x, y, theta, s_big, transposed=True)
+    timers["jax_grad"] = jax_timer(x, y, theta, s_big, transposed=True, step=jax_grad_step)
+    steps_of = {"numpy": s_np, "jax": s_big, "jax_t": s_big, "jax_grad": s_big}
+    if use_torch and torch is not None:
+        timers["torch"] = torch_timer(x, y, theta, s_np)
+        log(f"{tag} torch.compile (first call compiles)")
+        timers["torch_compile"] = torch_timer(x, y, theta, s_np, compiled=True)
+        steps_of |= {"torch": s_np, "torch_compile": s_np}
     timers["mfnn_step"] = mfnn_step_timer(flow, theta, s_big)
+    timers["mfnn_step_unblocked"] = mfnn_step_timer(make_flow(x, y, d, tile=n), theta, s_big)
     timers["mfnn_big"], info_big = mfnn_timer(flow, theta, s_big, s_big)
     timers["mfnn_10"], info_10 = mfnn_timer(flow, theta, s_10, 10)
     timers["record"] = record_timer(flow, theta)
-    steps_of = {"numpy": s_np, "jax": s_big, "jax_t": s_big, "mfnn_step": s_big, "mfnn_big": s_big}
+    steps_of |= {"mfnn_step": s_big, "mfnn_step_unblocked": s_big, "mfnn_big": s_big}
     steps_of["mfnn_10"] = s_10
 
     best = dict.fromkeys(timers, float("inf"))
     for r in range(cfg["rounds"]):
         log(f"{tag} timing round {r + 1}/{cfg['rounds']}")
         for name, fn in timers.items():  # round-robin: every method sees the same machine
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            # the square GEMMs are short: three calls a round, so that one slow call does
+            # not set the roofline
+            for _ in range(3 if name.startswith("square") else 1):
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
 
     t_fwd = min(best["gemm_fwd_xwT"], best["gemm_fwd_wxT"])
     t_bwd = min(best["gemm_bwd_dzTx"], best["gemm_bwd_xTdz"])
@@ -395,20 +511,31 @@ def bench_size(cfg: dict, dtype: str, steps: int | None, log) -> dict:
         "gflops": flops / (t_fwd + t_bwd) / 1e9,
         "bound_steps_per_s": bound,
     }
+    sq_flops = 2.0 * SQUARE**3
+    square = {k: sq_flops / best[k] / 1e9 for k in ("square_xla", "square_numpy")}
+    row["square_gemm"] = {"size": SQUARE} | {k + "_gflops": v for k, v in square.items()}
+    row["square_gemm"]["gflops"] = sq = max(square.values())
     for name, k in steps_of.items():
         row[name] = {"steps": k, "time_s": best[name], "steps_per_s": k / best[name]}
         row[name]["frac_gemm"] = row[name]["steps_per_s"] / bound
+        row[name]["gflops"] = row[name]["steps_per_s"] * flops / 1e9
+        row[name]["frac_square"] = row[name]["gflops"] / sq
     row["mfnn_big"] |= {"every": s_big} | info_big
     row["mfnn_10"] |= {"every": 10} | info_10
     row["record_s"] = best["record"]
+    row["record_over_step"] = best["record"] * row["mfnn_step"]["steps_per_s"]
     # simulate every=steps with its records (step 0 and the last step) taken out
     big = row["mfnn_big"]
     loop_s = big["time_s"] - big["records"] * row["record_s"]
     big["loop_steps_per_s"] = big["steps"] / loop_s if loop_s > 0 else float("nan")
     big["loop_frac_gemm"] = big["loop_steps_per_s"] / bound
-    plain = max(row[k]["steps_per_s"] for k in ("numpy", "jax", "jax_t"))
-    row["best_plain_steps_per_s"] = plain
+    peers = {k: row[k]["steps_per_s"] for k in PEERS if k in row}
+    row["best_peer"] = max(peers, key=peers.get)
+    row["best_plain_steps_per_s"] = plain = peers[row["best_peer"]]
     row["mfnn_step_over_best"] = row["mfnn_step"]["steps_per_s"] / plain
+    row["mfnn_step_over_unblocked"] = (
+        row["mfnn_step"]["steps_per_s"] / row["mfnn_step_unblocked"]["steps_per_s"]
+    )
     row["mfnn_loop_over_best"] = big["loop_steps_per_s"] / plain
     row["mfnn_big_over_best"] = big["steps_per_s"] / plain
     row["mfnn_10_over_best"] = row["mfnn_10"]["steps_per_s"] / plain
@@ -481,6 +608,31 @@ def print_table(console: Console, rows: list[dict]) -> None:
             f"{big['records']}/{ten['records']}",
         )
     console.print(detail)
+    roof = Table(
+        title="Roofline: GF/s at 4 n m d flops a step (in brackets: fraction of the square "
+        "GEMM rate); mfnn's step in a scan against each peer",
+        title_justify="left",
+    )
+    columns = ("n x m x d", "dtype", "square GEMM", "mfnn step", "mfnn unblocked")
+    columns += tuple(k for k in PEERS if any(k in r for r in rows)) + ("best peer", "mfnn/best")
+    for name in columns:
+        roof.add_column(name, justify="right")
+    for r in rows:
+        cells = [f"{r['n']}x{r['m']}x{r['d']}", r["dtype"], f"{r['square_gemm']['gflops']:.1f}"]
+        for k in ("mfnn_step", "mfnn_step_unblocked") + PEERS:
+            if k in columns or k.startswith("mfnn"):
+                cells.append(rate(r[k], "gflops", "frac_square") if k in r else "-")
+        cells += [r["best_peer"], f"{r['mfnn_step_over_best']:.2f}"]
+        roof.add_row(*cells)
+    console.print(roof)
+
+
+def _loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (Linux), to judge how shared the machine was."""
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated")
     parser.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch peers")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be >= 1")
@@ -521,22 +674,28 @@ def main(argv: list[str] | None = None) -> int:
             "jax_backend": jax.default_backend(),
             "devices": [str(dev) for dev in jax.devices()],
             "numpy": np.__version__,
+            "torch": None if torch is None else torch.__version__,
+            "torch_threads": None if torch is None else torch.get_num_threads(),
             "mfnn": mfnn.__version__,
+            "loadavg_start": _loadavg(),
         },
         "dt": DT,
         "agreement": [check_agreement("float64"), check_agreement("float32")],
         "rows": [],
     }
+    if torch is None and not args.no_torch:
+        log("torch is not installed: the torch autograd and torch.compile peers are skipped")
     for agree in result["agreement"]:
+        others = ", ".join(
+            f"{k.removesuffix('_vs_numpy')} {v:.1e}" for k, v in agree.items() if "_vs_" in k
+        )
         log(
-            f"agreement after {agree['steps']} steps ({agree['dtype']}): jax vs numpy "
-            f"{agree['jax_vs_numpy']:.1e}, jax (d,m) vs numpy {agree['jax_t_vs_numpy']:.1e}, "
-            f"mfnn vs numpy {agree['mfnn_vs_numpy']:.1e} "
+            f"agreement after {agree['steps']} steps ({agree['dtype']}) with numpy: {others} "
             "(max abs difference / max movement)"
         )
     for cfg in sizes:
         for dtype in dtypes:
-            result["rows"].append(bench_size(cfg, dtype, args.steps, log))
+            result["rows"].append(bench_size(cfg, dtype, args.steps, log, not args.no_torch))
     if not args.no_startup:
         log("start-up: import, first compile, mfnn run sign --quick (subprocesses)")
         result["startup"] = {
@@ -545,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             "cli_sign_quick": bench_cli(),
         }
     result["total_s"] = time.perf_counter() - t_start
+    result["machine"]["loadavg_end"] = _loadavg()
 
     print_table(console, result["rows"])
     if "startup" in result:

@@ -206,15 +206,22 @@ class TwoLayer(AbstractUnitModel):
             G_a = s^T weight,   dz_ij = weight_i s'_ij a_j,
             G_w = x^T dz,       G_b = 1^T dz.
 
-        sigma' comes from a forward-mode derivative of sigma, so every activation gets it
-        exactly; it is tested equal to the autodiff pullback (`features_pullback`).
+        With a bias, b rides in the GEMMs as one more input column of ones: z = [x, 1]
+        [w^T; b] and [G_w; G_b] = [x, 1]^T dz, which saves a pass over the (n, m) arrays
+        for the bias and one for the column sum of dz. sigma' comes from a forward-mode
+        derivative of sigma, so every activation gets it exactly; it is tested equal to
+        the autodiff pullback (`features_pullback`). The objectives call this on tiles of
+        rows (`mfnn.models.base.tiled_pullback`), so n here is often a tile.
 
         Returns:
             (f (n,), pullback: (n,) -> blocks)
         """
         a, w_t, b = self.unpack_blocks(blocks)
         sigma = self.sigma
-        z = x @ w_t + b[None, :]
+        if self.bias:
+            x = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+            w_t = jnp.concatenate([w_t, b[None, :]], axis=0)
+        z = x @ w_t
         s = sigma(z)
         f = self.output_scale(w_t.shape[1]) * (s @ a)
 
@@ -225,9 +232,11 @@ class TwoLayer(AbstractUnitModel):
             # s' from z here, not stored in the forward pass: it fuses into dz
             ds = jax.jvp(sigma, (z,), (jnp.ones_like(z),))[1]
             dz = (weight[:, None] * ds) * a[None, :]
-            out.append(x.T @ dz)
+            g = x.T @ dz
             if self.bias:
-                out.append(jnp.sum(dz, axis=0))
+                out += [g[:-1], g[-1]]
+            else:
+                out.append(g)
             return tuple(out)
 
         return f, pullback

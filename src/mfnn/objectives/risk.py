@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._typing import Array, Float, Inputs, Particles, Scalar, Targets
 from ..errors import ConfigError
-from ..models.base import AbstractModel, AbstractUnitModel, Blocks, features_pullback
+from ..models.base import (
+    AbstractModel,
+    AbstractUnitModel,
+    Blocks,
+    features_pullback,
+    row_tile,
+    tiled_pullback,
+)
 from ..targets import DataSet
 from .base import AbstractObjective
 
@@ -49,16 +59,24 @@ class EmpiricalRisk(AbstractObjective):
         l2: lambda >= 0.
         fused: use the unit model's hand-fused pullback (default); False forces the
             autodiff one (`features_pullback`), which it is tested against.
+        tile: rows of the data per tile of the velocity and risk passes
+            (`weighted_velocity`); None (default) chooses from (n, m, d, dtype)
+            (`mfnn.models.base.row_tile`), a count >= n turns tiling off.
     """
 
     data: DataSet
     l2: Array
     fused: bool = eqx.field(static=True)
+    tile: int | None = eqx.field(static=True)
 
-    def __init__(self, data: DataSet, l2: float = 0.0, fused: bool = True):
+    def __init__(self, data: DataSet, l2: float = 0.0, fused: bool = True, tile: int | None = None):
         self.data = data
         self.l2 = nonnegative(l2, "objective.l2")
         self.fused = fused
+        ok = tile is None or (isinstance(tile, int | np.integer) and not isinstance(tile, bool))
+        if not ok or (tile is not None and tile < 1):
+            raise ConfigError(f"`objective.tile` must be a positive integer or null; got {tile!r}.")
+        self.tile = None if tile is None else int(tile)
 
     def _batch(self, x, y):
         return (self.data.x, self.data.y) if x is None else (x, y)
@@ -67,7 +85,7 @@ class EmpiricalRisk(AbstractObjective):
         """R = (1/(2n)) sum_i |f(x_i) - y_i|^2 on the data (or the given batch); the norm
         is over the output's components when f is vector-valued (a ResNet's X^L)."""
         x, y = self._batch(x, y)
-        return 0.5 * jnp.mean(square_norms(model.predict(theta, x) - y))
+        return _weighted_risk(model, theta, x, y, None, self.tile)
 
     def first_variation(
         self, model, theta: Particles, points: Float[Array, "k D"], x=None, y=None
@@ -86,7 +104,7 @@ class EmpiricalRisk(AbstractObjective):
         """(v as blocks, R on the batch): one pullback of sum_j Phi(theta_j) with the
         residual held fixed (mu frozen) gives every particle's velocity."""
         x, y = self._batch(x, y)
-        return weighted_velocity(model, blocks, x, y, None, self.l2, self.fused)
+        return weighted_velocity(model, blocks, x, y, None, self.l2, self.fused, self.tile)
 
 
 def _unit(model, what: str) -> None:
@@ -105,6 +123,7 @@ def weighted_velocity(
     weights: Float[Array, " n"] | None,
     l2: Array,
     fused: bool = True,
+    tile: int | None = None,
 ) -> tuple[Blocks, Scalar]:
     r"""-grad Phi at every particle for R = (1/2) sum_i omega_i (f(x_i) - y_i)^2.
 
@@ -115,28 +134,40 @@ def weighted_velocity(
         v_j = -m^(2 gamma - 1) dE/dtheta_j = -m^(gamma - 1) sum_i omega_i (f_i - y_i)
               grad phi(x_i; theta_j) - lambda m^(2 gamma - 2) theta_j.
 
+    The sum over i runs over tiles of rows (`mfnn.models.base.tiled_pullback`): each
+    tile's forward pass, residual and share of every v_j in one pass while its (tile, m)
+    pre-activations are in cache. ``tile`` is the rows per tile, None for `row_tile`'s
+    choice from (n, m, d, dtype); ``tile >= n`` is the unblocked pass.
+
     For any other model it is the gradient of the energy by autodiff, times
     -m^(2 gamma - 1).
 
     Returns (v in the block layout, R).
     """
-    omega = 1.0 / x.shape[0] if weights is None else weights
     m = model.width(blocks)
     if not isinstance(model, AbstractUnitModel):
         return energy_velocity(
             model, blocks, l2, lambda theta: _weighted_risk(model, theta, x, y, weights)
         )
+    n = x.shape[0]
+    if tile is None:
+        tile = row_tile(n, m, jnp.dtype(x.dtype).itemsize, d=x.shape[-1])
+    field = model.scaling.field(m)
+
+    def weight_of(f, rows):
+        yt, omega = rows
+        residual = f - yt
+        omega = 1.0 / n if omega is None else omega
+        return residual * omega * field, jnp.sum(omega * residual**2)
+
     if fused:
-        f, pullback = model.predict_and_pullback_blocks(blocks, x)
+        pullback_of = model.predict_and_pullback_blocks
     else:
-        f, pullback = features_pullback(model, blocks, x)
-    residual = f - y
-    weight = residual * omega * model.scaling.field(m)
-    v = jax.tree.map(jnp.negative, pullback(weight))
+        pullback_of = functools.partial(features_pullback, model)
+    g, sum_sq = tiled_pullback(pullback_of, blocks, x, (y, weights), weight_of, tile)
     c = l2 * model.scaling.confinement(m)
-    v = jax.tree.map(lambda vi, p: vi - c.astype(p.dtype) * p, v, blocks)
-    loss = 0.5 * (jnp.mean(residual**2) if weights is None else jnp.sum(weights * residual**2))
-    return model.freeze(v), loss
+    v = jax.tree.map(lambda gi, p: -gi - c.astype(p.dtype) * p, g, blocks)
+    return model.freeze(v), 0.5 * sum_sq
 
 
 def square_norms(residual: Float[Array, "n ..."]) -> Float[Array, " n"]:
@@ -149,9 +180,27 @@ def square_norms(residual: Float[Array, "n ..."]) -> Float[Array, " n"]:
     )
 
 
-def _weighted_risk(model, theta, x, y, weights):
-    sq = square_norms(model.predict(theta, x) - y)
-    return 0.5 * (jnp.mean(sq) if weights is None else jnp.sum(weights * sq))
+def _weighted_risk(model, theta, x, y, weights, tile: int | None = None):
+    """(1/2) sum_i omega_i |f(x_i) - y_i|^2 (omega_i = 1/n for None); for a unit model the
+    forward pass runs over tiles of rows (`tiled_pullback` with an empty pullback), so the
+    (n, m) features are never formed whole."""
+    n = x.shape[0]
+
+    def weight_of(f, rows):
+        yt, omega = rows
+        sq = square_norms(f - yt)
+        return None, jnp.sum(sq / n if omega is None else omega * sq)
+
+    if not isinstance(model, AbstractUnitModel):
+        return 0.5 * weight_of(model.predict(theta, x), (y, weights))[1]
+    if tile is None:
+        tile = row_tile(n, theta.shape[0], jnp.dtype(x.dtype).itemsize, d=x.shape[-1])
+
+    def forward(p, xt):
+        return model.predict(p, xt), lambda weight: ()
+
+    _, sum_sq = tiled_pullback(forward, theta, x, (y, weights), weight_of, tile)
+    return 0.5 * sum_sq
 
 
 def energy_velocity(model: AbstractModel, blocks: Blocks, l2: Array, risk) -> tuple[Blocks, Scalar]:
