@@ -13,7 +13,11 @@ Timed in the same process, round-robin, best of the rounds, compilation not time
   it, y = teacher(x), jax.grad of the sample loss, w <- w - dt m grad; K steps in one
   jit + lax.scan;
 - mfnn: `mfnn.simulate` of the built config with records only at step 0 and at the end
-  (every = steps), and with records every 1000 steps (overlaps included).
+  (every = steps), and with records every 1000 steps (overlaps included). mfnn draws the
+  batches of 64 consecutive steps in one vectorised call (`mfnn.loop.prefetch_steps`).
+
+Reported: steps/s, microseconds per step of each, mfnn's per-step overhead (mfnn - plain;
+negative when mfnn's step is cheaper) and the cost of one record.
 
 Both draw the same x at each step (the same fold_in of the run's key) and take the same
 steps: the script checks max |w_mfnn - w_plain| after 100 steps. Usage:
@@ -40,7 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mfnn  # noqa: E402
-from mfnn import config  # noqa: E402
+from mfnn import config, loop  # noqa: E402
 from mfnn.build import build  # noqa: E402
 from mfnn.recorder import Recorder  # noqa: E402
 
@@ -132,6 +136,13 @@ def bench(d: int, dtype: str, steps: int, rounds: int) -> dict:
             best[k] = min(best[k], best_time(fn, 1))
     for k, t in best.items():
         out[f"{k}_steps_per_s"] = steps / t
+        out[f"{k}_us_per_step"] = 1e6 * t / steps
+    # per-step overhead of mfnn over the plain loop (negative: mfnn's step is cheaper), and
+    # what one record adds (records every 1000 steps against records at the ends only)
+    out["overhead_us_per_step"] = out["mfnn_us_per_step"] - out["plain_us_per_step"]
+    out["records"] = steps // 1000
+    out["us_per_record"] = 1e6 * (best["mfnn_records"] - best["mfnn"]) / (steps // 1000)
+    out["prefetch_steps"] = loop.prefetch_steps(b_end.dynamics, b_end.key)
     out["mfnn_over_plain"] = out["mfnn_steps_per_s"] / out["plain_steps_per_s"]
     out["mfnn_records_over_plain"] = out["mfnn_records_steps_per_s"] / out["plain_steps_per_s"]
     return out
@@ -152,7 +163,11 @@ def main():
         print(f"d = {r['d']} {dtype}: plain {r['plain_steps_per_s']:,.0f} steps/s, mfnn "
               f"{r['mfnn_steps_per_s']:,.0f} ({r['mfnn_over_plain']:.2f}x), with records every "
               f"1000 {r['mfnn_records_steps_per_s']:,.0f} ({r['mfnn_records_over_plain']:.2f}x); "
-              f"max |w difference| after 100 steps {r['agreement']:.1e}", flush=True)  # fmt: skip
+              f"per step: plain {r['plain_us_per_step']:.1f} us, mfnn "
+              f"{r['mfnn_us_per_step']:.1f} us (overhead {r['overhead_us_per_step']:+.1f} us), "
+              f"a record {r['us_per_record']:.0f} us; batches of {r['prefetch_steps']} steps "
+              f"drawn at once; max |w difference| after 100 steps {r['agreement']:.1e}",
+              flush=True)  # fmt: skip
     if args.out is not None:
         meta = {"machine": platform.platform(), "processor": platform.processor(),
                 "jax": jax.__version__, "mfnn": mfnn.__version__, "date": time.ctime(),

@@ -68,8 +68,8 @@ def advance(
     """
     model = dynamics.model
 
-    def plain(state, step, k1=None):
-        return dynamics.constrain(integrator.step(dynamics, state, step, dt, key, k1)[0])
+    def plain(state, step, k1=None, dyn=dynamics):
+        return dyn.constrain(integrator.step(dyn, state, step, dt, key, k1)[0])
 
     def guard(new, state, bad, at):
         ok = all_finite(new) & (bad < 0)
@@ -77,6 +77,7 @@ def advance(
         return state, jnp.where((bad < 0) & ~ok, at, bad)
 
     unroll = unroll_factor(model, theta)
+    prefetch = prefetch_steps(dynamics, key)
 
     # the steps between records run in `fori_loop`s (a counter, no scanned index array):
     # a `lax.scan` over an index array nested in the records' scan ran tiny steps about
@@ -102,7 +103,7 @@ def advance(
 
             state, bad = jax.lax.fori_loop(first, every, checked, (state, bad))
         else:
-            state = _steps(plain, state, base, first, every, unroll)
+            state = _steps(plain, dynamics, key, state, base, first, every, unroll, prefetch)
             state, bad = guard(state, begin, bad, base)
         theta = model.from_blocks(state)
         rec, (v, loss) = recorder.measure(
@@ -118,36 +119,113 @@ def advance(
     return model.from_blocks(state), bad, recs, peaks
 
 
-UNROLL = 4  # steps per loop iteration of a tiny problem
+UNROLL = 4  # steps per loop iteration of a tiny deterministic problem
 TINY = 4096  # a two-layer network of at most this many parameters m x D is tiny
+PREFETCH = 64  # the most steps whose batches are drawn at once
+PREFETCH_BYTES = 1 << 20  # ... and at most this many bytes of batches
 
 
 def unroll_factor(model, theta) -> int:
     """How many steps one iteration of the compiled step loop takes: `UNROLL` for a tiny
     two-layer network (m x D <= `TINY`), else 1. A tiny step costs a few microseconds of
     arithmetic, and the loop's own per-iteration cost (a host-side while loop of XLA's CPU
-    runtime) is of the same order; taking several steps per iteration amortises it
-    (online SGD at d = 1000, m = 2: benchmarks/bench_online.py). Larger or deeper models
-    keep one step per iteration, so their compile time does not grow."""
+    runtime) is of the same order; taking several steps per iteration amortises it.
+    Larger or deeper models keep one step per iteration, so their compile time does not
+    grow. (A stochastic sampler's steps run in prefetched blocks instead: `prefetch_steps`.)"""
     from .models.base import AbstractUnitModel
 
     return UNROLL if isinstance(model, AbstractUnitModel) and theta.size <= TINY else 1
 
 
-def _steps(plain, state, base, first, every, unroll: int):
-    """Steps base + first .. base + every - 1, ``unroll`` per loop iteration (the same
-    steps, in the same order, as one per iteration)."""
+def _is_sampler(x) -> bool:
+    from .objectives.sampling import AbstractSampler
+
+    return isinstance(x, AbstractSampler)
+
+
+def _stochastic_samplers(dynamics) -> list:
+    leaves = jax.tree.leaves(dynamics, is_leaf=_is_sampler)
+    return [x for x in leaves if _is_sampler(x) and x.stochastic]
+
+
+def prefetch_steps(dynamics, key) -> int:
+    """How many consecutive steps take their batches from one vectorised draw
+    (`given_batches`): min(`PREFETCH`, `PREFETCH_BYTES` / the bytes of one step's
+    batches), or 0 (each step draws its own) when that is below 2 or the dynamics has no
+    stochastic sampler (full batch, exact risk).
+
+    Why: a stochastic sampler draws batch k from fold_in(key, k), and on CPU each such
+    draw (the fold-in and the normal/permutation sampling) runs as small while loops of
+    the PRNG: at online SGD with d = 1000, m = 2, B = 1 they cost more than the step's
+    arithmetic. Drawing U steps' batches in one call pays those loops once per U steps
+    (benchmarks/bench_online.py)."""
+    samplers = _stochastic_samplers(dynamics)
+    if not samplers:
+        return 0
+    nbytes = sum(
+        a.size * a.dtype.itemsize
+        for s in samplers
+        for a in jax.tree.leaves(jax.eval_shape(lambda s, k: s(k, 0), s, key))
+    )
+    u = min(PREFETCH, PREFETCH_BYTES // max(nbytes, 1))
+    return u if u >= 2 else 0
+
+
+def given_batches(dynamics, key, steps) -> list:
+    """The batches every stochastic sampler of ``dynamics`` (in tree order) would draw at
+    ``steps`` (U consecutive steps), each drawn in one vectorised call: a list of
+    `mfnn.objectives.sampling.Given` with a leading axis U
+    (`mfnn.objectives.sampling.prefetch`)."""
+    from .objectives.sampling import prefetch
+
+    return [prefetch(s, key, steps) for s in _stochastic_samplers(dynamics)]
+
+
+def with_batches(dynamics, batches: list):
+    """``dynamics`` with its stochastic samplers (in tree order) replaced by ``batches``
+    (`Given`, one step's batch each)."""
+    given = iter(batches)
+    return jax.tree.map(
+        lambda x: next(given) if _is_sampler(x) and x.stochastic else x,
+        dynamics,
+        is_leaf=_is_sampler,
+    )
+
+
+def _steps(plain, dynamics, key, state, base, first, every, unroll: int, prefetch: int = 0):
+    """Steps base + first .. base + every - 1: the same steps, in the same order and on the
+    same batches, as one per loop iteration, taken
+
+    - with ``prefetch`` = U > 0 (a stochastic sampler) in blocks of U whose batches are
+      drawn together (`given_batches`), a scan over the block's steps and batches;
+    - else ``unroll`` steps per loop iteration;
+
+    and the steps left over one per iteration."""
+    if prefetch:
+
+        def one(s, step_batches):
+            step, batches = step_batches
+            return plain(s, step, dyn=with_batches(dynamics, batches)), None
+
+        def block(i, s):
+            steps = base + first + i * prefetch + jnp.arange(prefetch)
+            return jax.lax.scan(one, s, (steps, given_batches(dynamics, key, steps)))[0]
+
+        blocks = (every - first) // prefetch
+        state = jax.lax.fori_loop(0, blocks, block, state)
+        rest = first + blocks * prefetch
+        return jax.lax.fori_loop(rest, every, lambda j, s: plain(s, base + j), state)
     if unroll == 1:
         return jax.lax.fori_loop(first, every, lambda j, s: plain(s, base + j), state)
 
-    def block(i, s):
+    def block_unrolled(i, s):
         j = first + i * unroll
-        for u in range(unroll):
-            s = plain(s, base + j + u)
+        for k in range(unroll):
+            s = plain(s, base + j + k)
         return s
 
     blocks = (every - first) // unroll
-    state = jax.lax.fori_loop(0, blocks, block, state)
+    state = jax.lax.fori_loop(0, blocks, block_unrolled, state)
     rest = first + blocks * unroll
     return jax.lax.fori_loop(rest, every, lambda j, s: plain(s, base + j), state)
 

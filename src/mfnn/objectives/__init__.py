@@ -5,6 +5,7 @@ from .risk import EmpiricalRisk as EmpiricalRisk
 from .sampling import AbstractSampler as AbstractSampler
 from .sampling import Exact as Exact
 from .sampling import FullBatch as FullBatch
+from .sampling import Given as Given
 from .sampling import Minibatch as Minibatch
 from .sampling import Online as Online
 from .zero import ZeroRisk as ZeroRisk

@@ -96,3 +96,41 @@ class Online(AbstractSampler):
             jax.random.fold_in(key, step), self.batch_size, jnp.dtype(self.dtype)
         )
         return x, self.target(x).astype(x.dtype)
+
+
+class Given(AbstractSampler):
+    """The batch of one step, drawn beforehand: ``(x, y)`` whatever the key and step.
+
+    The compiled loop of a tiny problem (`mfnn.loop.unroll_factor`) draws the batches of
+    several consecutive steps k0, ..., k0 + U - 1 of a stochastic sampler at once (one
+    vectorised draw, `prefetch`) and hands step k0 + u the sampler ``Given(x[u], y[u])``:
+    the same numbers the sampler would have drawn at that step, since a stochastic
+    sampler's batch depends only on (key, step).
+    """
+
+    x: Inputs
+    y: Targets
+
+    stochastic = True
+
+    def __call__(self, key: Key, step) -> tuple[Inputs, Targets]:
+        del key, step
+        return self.x, self.y
+
+
+def prefetch(sampler: AbstractSampler, key: Key, steps) -> Given:
+    """The batches of ``steps`` (U consecutive, possibly traced, steps) of a stochastic
+    ``sampler``, drawn in one vectorised call: ``Given(xs, ys)`` with a leading axis U,
+    (xs[u], ys[u]) = sampler(key, steps[u]) exactly (a scan over it hands each step its
+    own ``Given``).
+
+    Raises:
+        ConfigError: for a deterministic sampler (`FullBatch`, `Exact`): it draws nothing.
+    """
+    if not sampler.stochastic:
+        raise ConfigError(
+            f"prefetch draws the batches of a stochastic sampler; got {type(sampler).__name__}, "
+            "which draws nothing."
+        )
+    xs, ys = jax.vmap(lambda k: sampler(key, k))(jnp.asarray(steps))
+    return Given(xs, ys)
