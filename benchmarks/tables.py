@@ -200,7 +200,6 @@ TABLES: dict[str, Table] = {
             Col("time ratio", Calc("ratio", ("euler_s", "adaptive/wall_s"))),
         ),
     ),
-    # one stored run (the README's hand-written table quotes three runs of the script)
     "online": Table(
         sources={"run": Source("bench_online_cpu2.json", "rows")},
         cols=(
@@ -210,6 +209,10 @@ TABLES: dict[str, Table] = {
             Col("/ plain", "mfnn_over_plain", "f2", unit="x"),
             Col("mfnn, records every 1000 steps", "mfnn_records_steps_per_s", "g3"),
             Col("/ plain", "mfnn_records_over_plain", "f2", unit="x"),
+            Col("plain us/step", "plain_us_per_step", "g3"),
+            Col("mfnn us/step", "mfnn_us_per_step", "g3"),
+            Col("overhead us/step", "overhead_us_per_step", "f1"),
+            Col("one record", "us_per_record", "int", unit=" us"),
         ),
     ),
     "kernels": Table(
