@@ -215,6 +215,54 @@ TABLES: dict[str, Table] = {
             Col("one record", "us_per_record", "int", unit=" us"),
         ),
     ),
+    "startup": Table(
+        sources={"run": Source("bench_startup_cpu2.json", "result")},
+        items=(
+            {
+                "label": '`python -c "import jax"` (the baseline)',
+                "p": "import_jax",
+                "r": "",
+                "target": "",
+            },
+            {"label": "`mfnn --help`", "p": "help", "r": "help", "target": ""},
+            {
+                "label": "`mfnn experiments`",
+                "p": "experiments",
+                "r": "experiments",
+                "target": "<= 1.0x",
+            },
+            {
+                "label": "`mfnn experiments sign`",
+                "p": "experiments_sign",
+                "r": "experiments_sign",
+                "target": "",
+            },
+            {
+                "label": "a repeated tiny run (`teacher_sgd`, m = 64, 100 steps)",
+                "p": "tiny_run_repeated",
+                "r": "tiny_run_repeated",
+                "target": "<= 3.0x",
+            },
+            {
+                "label": "the same, cache off (`MFNN_CACHE_DIR=off`)",
+                "p": "tiny_run_no_cache",
+                "r": "tiny_run_no_cache",
+                "target": "",
+            },
+            {
+                "label": "the first tiny run, empty cache",
+                "p": "tiny_run_first",
+                "r": "tiny_run_first",
+                "target": "",
+            },
+        ),  # fmt: skip
+        cols=(
+            Col("command", text="{label}"),
+            Col("median", "{p}_s", unit=" s"),
+            Col("/ `import jax`", "{r}_ratio", "f2", unit="x"),
+            Col("target", text="{target}"),
+        ),
+    ),
     "kernels": Table(
         sources={"run": Source("bench_kernels_cpu2.json", "result")},
         items=(

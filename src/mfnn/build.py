@@ -217,12 +217,24 @@ def _teacher(cfg: Config, base: Path | None, default_activation: str, dim: int) 
     return Teacher(w, alpha, a, b, spec.activation or default_activation, scale)
 
 
+@jax.jit
+def _all_finite(arrays) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
+
+
+@jax.jit
+def _run_keys(seed) -> tuple[jax.Array, ...]:
+    """fold_in(key(seed), i) for i = 0..4: init, train, test, dynamics, teacher."""
+    root = jax.random.key(seed)
+    return tuple(jax.random.fold_in(root, i) for i in range(5))
+
+
 _DATA_FIELDS = "`data.inputs` (low, high, std), `data.noise` and `data.teacher`"
 
 
 def _check_finite(arrays, what: str, fields: str) -> None:
     """Refuse arrays a config made non-finite (a law whose samples overflow the dtype)."""
-    if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
+    if not bool(_all_finite(tuple(arrays))):
         raise ConfigError(
             f"{what} hold NaN or inf: the values of {fields} overflow the run's dtype; use "
             "smaller values (or `dtype: float64`)."
@@ -314,7 +326,7 @@ def _flow_norm(cfg: Config) -> float | None:
 def _check_output(model, theta0, data: DataSet | None, target, d: int) -> None:
     """The student's output and the targets have one shape per sample: a ResNet's X^L is in
     R^d, a two-layer or multilayer network's output a number."""
-    x = jnp.zeros((1, d), theta0.dtype)
+    x = jax.ShapeDtypeStruct((1, d), theta0.dtype)  # shapes only: nothing runs
     out = jax.eval_shape(model.predict, theta0, x).shape[1:]
     if data is not None:
         want = tuple(data.y.shape[1:])
@@ -349,8 +361,7 @@ def build(cfg: Config, base: str | Path | None = None) -> Built:
     dtype = enable_dtype(cfg.dtype)
     check_particle_run(cfg.dynamics.kind, cfg.devices)
     devices = device_count(cfg.devices)  # more than the machine has: refused now
-    root = jax.random.key(cfg.seed)
-    k_init, k_train, k_test, k_dyn, k_teach = (jax.random.fold_in(root, i) for i in range(5))
+    k_init, k_train, k_test, k_dyn, k_teach = _run_keys(cfg.seed)
 
     # data
     target = None

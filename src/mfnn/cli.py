@@ -143,12 +143,21 @@ def _sigterm(signum, frame):  # SIGTERM (and SIGINT) end a run as Ctrl-C does
     interrupt(signum, frame)
 
 
+def _warn_empty(target: str) -> None:
+    typer.secho(
+        f"warning: {target} is empty: every key takes its default (`mfnn experiments "
+        "sign` and README.md show a complete config).",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
+
+
 def _resolve_target(target: str | None):
     """(raw config dict, experiment or None, base folder for relative paths)."""
     from . import config as cfgmod
-    from .experiments import DEFAULT, EXPERIMENTS
 
-    target = target or DEFAULT
+    if target is None:
+        from .experiments import DEFAULT as target
     path = Path(target)
     try:
         is_file = path.is_file()
@@ -157,18 +166,20 @@ def _resolve_target(target: str | None):
             f"`mfnn run` takes a named experiment or a YAML config file; {target[:60]!r}... "
             f"is neither ({exc.strerror}). `mfnn experiments` lists the names."
         ) from None
+    if is_file and "experiment" not in (raw := cfgmod.read_yaml(path) or {}):
+        # a plain config file: the experiments (and their imports) are not needed
+        if not raw:
+            _warn_empty(target)
+        return raw, None, path.parent
+    from .experiments import EXPERIMENTS
+
     if target in EXPERIMENTS and not is_file:
         exp = EXPERIMENTS[target]
         return exp.default_config(), exp, None
     if path.suffix in (".yaml", ".yml") or is_file:
         raw = cfgmod.read_yaml(path)
         if not raw:
-            typer.secho(
-                f"warning: {target} is empty: every key takes its default (`mfnn experiments "
-                "sign` and README.md show a complete config).",
-                fg=typer.colors.YELLOW,
-                err=True,
-            )
+            _warn_empty(target)
         name = (
             (raw.get("experiment") or {}).get("name")
             if isinstance(raw.get("experiment"), dict)

@@ -82,7 +82,22 @@ def sample_particles(model, m: int, laws: dict[str, Law], key: Key, dtype=jnp.fl
     """
     if not isinstance(m, int | np.integer) or isinstance(m, bool) or m < 1:
         raise ConfigError(f"`model.width` must be a positive integer; got {m!r}.")
-    return model.sample(key, int(m), laws, dtype)
+    # one compiled program per (model, m, dtype); the laws' numbers are traced (weakly
+    # typed, a float32 draw stays float32), so another mean or std does not compile again
+    traced = {
+        k: jax.tree.map(lambda v: jnp.asarray(float(v)) if _is_number(v) else v, law)
+        for k, law in laws.items()
+    }
+    return _sample(model, key, int(m), traced, jnp.dtype(dtype))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+@eqx.filter_jit
+def _sample(model, key: Key, m: int, laws, dtype) -> Particles:
+    return model.sample(key, m, laws, dtype)
 
 
 # what an npz member that mfnn reads may hold: booleans, integers, real floats

@@ -60,10 +60,12 @@ def check_figure(fig, path) -> None:
         )
 
 
-def save_figure(fig, path) -> Path:
+def save_figure(fig, path, crop: bool = True) -> Path:
     """Write ``fig`` to ``path`` (PNG, dpi 120, cropped to its content: ``bbox_inches=
     "tight"``), creating the parent folders, and close it (pyplot keeps every open figure
-    alive otherwise). Returns ``path`` as a `Path`.
+    alive otherwise). Returns ``path`` as a `Path`. ``crop=False`` writes the figure as
+    laid out, without the extra layout pass the crop costs (about 20 % of the write): for
+    a figure whose constrained layout already keeps every artist inside it.
 
     With ``MFNN_FIGURE_AUDIT=strict`` the figure must pass `mfnn.style.audit_figure` first
     (`check_figure`): otherwise it is closed, nothing is written and `ValueError` lists
@@ -81,7 +83,7 @@ def save_figure(fig, path) -> Path:
     path = Path(path)
     check_figure(fig, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=120, **({"bbox_inches": "tight"} if crop else {}))
     plt.close(fig)
     return path
 
@@ -154,7 +156,7 @@ def run_figures(run_dir, metrics: dict, built) -> list[Path]:
         if rel.size:
             claim += f"; energy identity holds to {np.median(rel):.2g} (median relative residual)"
     fig.suptitle(f"{scaling}, {dynamics.replace('_', ' ')}, m = {m}: {claim}")
-    out.append(save_figure(fig, fig_dir / "run.png"))
+    out.append(save_figure(fig, fig_dir / "run.png", crop=False))  # written by every run
     w2 = {k: v for k, v in METRIC_LABELS.items() if k.startswith("w2_") and k in metrics}
     if w2:
         fig, ax = plt.subplots(figsize=(6, 3.8))

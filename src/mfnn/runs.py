@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -222,6 +223,13 @@ def _execute_locked(
 MAX_PREDICTED = 100_000  # points of a data set whose predictions a run writes
 
 
+@eqx.filter_jit
+def _predict(model, theta, x):
+    """The model's outputs, one compiled program per shape (eager, each of its operations
+    would be a program of its own, read back from the compilation cache one by one)."""
+    return model.predict(theta, x)
+
+
 def write_predictions(run_dir, built: Built, theta) -> Path | None:
     """``predictions.npz``: the network's outputs on its data sets, for the final particles
     and for every snapshot (`mfnn.rundir.list_snapshots`):
@@ -256,10 +264,10 @@ def write_predictions(run_dir, built: Built, theta) -> Path | None:
     for name, ds in sets.items():
         arrays[f"x_{name}"] = np.asarray(ds.x)
         arrays[f"y_{name}"] = np.asarray(ds.y)
-        arrays[f"f_{name}"] = np.asarray(built.model.predict(theta, ds.x))
+        arrays[f"f_{name}"] = np.asarray(_predict(built.model, theta, ds.x))
         if steps:
             arrays[f"f_{name}_snapshots"] = np.stack(
-                [np.asarray(built.model.predict(snaps[k], ds.x)) for k in steps]
+                [np.asarray(_predict(built.model, snaps[k], ds.x)) for k in steps]
             )
     path = Path(run_dir) / "predictions.npz"
     atomic_savez(path, **arrays)

@@ -255,13 +255,21 @@ class DataSet(eqx.Module):
 
 
 def sample_dataset(target, inputs: InputLaw, n: int, key: Key, dtype=jnp.float64, noise=0.0):
-    """n inputs from ``inputs`` and y = target(x) (+ N(0, noise^2) if noise > 0)."""
+    """n inputs from ``inputs`` and y = target(x) (+ N(0, noise^2) if noise > 0).
+
+    One compiled program per (target, law, n, dtype); ``noise`` is traced (y + 0 * z = y
+    exactly when it is 0), so data sets that differ in their noise level share it."""
+    x, y = _sample_xy(target, inputs, int(n), key, jnp.dtype(dtype), jnp.asarray(noise))
+    return DataSet(x, y)
+
+
+@eqx.filter_jit
+def _sample_xy(target, inputs: InputLaw, n: int, key: Key, dtype, noise):
     kx, ke = jax.random.split(key)
     x = inputs.sample(kx, n, dtype)
     y = target(x)
-    if noise:
-        y = y + noise * jax.random.normal(ke, y.shape, dtype)
-    return DataSet(x, y.astype(dtype))
+    y = y + noise.astype(dtype) * jax.random.normal(ke, y.shape, dtype)
+    return x, y.astype(dtype)
 
 
 def load_dataset(path: str | os.PathLike, dtype=jnp.float64, field="data.path") -> DataSet:

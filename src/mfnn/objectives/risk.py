@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import equinox as eqx
 import jax
@@ -27,7 +28,11 @@ def nonnegative(value, field: str) -> Array:
     """``value`` as a traced scalar array (a new value does not recompile a run), after
     checking it is a finite number >= 0 (a `ConfigError` naming ``field`` otherwise)."""
     ok = isinstance(value, int | float | jax.Array) and not isinstance(value, bool)
-    if not ok or not bool(jnp.isfinite(value)) or not bool(value >= 0):
+    if ok and isinstance(value, int | float):  # a number: checked without JAX
+        ok = math.isfinite(value) and value >= 0
+    elif ok:
+        ok = bool(jnp.isfinite(value)) and bool(value >= 0)
+    if not ok:
         raise ConfigError(f"`{field}` must be a finite number >= 0; got {value!r}.")
     return jnp.asarray(value, dtype=float)
 
