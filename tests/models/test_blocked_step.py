@@ -120,6 +120,14 @@ def test_row_tile_choice():
 
 
 def test_empirical_risk_tile_field(key):
+    # the risk's forward pass runs in the block layout (bias folded into the GEMM): the
+    # same number as the rows-layout prediction, with and without the a and b blocks
+    for bias, train_output in ((False, False), (True, False)):
+        net, theta, x, y = _problem(key, "float64", bias=bias, train_output=train_output)
+        want = 0.5 * jnp.mean((net.predict(theta, x) - y) ** 2)
+        for tile in (N, 11):
+            got = EmpiricalRisk(DataSet(x, y), tile=tile).risk(net, theta)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
     net, theta, x, y = _problem(key, "float64")
     data = DataSet(x, y)
     whole, tiled = EmpiricalRisk(data, l2=0.1, tile=N), EmpiricalRisk(data, l2=0.1, tile=11)

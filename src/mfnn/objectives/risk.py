@@ -201,10 +201,14 @@ def _weighted_risk(model, theta, x, y, weights, tile: int | None = None):
     if tile is None:
         tile = row_tile(n, theta.shape[0], jnp.dtype(x.dtype).itemsize, d=x.shape[-1])
 
-    def forward(p, xt):
-        return model.predict(p, xt), lambda weight: ()
+    def forward(blocks, xt):  # the step's own forward pass; its pullback is never built
+        return model.predict_and_pullback_blocks(blocks, xt)[0], lambda weight: ()
 
-    _, sum_sq = tiled_pullback(forward, theta, x, (y, weights), weight_of, tile)
+    # in the block layout (w^T (d, m) contiguous): x @ w^T in the fast GEMM orientation;
+    # rows (m, D) would put a transposed operand in every tile's GEMM (on CPU the forward
+    # pass alone then cost more than a whole step)
+    blocks = model.to_blocks(theta)
+    _, sum_sq = tiled_pullback(forward, blocks, x, (y, weights), weight_of, tile)
     return 0.5 * sum_sq
 
 
