@@ -34,7 +34,7 @@ from ..models.two_layer import TwoLayer
 from ..targets import GaussianInputs, ModelTeacher, Teacher, UniformBox
 from .base import AbstractObjective
 from .kernels import get_kernel, quadrature_rule
-from .risk import energy_velocity, nonnegative, square_norms, weighted_velocity
+from .risk import energy_velocity, nonnegative, weighted_risk, weighted_velocity
 
 METHODS = ("closed_form", "quadrature", "monte_carlo")
 
@@ -334,10 +334,10 @@ class PopulationRisk(AbstractObjective):
     def risk(self, model, theta: Particles, x=None, y=None) -> Scalar:
         """R(mu_m(theta)); on the batch (x, y) if one is given."""
         if x is not None:
-            return 0.5 * jnp.mean(square_norms(model.predict(theta, x) - y))
+            return weighted_risk(model, theta, x, y, None)
         if self.method == "closed_form":
             return self.decomposition(model, theta)["risk"]
-        return 0.5 * jnp.sum(self.weights * square_norms(model.predict(theta, self.x) - self.y))
+        return weighted_risk(model, theta, self.x, self.y, self.weights)
 
     @eqx.filter_jit
     def first_variation(self, model, theta: Particles, points: Particles) -> Float[Array, " k"]:

@@ -90,7 +90,7 @@ class EmpiricalRisk(AbstractObjective):
         """R = (1/(2n)) sum_i |f(x_i) - y_i|^2 on the data (or the given batch); the norm
         is over the output's components when f is vector-valued (a ResNet's X^L)."""
         x, y = self._batch(x, y)
-        return _weighted_risk(model, theta, x, y, None, self.tile)
+        return weighted_risk(model, theta, x, y, None, self.tile)
 
     def first_variation(
         self, model, theta: Particles, points: Float[Array, "k D"], x=None, y=None
@@ -152,7 +152,7 @@ def weighted_velocity(
     m = model.width(blocks)
     if not isinstance(model, AbstractUnitModel):
         return energy_velocity(
-            model, blocks, l2, lambda theta: _weighted_risk(model, theta, x, y, weights)
+            model, blocks, l2, lambda theta: weighted_risk(model, theta, x, y, weights)
         )
     n = x.shape[0]
     if tile is None:
@@ -185,10 +185,11 @@ def square_norms(residual: Float[Array, "n ..."]) -> Float[Array, " n"]:
     )
 
 
-def _weighted_risk(model, theta, x, y, weights, tile: int | None = None):
+def weighted_risk(model, theta, x, y, weights, tile: int | None = None):
     """(1/2) sum_i omega_i |f(x_i) - y_i|^2 (omega_i = 1/n for None); for a unit model the
-    forward pass runs over tiles of rows (`tiled_pullback` with an empty pullback), so the
-    (n, m) features are never formed whole."""
+    forward pass runs in the block layout over tiles of rows (`tiled_pullback` with an
+    empty pullback), so the (n, m) features are never formed whole. The risk of
+    `EmpiricalRisk`, and of `PopulationRisk` by Monte Carlo or quadrature."""
     n = x.shape[0]
 
     def weight_of(f, rows):
