@@ -390,6 +390,21 @@ TABLES: dict[str, Table] = {
             Col("simulate w/o its 2 records / best", "mfnn_loop_over_best", "f2"),
         ),
     ),
+    "roofline": Table(
+        sources={"run": Source("bench_step_cpu2.json", "rows")},
+        cols=(
+            Col("n x m x d", text="{n} x {m} x {d}"),
+            Col("dtype", "dtype", DTYPE),
+            Col("square GEMM GF/s", "square_gemm/gflops", "g3"),
+            Col("mfnn step GF/s", "mfnn_step/gflops", "g3"),
+            Col("fraction of square GEMM", "mfnn_step/frac_square", "f2"),
+            Col("unblocked step, fraction", "mfnn_step_unblocked/frac_square", "f2"),
+            Col("best peer", "best_peer", "text"),
+            Col("step / best peer", "mfnn_step_over_best", "f2"),
+            Col("simulate w/o records / best peer", "mfnn_loop_over_best", "f2"),
+            Col("one record, in steps", "record_over_step", "f2"),
+        ),
+    ),
     "step_h100": Table(
         sources={"run": Source("bench_step_h100.json", "rows")},
         cols=(

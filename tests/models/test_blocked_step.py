@@ -105,6 +105,8 @@ def test_tiles_loop_and_small_problems_do_not(key):
 def test_row_tile_choice():
     # small problems: one tile, the unblocked pass
     assert row_tile(1024, 1024, 4, d=16, platform="cpu") == 1024
+    assert row_tile(1024, 1024, 8, d=16, platform="cpu") == 1024  # 8 MiB: two tiles' worth
+    assert row_tile(2048, 2048, 4, d=16, platform="cpu") == 512  # 16 MiB: tiled
     assert row_tile(7, 10**6, 8, platform="cpu") == 7
     # large ones with few inputs: the tile's (tile, m) array fits the budget
     for n, m, size in [(16384, 8192, 4), (4096, 4096, 4), (10**5, 2048, 8)]:

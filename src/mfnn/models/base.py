@@ -149,7 +149,8 @@ TILE_BYTES = 1 << 22
 """Cache budget of one (tile, m) array of a tiled pass (`row_tile`): 4 MiB. Measured on a
 2-core AMD EPYC (1 MiB L2 per core, 32 MiB L3) at the three `bench_step.py` sizes: tiles
 of 2-8 MiB ran the step 1.5-3x faster than the unblocked pass for (n, m) arrays of 64 MiB
-and more, and the unblocked pass was as fast or faster up to 4 MiB."""
+and more, and the unblocked pass was as fast or faster up to 8 MiB (`row_tile` takes it
+there)."""
 
 MIN_TILE = 64
 """Fewest rows per tile: below this the per-tile GEMM calls (each re-reads the (d, m)
@@ -173,13 +174,17 @@ def row_tile(
     bytes, but at least `MIN_TILE` and 4 (d + 1) rounded up to a multiple of 8 (each
     tile reads and writes the (d + 1, m) weights and accumulator: at t >= 4 (d + 1) that
     traffic is at most a quarter of the tile's own); n itself (one tile, no loop: the
-    unblocked pass) when the whole (n, m) array fits the budget or the tile would not be
+    unblocked pass) when the whole (n, m) array fits twice the budget (two tiles or
+    fewer: at 1024 x 1024 float64, 8 MiB, the unblocked pass ran 1.2x faster than two
+    tiles, at 16 MiB four tiles ran 1.2-1.7x faster than one) or the tile would not be
     smaller than n.
 
     Example (on the CPU):
         >>> row_tile(1024, 1024, 4, d=16, platform="cpu")
         1024
         >>> row_tile(1024, 1024, 8, d=16, platform="cpu")
+        1024
+        >>> row_tile(2048, 2048, 4, d=16, platform="cpu")
         512
         >>> row_tile(16384, 8192, 4, d=64, platform="cpu")
         264
@@ -187,7 +192,7 @@ def row_tile(
         16384
     """
     platform = jax.default_backend() if platform is None else platform
-    if platform != "cpu" or n * m * itemsize <= budget:
+    if platform != "cpu" or n * m * itemsize <= 2 * budget:
         return n
     floor = max(MIN_TILE, -(-4 * (d + 1) // 8) * 8)
     tile = max(floor, budget // (m * itemsize))
