@@ -12,7 +12,7 @@ import numpy as np
 from .._typing import Array, Float, Inputs, Key, Particles
 from ..errors import ConfigError
 from .activations import check_activation_scale, get_activation, scaled_activation
-from .base import AbstractUnitModel
+from .base import AbstractUnitModel, transposed
 from .scaling import Scaling
 
 BLOCKS = ("a", "w", "b")
@@ -232,7 +232,7 @@ class TwoLayer(AbstractUnitModel):
             # s' from z here, not stored in the forward pass: it fuses into dz
             ds = jax.jvp(sigma, (z,), (jnp.ones_like(z),))[1]
             dz = (weight[:, None] * ds) * a[None, :]
-            g = x.T @ dz
+            g = transposed(x) @ dz
             if self.bias:
                 out += [g[:-1], g[-1]]
             else:
