@@ -14,7 +14,7 @@ import mfnn
 from mfnn import loop
 from mfnn.errors import ConfigError
 from mfnn.objectives import Given, Minibatch, Online
-from mfnn.objectives.sampling import prefetch
+from mfnn.objectives.sampling import draw_bytes, prefetch
 from mfnn.targets import GaussianInputs, Teacher
 
 
@@ -127,6 +127,15 @@ def test_prefetch_block_respects_the_byte_budget(monkeypatch):
     assert loop.prefetch_steps(dynamics, key) == 10
     monkeypatch.setattr(loop, "PREFETCH_BYTES", 64)
     assert loop.prefetch_steps(dynamics, key) == 0
+    # a minibatch's draw holds the epoch's permutation (n indices) besides its batch: a
+    # large data set is not prefetched (U permutations of n at once)
+    monkeypatch.setattr(loop, "PREFETCH_BYTES", 1 << 20)
+    x = jnp.zeros((300_000, 3))
+    big = mfnn.GradientFlow(
+        dynamics.model, dynamics.objective, Minibatch(mfnn.DataSet(x, x[:, 0]), 5)
+    )
+    assert draw_bytes(big.sampler, key) >= 300_000 * 4
+    assert loop.prefetch_steps(big, key) == 0
 
 
 def test_large_or_deep_models_take_one_step_per_iteration():

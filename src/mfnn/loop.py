@@ -150,23 +150,22 @@ def _stochastic_samplers(dynamics) -> list:
 
 def prefetch_steps(dynamics, key) -> int:
     """How many consecutive steps take their batches from one vectorised draw
-    (`given_batches`): min(`PREFETCH`, `PREFETCH_BYTES` / the bytes of one step's
-    batches), or 0 (each step draws its own) when that is below 2 or the dynamics has no
-    stochastic sampler (full batch, exact risk).
+    (`given_batches`): min(`PREFETCH`, `PREFETCH_BYTES` / the bytes one step's draws
+    hold (`mfnn.objectives.sampling.draw_bytes`: the batches, a minibatch's permutation)),
+    or 0 (each step draws its own) when that is below 2 or the dynamics has no stochastic
+    sampler (full batch, exact risk).
 
     Why: a stochastic sampler draws batch k from fold_in(key, k), and on CPU each such
     draw (the fold-in and the normal/permutation sampling) runs as small while loops of
     the PRNG: at online SGD with d = 1000, m = 2, B = 1 they cost more than the step's
     arithmetic. Drawing U steps' batches in one call pays those loops once per U steps
     (benchmarks/bench_online.py)."""
+    from .objectives.sampling import draw_bytes
+
     samplers = _stochastic_samplers(dynamics)
     if not samplers:
         return 0
-    nbytes = sum(
-        a.size * a.dtype.itemsize
-        for s in samplers
-        for a in jax.tree.leaves(jax.eval_shape(lambda s, k: s(k, 0), s, key))
-    )
+    nbytes = sum(draw_bytes(s, key) for s in samplers)
     u = min(PREFETCH, PREFETCH_BYTES // max(nbytes, 1))
     return u if u >= 2 else 0
 

@@ -118,6 +118,17 @@ class Given(AbstractSampler):
         return self.x, self.y
 
 
+def draw_bytes(sampler: AbstractSampler, key: Key) -> int:
+    """The bytes one step's draw of ``sampler`` holds at once: its batch (x, y) and, for
+    `Minibatch`, the permutation of the epoch it slices (n indices). `prefetch` of U steps
+    holds U times this."""
+    shapes = jax.tree.leaves(jax.eval_shape(lambda s, k: s(k, 0), sampler, key))
+    nbytes = sum(a.size * a.dtype.itemsize for a in shapes)
+    if isinstance(sampler, Minibatch):
+        nbytes += sampler.data.n * jnp.dtype(jnp.int_).itemsize
+    return int(nbytes)
+
+
 def prefetch(sampler: AbstractSampler, key: Key, steps) -> Given:
     """The batches of ``steps`` (U consecutive, possibly traced, steps) of a stochastic
     ``sampler``, drawn in one vectorised call: ``Given(xs, ys)`` with a leading axis U,
