@@ -207,6 +207,12 @@ def test_stack_is_the_separate_runs(key, make_problem):
             ),
             "share one model",
         ),
+        (  # the same layout, another output factor alpha (an array field of the scaling)
+            lambda f, d: Stack(
+                (f, GradientFlow(TwoLayer(d=3, alpha=2.0), f.objective, f.sampler)), (2, 2)
+            ),
+            "share one model",
+        ),
     ],
 )
 def test_bad_construction_is_refused(key, make_problem, make, match):

@@ -302,6 +302,24 @@ class Replicas(AbstractDynamics):
         return jnp.mean(jax.vmap(self.flow.dissipation)(self.each(v)))
 
 
+def _same_model(a: AbstractModel, b: AbstractModel) -> bool:
+    """The same model: the same structure and static fields (the particle layout) and
+    equal array fields (the scaling's gamma and alpha, ...). Arrays traced inside a
+    compiled function (a `Stack` rebuilt there by `exact`) cannot be compared and were
+    checked when the stack was first built."""
+    if jax.tree.structure(a) != jax.tree.structure(b):
+        return False
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
+            continue
+        if eqx.is_array(x) or eqx.is_array(y):
+            if jnp.shape(x) != jnp.shape(y) or not bool(jnp.all(jnp.asarray(x == y))):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
 class Stack(AbstractDynamics):
     r"""Independent deterministic dynamics stepped together on consecutive row blocks.
 
@@ -350,7 +368,7 @@ class Stack(AbstractDynamics):
                     f"Stack parts must be deterministic (no noise, jumps or minibatches); got "
                     f"{type(p).__name__}."
                 )
-            if p.model != parts[0].model:
+            if not _same_model(p.model, parts[0].model):
                 raise ConfigError(
                     "Stack parts must share one model (one particle layout); got "
                     f"{p.model!r} and {parts[0].model!r}."
