@@ -19,11 +19,28 @@ Timed in the same process, round-robin, best of the rounds, compilation not time
 Reported: steps/s, microseconds per step of each, mfnn's per-step overhead (mfnn - plain;
 negative when mfnn's step is cheaper) and the cost of one record.
 
+A second part times a tiny full-batch Langevin run (`--langevin`, the noisy loop's
+overhead): m = 16 or 256 particles of a two-layer tanh network with bias on n = 64 or 256
+points in d = 2 (y = tanh(x_1)), l2 = 0.01, beta = 100, Euler-Maruyama with dt = 0.01,
+float32 and float64, records at the ends only:
+
+- plain: theta (m, D) <- theta - dt m grad E(theta) + sqrt(2 dt / beta) xi_k with
+  xi_k = normal(fold_in(key, k)) (E = R + (l2/2) mean_j |theta_j|^2), K steps in one
+  jit + lax.scan;
+- mfnn: `mfnn.simulate` of `Langevin` with `EulerMaruyama`, which draws the noise of 64
+  consecutive steps in one vectorised call (`mfnn.loop.prefetch_steps`), and of the same
+  flow without noise (`Euler`): the difference is what mfnn's noise costs a step.
+
+The two loops draw different (equally distributed) noise; with beta = 1e30 (no noise to
+round-off) the script checks that they take the same steps (max |difference| after 100
+steps).
+
 Both draw the same x at each step (the same fold_in of the run's key) and take the same
 steps: the script checks max |w_mfnn - w_plain| after 100 steps. Usage:
 
     .venv/bin/python benchmarks/bench_online.py                     # d = 1000, float32 and 64
     .venv/bin/python benchmarks/bench_online.py --steps 20000 --rounds 3 --out FILE.json
+    .venv/bin/python benchmarks/bench_online.py --no-langevin      # online SGD only
 
 See benchmarks/README.md for the numbers.
 """
@@ -142,9 +159,78 @@ def bench(d: int, dtype: str, steps: int, rounds: int) -> dict:
     out["overhead_us_per_step"] = out["mfnn_us_per_step"] - out["plain_us_per_step"]
     out["records"] = steps // 1000
     out["us_per_record"] = 1e6 * (best["mfnn_records"] - best["mfnn"]) / (steps // 1000)
-    out["prefetch_steps"] = loop.prefetch_steps(b_end.dynamics, b_end.key)
+    out["prefetch_steps"] = loop.prefetch_steps(b_end.dynamics, b_end.key, b_end.theta0)
     out["mfnn_over_plain"] = out["mfnn_steps_per_s"] / out["plain_steps_per_s"]
     out["mfnn_records_over_plain"] = out["mfnn_records_steps_per_s"] / out["plain_steps_per_s"]
+    return out
+
+
+LANGEVIN_SIZES = ((16, 64), (256, 256))  # (m, n) of the Langevin part
+L2, BETA, DT_LANGEVIN = 0.01, 100.0, 0.01
+
+
+def langevin_problem(m: int, n: int, dtype: str, beta: float = BETA):
+    """(flow, Langevin, theta0, x, y): the tiny full-batch Langevin run of the module doc."""
+    x = jax.random.normal(jax.random.key(0), (n, 2), dtype)
+    y = jnp.tanh(x[:, 0])
+    data = mfnn.DataSet(x, y)
+    model = mfnn.TwoLayer(d=2, activation="tanh", bias=True)
+    flow = mfnn.GradientFlow(model, mfnn.EmpiricalRisk(data, l2=L2), mfnn.FullBatch(data))
+    theta = jax.random.normal(jax.random.key(1), (m, model.dim), dtype)
+    return flow, mfnn.Langevin(flow, mfnn.Temperature(beta)), theta, x, y
+
+
+def plain_langevin(x, y, beta: float, dt: float, steps: int):
+    """K Euler-Maruyama steps of the mean-field Langevin dynamics, theta rows [a, w, b]."""
+
+    def energy(th):
+        a, w, b = th[:, 0], th[:, 1:3], th[:, 3]
+        f = jnp.mean(a * jnp.tanh(x @ w.T + b), axis=1)
+        return 0.5 * jnp.mean((f - y) ** 2) + 0.5 * L2 * jnp.mean(jnp.sum(th**2, axis=1))
+
+    @jax.jit
+    def run(theta, key):
+        m = theta.shape[0]
+        sigma = jnp.sqrt(2.0 * dt / beta).astype(theta.dtype)
+
+        def body(th, k):
+            xi = jax.random.normal(jax.random.fold_in(key, k), th.shape, th.dtype)
+            return th - (dt * m) * jax.grad(energy)(th) + sigma * xi, None
+
+        return jax.lax.scan(body, theta, jnp.arange(steps))[0]
+
+    return run
+
+
+def bench_langevin(m: int, n: int, dtype: str, steps: int, rounds: int) -> dict:
+    out = {"m": m, "n": n, "d": 2, "dtype": dtype, "steps": steps}
+    flow, lang, theta, x, y = langevin_problem(m, n, dtype)
+    key = jax.random.key(3)
+
+    def run_mfnn(dyn, integ, k=steps):
+        return lambda: mfnn.simulate(dyn, integ, theta, dt=DT_LANGEVIN, steps=k, key=key,
+                                     recorder=Recorder(every=k)).state.theta  # fmt: skip
+
+    # agreement: no noise (beta = 1e30), 100 steps
+    _, cold, _, _, _ = langevin_problem(m, n, dtype, beta=1e30)
+    a = np.asarray(run_mfnn(cold, mfnn.EulerMaruyama(), 100)())
+    b = np.asarray(plain_langevin(x, y, 1e30, DT_LANGEVIN, 100)(theta, key))
+    out["agreement"] = float(np.max(np.abs(a - b)))
+    plain = plain_langevin(x, y, BETA, DT_LANGEVIN, steps)
+    fns = {"plain": lambda: plain(theta, key), "mfnn": run_mfnn(lang, mfnn.EulerMaruyama()),
+           "mfnn_flow": run_mfnn(flow, mfnn.Euler())}  # fmt: skip
+    for fn in fns.values():  # compile
+        jax.block_until_ready(fn())
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            best[k] = min(best[k], best_time(fn, 1))
+    for k, t in best.items():
+        out[f"{k}_steps_per_s"] = steps / t
+        out[f"{k}_us_per_step"] = 1e6 * t / steps
+    out["mfnn_over_plain"] = out["mfnn_steps_per_s"] / out["plain_steps_per_s"]
+    out["noise_us_per_step"] = out["mfnn_us_per_step"] - out["mfnn_flow_us_per_step"]
+    out["prefetch_steps"] = loop.prefetch_steps(lang, key, theta)
     return out
 
 
@@ -155,6 +241,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--langevin-steps", type=int, default=20000)
+    parser.add_argument("--no-langevin", action="store_true", help="skip the Langevin part")
     args = parser.parse_args()
     rows = []
     for dtype in args.dtypes.split(","):
@@ -168,11 +256,23 @@ def main():
               f"a record {r['us_per_record']:.0f} us; batches of {r['prefetch_steps']} steps "
               f"drawn at once; max |w difference| after 100 steps {r['agreement']:.1e}",
               flush=True)  # fmt: skip
+    langevin = []
+    for dtype in [] if args.no_langevin else args.dtypes.split(","):
+        for m, n in LANGEVIN_SIZES:
+            r = bench_langevin(m, n, dtype, args.langevin_steps, args.rounds)
+            langevin.append(r)
+            print(f"Langevin m = {m}, n = {n} {dtype}: plain {r['plain_us_per_step']:.1f} us/step, "
+                  f"mfnn {r['mfnn_us_per_step']:.1f} ({r['mfnn_over_plain']:.2f}x), mfnn without "
+                  f"noise {r['mfnn_flow_us_per_step']:.1f} (noise {r['noise_us_per_step']:+.1f} "
+                  f"us/step); noise of {r['prefetch_steps']} steps drawn at once; max |theta "
+                  f"difference| without noise after 100 steps {r['agreement']:.1e}",
+                  flush=True)  # fmt: skip
     if args.out is not None:
         meta = {"machine": platform.platform(), "processor": platform.processor(),
                 "jax": jax.__version__, "mfnn": mfnn.__version__, "date": time.ctime(),
                 "load": list(__import__("os").getloadavg())}  # fmt: skip
-        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        doc = {"meta": meta, "rows": rows, "langevin": langevin}
+        args.out.write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

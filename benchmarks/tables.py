@@ -215,6 +215,18 @@ TABLES: dict[str, Table] = {
             Col("one record", "us_per_record", "int", unit=" us"),
         ),
     ),
+    "online_langevin": Table(
+        sources={"run": Source("bench_online_cpu2.json", "langevin")},
+        cols=(
+            Col("m particles, n points", text="{m}, {n}"),
+            Col("dtype", "dtype", "text"),
+            Col("plain us/step", "plain_us_per_step", "g3"),
+            Col("mfnn us/step", "mfnn_us_per_step", "g3"),
+            Col("mfnn / plain", "mfnn_over_plain", "f2", unit="x"),
+            Col("mfnn without noise, us/step", "mfnn_flow_us_per_step", "g3"),
+            Col("mfnn's noise, us/step", "noise_us_per_step", "f1"),
+        ),
+    ),
     "startup": Table(
         sources={"run": Source("bench_startup_cpu2.json", "result")},
         items=(

@@ -77,7 +77,7 @@ def advance(
         return state, jnp.where((bad < 0) & ~ok, at, bad)
 
     unroll = unroll_factor(model, theta)
-    prefetch = prefetch_steps(dynamics, key)
+    prefetch = prefetch_steps(dynamics, key, theta)
 
     # the steps between records run in `fori_loop`s (a counter, no scanned index array):
     # a `lax.scan` over an index array nested in the records' scan ran tiny steps about
@@ -131,7 +131,8 @@ def unroll_factor(model, theta) -> int:
     arithmetic, and the loop's own per-iteration cost (a host-side while loop of XLA's CPU
     runtime) is of the same order; taking several steps per iteration amortises it.
     Larger or deeper models keep one step per iteration, so their compile time does not
-    grow. (A stochastic sampler's steps run in prefetched blocks instead: `prefetch_steps`.)"""
+    grow. (A stochastic sampler's or a noisy dynamics' steps run in prefetched blocks
+    instead: `prefetch_steps`.)"""
     from .models.base import AbstractUnitModel
 
     return UNROLL if isinstance(model, AbstractUnitModel) and theta.size <= TINY else 1
@@ -148,67 +149,88 @@ def _stochastic_samplers(dynamics) -> list:
     return [x for x in leaves if _is_sampler(x) and x.stochastic]
 
 
-def prefetch_steps(dynamics, key) -> int:
-    """How many consecutive steps take their batches from one vectorised draw
-    (`given_batches`): min(`PREFETCH`, `PREFETCH_BYTES` / the bytes one step's draws
-    hold (`mfnn.objectives.sampling.draw_bytes`: the batches, a minibatch's permutation)),
-    or 0 (each step draws its own) when that is below 2 or the dynamics has no stochastic
-    sampler (full batch, exact risk).
+def prefetch_steps(dynamics, key, theta) -> int:
+    """How many consecutive steps take their random draws from one vectorised draw
+    (`given_draws`): min(`PREFETCH`, `PREFETCH_BYTES` / the bytes one step's draws hold),
+    or 0 (each step draws its own) when that is below 2 or the dynamics draws nothing a
+    block can hold (full batch or exact risk, no noise). One step's draws: each stochastic
+    sampler's (`mfnn.objectives.sampling.draw_bytes`: the batch, a minibatch's
+    permutation) and a diffusion's noise (as many numbers as ``theta`` (m, D) holds).
 
-    Why: a stochastic sampler draws batch k from fold_in(key, k), and on CPU each such
-    draw (the fold-in and the normal/permutation sampling) runs as small while loops of
-    the PRNG: at online SGD with d = 1000, m = 2, B = 1 they cost more than the step's
-    arithmetic. Drawing U steps' batches in one call pays those loops once per U steps
-    (benchmarks/bench_online.py)."""
+    Why: a stochastic sampler draws batch k, and a diffusion its noise, from
+    fold_in(key, k), and on CPU each such draw (the fold-in and the normal/permutation
+    sampling) runs as small while loops of the PRNG: at online SGD with d = 1000, m = 2,
+    B = 1, or a Langevin step of a few dozen particles, they cost as much as or more than
+    the step's arithmetic. Drawing U steps' draws in one call pays those loops once per U
+    steps (benchmarks/bench_online.py). A jump dynamics' jumps still draw step by step."""
+    from .dynamics.base import diffusion_of
     from .objectives.sampling import draw_bytes
 
     samplers = _stochastic_samplers(dynamics)
-    if not samplers:
+    noisy = diffusion_of(dynamics) is not None
+    if not samplers and not noisy:
         return 0
     nbytes = sum(draw_bytes(s, key) for s in samplers)
+    if noisy:
+        nbytes += theta.size * theta.dtype.itemsize
     u = min(PREFETCH, PREFETCH_BYTES // max(nbytes, 1))
     return u if u >= 2 else 0
 
 
-def given_batches(dynamics, key, steps) -> list:
-    """The batches every stochastic sampler of ``dynamics`` (in tree order) would draw at
-    ``steps`` (U consecutive steps), each drawn in one vectorised call: a list of
-    `mfnn.objectives.sampling.Given` with a leading axis U
-    (`mfnn.objectives.sampling.prefetch`)."""
+def given_draws(dynamics, key, state, steps) -> tuple[list, Any]:
+    """What the dynamics would draw at ``steps`` (U consecutive steps) from ``state``'s
+    shapes, each kind in one vectorised call: (the batches of every stochastic sampler in
+    tree order, a `mfnn.objectives.sampling.Given` with a leading axis U each
+    (`mfnn.objectives.sampling.prefetch`); the diffusion's noise blocks with a leading
+    axis U (`mfnn.dynamics.AbstractDiffusion.noises`), or None without noise)."""
+    from .dynamics.base import diffusion_of
     from .objectives.sampling import prefetch
 
-    return [prefetch(s, key, steps) for s in _stochastic_samplers(dynamics)]
+    batches = [prefetch(s, key, steps) for s in _stochastic_samplers(dynamics)]
+    noisy = diffusion_of(dynamics)
+    return batches, None if noisy is None else noisy.noises(state, steps, key)
 
 
-def with_batches(dynamics, batches: list):
+def with_draws(dynamics, batches: list, xi=None):
     """``dynamics`` with its stochastic samplers (in tree order) replaced by ``batches``
-    (`Given`, one step's batch each)."""
+    (`Given`, one step's batch each) and, with ``xi``, its diffusion's noise given
+    (`mfnn.dynamics.AbstractDiffusion.given_noise`; inside a jump dynamics, its
+    transport's)."""
+    from .dynamics.base import AbstractJumps
+
     given = iter(batches)
-    return jax.tree.map(
+    dynamics = jax.tree.map(
         lambda x: next(given) if _is_sampler(x) and x.stochastic else x,
         dynamics,
         is_leaf=_is_sampler,
     )
+    if xi is None:
+        return dynamics
+    if isinstance(dynamics, AbstractJumps):
+        return eqx.tree_at(lambda d: d.inner, dynamics, dynamics.inner.given_noise(xi))
+    return dynamics.given_noise(xi)
 
 
 def _steps(plain, dynamics, key, state, base, first, every, unroll: int, prefetch: int = 0):
     """Steps base + first .. base + every - 1: the same steps, in the same order and on the
     same batches, as one per loop iteration, taken
 
-    - with ``prefetch`` = U > 0 (a stochastic sampler) in blocks of U whose batches are
-      drawn together (`given_batches`), a scan over the block's steps and batches;
+    - with ``prefetch`` = U > 0 (a stochastic sampler or noise) in blocks of U whose
+      batches and noise are drawn together (`given_draws`), a scan over the block's steps
+      and draws;
     - else ``unroll`` steps per loop iteration;
 
     and the steps left over one per iteration."""
     if prefetch:
 
-        def one(s, step_batches):
-            step, batches = step_batches
-            return plain(s, step, dyn=with_batches(dynamics, batches)), None
+        def one(s, step_draws):
+            step, (batches, xi) = step_draws
+            return plain(s, step, dyn=with_draws(dynamics, batches, xi)), None
 
         def block(i, s):
             steps = base + first + i * prefetch + jnp.arange(prefetch)
-            return jax.lax.scan(one, s, (steps, given_batches(dynamics, key, steps)))[0]
+            draws = given_draws(dynamics, key, s, steps)
+            return jax.lax.scan(one, s, (steps, draws), unroll=unroll)[0]
 
         blocks = (every - first) // prefetch
         state = jax.lax.fori_loop(0, blocks, block, state)

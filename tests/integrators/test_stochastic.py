@@ -2,6 +2,8 @@
 gradient flow exactly, m stays fixed, the expected energy decrease of a jump matches the
 identity's jump term, and bad input is refused."""
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -17,6 +19,7 @@ from mfnn import (
     Recorder,
     TwoLayer,
     config,
+    loop,
     simulate,
 )
 from mfnn.build import build
@@ -33,6 +36,7 @@ class PathNoise(AbstractDiffusion):
     inner: Langevin
     increments: jax.Array  # (n_fine, m, D), standard normal
     ratio: int = eqx.field(static=True)
+    xi: Any = None  # one step's noise given beforehand (`given_noise`)
 
     @property
     def model(self):
@@ -49,11 +53,16 @@ class PathNoise(AbstractDiffusion):
         return self.inner.diffusion(step, dt)
 
     def noise(self, state, step, key):
+        if self.xi is not None:
+            return self.xi
         blk = jax.lax.dynamic_slice_in_dim(self.increments, step * self.ratio, self.ratio, 0)
         return self.model.to_blocks(blk.sum(0) / np.sqrt(self.ratio))
 
     def beta(self, t):
         return self.inner.beta(t)
+
+    def given_noise(self, xi):
+        return eqx.tree_at(lambda d: d.xi, self, xi, is_leaf=lambda x: x is None)
 
     def full_velocity(self, theta):
         return self.inner.full_velocity(theta)
@@ -108,6 +117,22 @@ def test_euler_maruyama_strong_order_one_for_additive_noise(key, make_problem, s
         dts.append(T * ratio / n_fine)
     order = slope(dts, errors)
     assert 0.85 <= order <= 1.3, (order, errors)
+
+
+def test_a_diffusion_of_its_own_runs_with_prefetched_noise(key, make_problem):
+    # simulate draws a block of steps' noise at once (`noises`) and hands each step its
+    # own (`given_noise`): for a diffusion defined outside mfnn too, the same steps as the
+    # one-step-per-iteration loop above
+    data, theta = make_problem(key, m=8, d=3)
+    net = TwoLayer(d=3, activation="tanh")
+    lang = Langevin(GradientFlow(net, EmpiricalRisk(data), FullBatch(data)), Temperature(5.0))
+    inc = jax.random.normal(jax.random.fold_in(key, 7), (300, *theta.shape))
+    dyn = PathNoise(lang, inc, 2)
+    assert loop.prefetch_steps(dyn, key, theta) > 1
+    run = simulate(dyn, EulerMaruyama(), theta, dt=0.02, steps=150, key=key)
+    ref = _solve(dyn, theta, 0.02, 150, key)
+    np.testing.assert_allclose(run.final, ref, rtol=1e-12, atol=1e-13)
+    assert float(jnp.max(jnp.abs(ref - theta))) > 1e-2
 
 
 # ------------------------------------------------------------------ birth-death

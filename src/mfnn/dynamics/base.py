@@ -17,6 +17,7 @@ Particles are stepped in the model's block layout (`mfnn.models.AbstractModel.to
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from .._typing import Inputs, Key, Particles, Scalar, Targets
@@ -110,6 +111,20 @@ class AbstractDiffusion(AbstractDynamics):
     @abc.abstractmethod
     def beta(self, t) -> Scalar:
         """The effective inverse temperature of the free energy at time t."""
+
+    @abc.abstractmethod
+    def given_noise(self, xi: Blocks) -> "AbstractDiffusion":
+        """The same dynamics whose `noise` is ``xi`` at any step: the noise of one step,
+        drawn beforehand (`noises`; the compiled loop draws a block of steps' noise at once,
+        `mfnn.loop.prefetch_steps`)."""
+
+    # ------------------------------------------------------ concrete, final
+    def noises(self, state: Blocks, steps, key: Key) -> Blocks:
+        """The noise of U consecutive steps ``steps`` (possibly traced) in one vectorised
+        draw: blocks with a leading axis U whose entry u is exactly
+        ``noise(state, steps[u], key)`` (a step's noise depends only on (key, step) and the
+        shapes of ``state``)."""
+        return jax.vmap(lambda k: self.noise(state, k, key))(jnp.asarray(steps))
 
 
 class AbstractJumps(AbstractDynamics):

@@ -178,6 +178,7 @@ class Langevin(AbstractDiffusion):
     flow: GradientFlow
     temperature: Temperature
     drift_scale: Array
+    xi: Blocks | None  # the noise of one step drawn beforehand (`given_noise`), else None
 
     def __init__(self, flow: GradientFlow, temperature: Temperature, drift_scale: float = 1.0):
         if not _positive(drift_scale):
@@ -189,6 +190,7 @@ class Langevin(AbstractDiffusion):
                 f"alpha = {flow.model.scaling.alpha}."
             )
         self.flow, self.temperature, self.drift_scale = flow, temperature, _traced(drift_scale)
+        self.xi = None
 
     @property
     def model(self) -> AbstractModel:
@@ -232,12 +234,20 @@ class Langevin(AbstractDiffusion):
 
     def noise(self, state: Blocks, step, key: Key) -> Blocks:
         """Standard normal increments shaped like ``state``, zero on frozen blocks, from
-        the step's own noise stream."""
+        the step's own noise stream fold_in(fold_in(key, NOISE_STREAM), step) (or the
+        given ``xi``, whatever the step: `given_noise`)."""
+        if self.xi is not None:
+            return self.xi
         k = jax.random.fold_in(jax.random.fold_in(key, NOISE_STREAM), step)
         leaves, tree = jax.tree.flatten(state)
         keys = jax.random.split(k, len(leaves))
         xi = [jax.random.normal(kk, x.shape, x.dtype) for kk, x in zip(keys, leaves, strict=True)]
         return self.model.freeze(jax.tree.unflatten(tree, xi))
+
+    def given_noise(self, xi: Blocks) -> Langevin:
+        """This dynamics with its noise ``xi``: one step's noise, shaped like the
+        particles' blocks (an entry of `noises`)."""
+        return eqx.tree_at(lambda d: d.xi, self, xi, is_leaf=lambda x: x is None)
 
     def exact(self) -> Langevin:
         """The same dynamics on the exact (full-batch) objective (for records)."""
