@@ -98,7 +98,12 @@ def _velocity_rows(dynamics: AbstractDynamics, theta: Particles, step, key: Key)
 
 
 class AbstractDiffusion(AbstractDynamics):
-    """A drift plus additive noise: d theta = v dt + sigma(t) dB, sigma = sqrt(2 / beta(t))."""
+    """A drift plus additive noise: d theta = v dt + sigma(t) dB, sigma = sqrt(2 / beta(t)).
+
+    A step's `noise` must depend only on (key, step) and the shapes of the state: the
+    compiled loop draws a block of steps' noise at once (`noises`, vmapped over the steps)
+    and hands each step its own through `given_noise` (a copy whose `noise` returns it).
+    """
 
     @abc.abstractmethod
     def diffusion(self, step, dt) -> Scalar:
