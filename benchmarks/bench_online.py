@@ -118,6 +118,21 @@ def best_time(fn, rounds: int) -> float:
     return min(times)
 
 
+def time_steps(fns: dict, steps: int, rounds: int, out: dict) -> dict:
+    """Compile each of ``fns`` (runs of ``steps`` steps), then time them round-robin, best
+    of ``rounds``; ``out`` gets each one's steps/s and us/step. Returns the best times (s)."""
+    for fn in fns.values():  # compile
+        jax.block_until_ready(fn())
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            best[k] = min(best[k], best_time(fn, 1))
+    for k, t in best.items():
+        out[f"{k}_steps_per_s"] = steps / t
+        out[f"{k}_us_per_step"] = 1e6 * t / steps
+    return best
+
+
 def bench(d: int, dtype: str, steps: int, rounds: int) -> dict:
     out = {"d": d, "dtype": dtype, "steps": steps}
     b_end = build(make_config(d, dtype, steps, steps, False))
@@ -145,15 +160,7 @@ def bench(d: int, dtype: str, steps: int, rounds: int) -> dict:
     out["agreement"] = float(np.max(np.abs(np.asarray(b100.model.split(theta)[1]) - w_plain)))
     fns = {"plain": lambda: plain(w0, b_end.key), "mfnn": run_mfnn(b_end),
            "mfnn_records": run_mfnn(b_rec)}  # fmt: skip
-    for fn in fns.values():  # compile
-        jax.block_until_ready(fn())
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            best[k] = min(best[k], best_time(fn, 1))
-    for k, t in best.items():
-        out[f"{k}_steps_per_s"] = steps / t
-        out[f"{k}_us_per_step"] = 1e6 * t / steps
+    best = time_steps(fns, steps, rounds, out)
     # per-step overhead of mfnn over the plain loop (negative: mfnn's step is cheaper), and
     # what one record adds (records every 1000 steps against records at the ends only)
     out["overhead_us_per_step"] = out["mfnn_us_per_step"] - out["plain_us_per_step"]
@@ -219,15 +226,7 @@ def bench_langevin(m: int, n: int, dtype: str, steps: int, rounds: int) -> dict:
     plain = plain_langevin(x, y, BETA, DT_LANGEVIN, steps)
     fns = {"plain": lambda: plain(theta, key), "mfnn": run_mfnn(lang, mfnn.EulerMaruyama()),
            "mfnn_flow": run_mfnn(flow, mfnn.Euler())}  # fmt: skip
-    for fn in fns.values():  # compile
-        jax.block_until_ready(fn())
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            best[k] = min(best[k], best_time(fn, 1))
-    for k, t in best.items():
-        out[f"{k}_steps_per_s"] = steps / t
-        out[f"{k}_us_per_step"] = 1e6 * t / steps
+    time_steps(fns, steps, rounds, out)
     out["mfnn_over_plain"] = out["mfnn_steps_per_s"] / out["plain_steps_per_s"]
     out["noise_us_per_step"] = out["mfnn_us_per_step"] - out["mfnn_flow_us_per_step"]
     out["prefetch_steps"] = loop.prefetch_steps(lang, key, theta)
